@@ -1,0 +1,156 @@
+"""
+Runtime variables & configuration: the seed's JSON object, validated in one place.
+
+::
+
+    {
+      "custom_code": {"args": [...], "kwargs": {...}},   # passed to the processor
+      "job_config": {"timeout_seconds": 60, ...},         # platform overrides (JobConfig)
+      "country": "NL"                                      # any other key: a runtime variable
+    }
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import string
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.runtime.contract import FORMAT_EXTENSIONS
+
+__all__ = ["CustomCode", "JobConfig", "RuntimeConfig", "parse_runtime_config"]
+
+OUTPUT_NAME_FIELDS = frozenset({"name", "stem", "suffix", "ext", "rel_dir"})
+
+
+class CustomCode(BaseModel):
+    """Arguments passed to the processor after ``file`` and ``ctx``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    args: list[Any] = Field(default_factory=list, description="Positional arguments for the processor.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the processor.")
+
+
+class JobConfig(BaseModel):
+    """Platform settings a flow may override. Unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_seconds: float = Field(
+        300.0, gt=0, description="Per-file limit; a function still running after it is killed."
+    )
+    batch_size: int = Field(
+        1000,
+        ge=1,
+        description="Files handled by one child process before it is replaced by a fresh one.",
+    )
+    error_policy: Literal["fail_fast", "continue"] = Field(
+        "continue",
+        description="fail_fast: stop at the first failed file. continue: process every file, "
+        "then fail the task naming the failed files.",
+    )
+    output_format: Literal["jsonl", "json", "csv", "text", "bytes"] = Field(
+        "jsonl", description="How returned records are written; also picks the default extension."
+    )
+    output_name: str = Field(
+        "{stem}.{ext}",
+        description="Name of the default output, relative to the destination. Fields: {name}, "
+        "{stem}, {suffix}, {ext}, {rel_dir}.",
+    )
+    max_memory_mb: int | None = Field(
+        2048,
+        ge=64,
+        description="Address-space cap of the child process (RLIMIT_AS); null for no cap.",
+    )
+    preview_lines: int = Field(20, ge=1, le=1000, description="Lines/records shown per output in test mode.")
+
+    @field_validator("output_name")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"{exc}; use placeholders like {{stem}}.{{ext}}") from None
+        unknown = fields - OUTPUT_NAME_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(OUTPUT_NAME_FIELDS)}"
+            )
+        return value
+
+    @property
+    def extension(self) -> str:
+        return FORMAT_EXTENSIONS[self.output_format]
+
+
+class RuntimeConfig(BaseModel):
+    """The whole runtime configuration; ``variables`` holds every key that is not special."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    custom_code: CustomCode = Field(default_factory=CustomCode)
+    job_config: JobConfig = Field(default_factory=JobConfig)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    def child_init(self) -> dict[str, Any]:
+        """The parts of the configuration the child process receives."""
+        return {
+            "job_config": self.job_config.model_dump(),
+            "variables": self.variables,
+            "args": list(self.custom_code.args),
+            "kwargs": dict(self.custom_code.kwargs),
+        }
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            field = str(error["loc"][-1])
+            model = JobConfig if error["loc"][0] == "job_config" else CustomCode
+            close = difflib.get_close_matches(field, list(model.model_fields), n=1)
+            allowed = ", ".join(model.model_fields)
+            message = f"unknown key{f' (did you mean {close[0]!r}?)' if close else ''}; allowed keys: {allowed}"
+        elif "input" in error and error["type"] not in ("missing",):
+            message = f"{message} (got {error['input']!r})"
+        lines.append(f"  {loc}: {message}")
+    return f"invalid {source}:\n" + "\n".join(lines)
+
+
+def parse_runtime_config(value: str | dict[str, Any] | RuntimeConfig | None, source: str = "runtime_config") -> RuntimeConfig:
+    """
+    Validate runtime variables & configuration given as a dict or a JSON string.
+
+    :raises ByoConfigError: naming the key path (``job_config.timeout_seconds: ...``) or the
+        JSON line and column.
+    """
+    if isinstance(value, RuntimeConfig):
+        return value
+    if value is None or value == "":
+        return RuntimeConfig()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ByoConfigError(
+                f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}. "
+                'It must be a JSON object such as {"job_config": {"timeout_seconds": 60}}'
+            ) from None
+    if not isinstance(value, dict):
+        raise ByoConfigError(
+            f"{source} must be a JSON object (a dict), got {type(value).__name__}: "
+            'e.g. {"custom_code": {"args": [1]}, "job_config": {"batch_size": 100}}'
+        )
+    special = {key: value[key] for key in ("custom_code", "job_config") if key in value}
+    variables = {key: val for key, val in value.items() if key not in special}
+    try:
+        return RuntimeConfig(**special, variables=variables)
+    except ValidationError as exc:
+        raise ByoConfigError(_format_validation_error(exc, source)) from None

@@ -1,0 +1,38 @@
+"""The project's errors: one root, one subclass per kind of bad input or failure."""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException
+
+__all__ = [
+    "ByoConfigError",
+    "ByoError",
+    "ByoFilesFailedError",
+    "ByoPackageError",
+    "ByoProcessorError",
+    "ByoStorageError",
+]
+
+
+class ByoError(AirflowException):
+    """Root of every airflow-byo error. Messages name the field/file/connection and the fix."""
+
+
+class ByoConfigError(ByoError):
+    """The runtime variables & configuration (or an operator argument) is invalid."""
+
+
+class ByoPackageError(ByoError):
+    """A custom package entry is not an acceptable requirement, or the environment failed to build."""
+
+
+class ByoProcessorError(ByoError):
+    """The processor function cannot be loaded or called (checked before any file is touched)."""
+
+
+class ByoStorageError(ByoError):
+    """A source or destination cannot be listed, read or written."""
+
+
+class ByoFilesFailedError(ByoError):
+    """One or more files failed to process; the run summary says which and why."""

@@ -1,0 +1,220 @@
+"""
+The long-lived child process: loads the processor once, then runs it on file after file.
+
+Protocol (one JSON object per line):
+
+* worker -> child, on stdin: ``{"op": "init", ...}`` once, then ``{"op": "file", ...}`` per file
+  and ``{"op": "stop"}`` at the end (EOF also stops the child).
+* child -> worker, on the original stdout: ``{"ev": "ready"}`` or ``{"ev": "load_error"}`` after
+  init; per file zero or more ``{"ev": "notify"}`` then exactly one ``{"ev": "done"}`` or
+  ``{"ev": "error"}``.
+
+The user's own ``print()`` output and logging go to stderr, which the worker copies into the task
+log, so they can never corrupt the protocol. Timeouts are enforced by the worker (it kills this
+process); the memory cap is an ``RLIMIT_AS`` set here before the user's code is loaded.
+Standard library only: this runs in the flow's virtualenv, which has no Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import IO, Any, Callable
+
+from .contract import (
+    FORMAT_EXTENSIONS,
+    Context,
+    InputFile,
+    OutputError,
+    OutputSpec,
+    safe_output_name,
+    write_records,
+)
+from .loader import ProcessorLoadError, load_processor
+
+MAX_TRACEBACK_CHARS = 8000
+
+
+class _Channel:
+    """Write protocol messages to the worker; safe to call from the user's threads."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message, default=str)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+
+def _set_memory_limit(max_memory_mb: int | None) -> None:
+    if not max_memory_mb:
+        return
+    import resource
+
+    limit = int(max_memory_mb) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _default_output_name(template: str, input_file: InputFile, output_format: str) -> str:
+    rel_dir = os.path.dirname(input_file.relative_path)
+    return template.format(
+        name=input_file.name,
+        stem=input_file.stem,
+        suffix=input_file.suffix,
+        ext=FORMAT_EXTENSIONS.get(output_format, output_format),
+        rel_dir=rel_dir or ".",
+    )
+
+
+def _write_result(result: Any, ctx: Context, input_file: InputFile) -> None:
+    """Turn the function's return value into the file's default output."""
+    if result is None:
+        return
+    job = ctx.job_config
+    output_format = job.get("output_format", "jsonl")
+    name = _default_output_name(job.get("output_name", "{stem}.{ext}"), input_file, output_format)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        ctx.write(name, bytes(result))
+    elif isinstance(result, str):
+        ctx.write(name, result)
+    elif isinstance(result, dict) or hasattr(result, "__iter__"):
+        ctx.write(name, result, output_format)
+    else:
+        raise OutputError(
+            f"processor returned {type(result).__name__}; return bytes, str, a dict, an "
+            "iterable of records, or None (after writing outputs with ctx.output())"
+        )
+
+
+def _format_traceback(exc: BaseException) -> str:
+    # Drop this module's own frame so the traceback starts in the user's code.
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if len(text) > MAX_TRACEBACK_CHARS:
+        text = "...\n" + text[-MAX_TRACEBACK_CHARS:]
+    return text
+
+
+class _Runner:
+    def __init__(self, init: dict[str, Any], channel: _Channel, log: logging.Logger) -> None:
+        self.channel = channel
+        self.log = log
+        self.job_config: dict[str, Any] = init["job_config"]
+        self.variables: dict[str, Any] = init["variables"]
+        self.args: list[Any] = init["args"]
+        self.kwargs: dict[str, Any] = init["kwargs"]
+        self.func: Callable[..., Any] = load_processor(
+            code=init.get("code"),
+            function_name=init["function_name"],
+            reference=init.get("reference"),
+            args=self.args,
+            kwargs=self.kwargs,
+        )
+
+    def run_file(self, msg: dict[str, Any]) -> None:
+        seq = msg["seq"]
+        input_file = InputFile(
+            path=msg["path"],
+            url=msg["url"],
+            name=msg["name"],
+            relative_path=msg["relative_path"],
+            size=msg["size"],
+        )
+        out_dir = msg["out_dir"]
+        os.makedirs(out_dir, exist_ok=True)
+
+        def emit(event: dict[str, Any]) -> None:
+            self.channel.send({**event, "seq": seq})
+
+        ctx = Context(
+            job_config=self.job_config,
+            variables=self.variables,
+            log=self.log,
+            input_file=input_file,
+            output_dir=out_dir,
+            emit=emit,
+        )
+        started = time.perf_counter()
+        try:
+            result = self.func(input_file, ctx, *self.args, **self.kwargs)
+            _write_result(result, ctx, input_file)
+            outputs: list[OutputSpec] = ctx._finish_outputs()
+        except MemoryError as exc:
+            del exc  # free what we can before reporting
+            self._send_error(seq, "MemoryError", self._memory_message(), "", started)
+            return
+        except BaseException as exc:  # noqa: BLE001 - a user's SystemExit is a file error too
+            self._send_error(seq, type(exc).__name__, str(exc), _format_traceback(exc), started)
+            return
+        self.channel.send(
+            {
+                "ev": "done",
+                "seq": seq,
+                "seconds": time.perf_counter() - started,
+                "outputs": [
+                    {**spec.as_dict(), "local_path": spec.local_path, "name": safe_output_name(spec.name)}
+                    for spec in outputs
+                ],
+                "insights": ctx.insights,
+                "counters": ctx.counters,
+            }
+        )
+
+    def _memory_message(self) -> str:
+        return (
+            f"memory limit exceeded: the processor needed more than "
+            f"job_config.max_memory_mb={self.job_config.get('max_memory_mb')} MB"
+        )
+
+    def _send_error(self, seq: int, kind: str, message: str, tb: str, started: float) -> None:
+        self.channel.send(
+            {
+                "ev": "error",
+                "seq": seq,
+                "type": kind,
+                "message": message,
+                "traceback": tb,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+
+
+def main() -> int:
+    # Keep the real stdout for the protocol; everything the user prints goes to stderr.
+    protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    channel = _Channel(protocol_out)
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+    log = logging.getLogger("byo.processor")
+
+    init = json.loads(sys.stdin.readline())
+    sys.path[:0] = init.get("sys_path", [])
+    _set_memory_limit(init["job_config"].get("max_memory_mb"))
+    try:
+        runner = _Runner(init, channel, log)
+    except ProcessorLoadError as exc:
+        channel.send({"ev": "load_error", "message": exc.message, "hint": exc.hint, "lineno": exc.lineno})
+        return 0
+    channel.send({"ev": "ready", "python": sys.version.split()[0], "executable": sys.executable})
+
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["op"] == "stop":
+            break
+        runner.run_file(msg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

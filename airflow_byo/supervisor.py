@@ -1,0 +1,270 @@
+"""
+The worker's side of the child protocol: start the child, feed it files, enforce the timeout.
+
+One :class:`ChildProcess` serves many files. When a file times out (or the child dies) the
+process is killed and the caller starts a fresh one for the remaining files; the child never
+holds the worker's secrets because it starts from an allow-listed environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import airflow_byo.runtime as runtime_package
+from airflow_byo.exceptions import ByoProcessorError
+
+__all__ = ["ChildProcess", "FileOutcome", "child_environment", "stage_runtime"]
+
+log = logging.getLogger(__name__)
+
+#: Variables the child may inherit; everything else -- AIRFLOW__* settings, connection URIs,
+#: cloud credentials -- stays in the worker.
+_ENV_ALLOWLIST = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "HOME", "USER", "LOGNAME")
+
+_STARTUP_TIMEOUT_SECONDS = 120.0
+
+
+def child_environment() -> dict[str, str]:
+    """The environment the child starts with: an allow-list of harmless variables, nothing else."""
+    env = {key: os.environ[key] for key in _ENV_ALLOWLIST if key in os.environ}
+    env.update({key: value for key, value in os.environ.items() if key.startswith("LC_")})
+    # Fewer malloc arenas keep the child's address space small, which matters under RLIMIT_AS.
+    env["MALLOC_ARENA_MAX"] = "2"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def stage_runtime(directory: str) -> str:
+    """
+    Copy the stdlib-only runtime into ``directory`` as an importable ``airflow_byo.runtime``.
+
+    Only these few files are shipped: the rest of airflow_byo (and Airflow itself) stays out of
+    the child's ``sys.path``.
+    """
+    package_root = Path(directory) / "airflow_byo"
+    target = package_root / "runtime"
+    target.mkdir(parents=True, exist_ok=True)
+    (package_root / "__init__.py").write_text('"""Runtime-only copy of airflow_byo."""\n')
+    for source in Path(runtime_package.__file__).parent.glob("*.py"):
+        shutil.copyfile(source, target / source.name)
+    return directory
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file inside the child."""
+
+    status: str  # "done" | "error" | "timeout" | "crashed"
+    seconds: float = 0.0
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    insights: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    error_type: str = ""
+    error: str = ""
+    traceback: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+
+class _LineReader:
+    """Read newline-terminated messages from a pipe with a deadline."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(fd, selectors.EVENT_READ)
+
+    def readline(self, deadline: float | None) -> bytes | None:
+        """Return one line, ``b""`` at EOF, or ``None`` when the deadline passes."""
+        while b"\n" not in self._buffer:
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return None
+            if not self._selector.select(timeout):
+                return None
+            chunk = os.read(self._fd, 1 << 16)
+            if not chunk:
+                return b""
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+class ChildProcess:
+    """
+    A running child that has loaded the processor and waits for files.
+
+    :param python: interpreter of the flow's environment.
+    :param runtime_dir: directory prepared by :func:`stage_runtime`.
+    :param init: the init message (processor source, config, args).
+    :param task_log: logger that receives the child's stderr (the user's prints and logs).
+    """
+
+    def __init__(self, python: str, runtime_dir: str, init: dict[str, Any], task_log: logging.Logger) -> None:
+        self._task_log = task_log
+        bootstrap = (
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from airflow_byo.runtime.child import main; sys.exit(main())"
+        )
+        self._cwd = tempfile.mkdtemp(prefix="byo-child-")
+        # -I: isolated mode, so PYTHONPATH, the user site and the cwd never leak into the child.
+        self._proc = subprocess.Popen(
+            [python, "-I", "-c", bootstrap, runtime_dir],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_environment(),
+            cwd=self._cwd,
+            start_new_session=True,  # its own process group: a kill reaches its subprocesses too
+        )
+        assert self._proc.stdin and self._proc.stdout and self._proc.stderr
+        self._stdin = self._proc.stdin
+        self._reader = _LineReader(self._proc.stdout.fileno())
+        self._stderr_thread = threading.Thread(target=self._relay_stderr, daemon=True)
+        self._stderr_thread.start()
+        self.files_handled = 0
+        self._send(init | {"op": "init"})
+        self._await_ready()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _relay_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for raw in iter(self._proc.stderr.readline, b""):
+            self._task_log.info("[processor] %s", raw.decode("utf-8", "replace").rstrip())
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self._stdin.write(json.dumps(message).encode() + b"\n")
+        self._stdin.flush()
+
+    def _await_ready(self) -> None:
+        line = self._reader.readline(time.monotonic() + _STARTUP_TIMEOUT_SECONDS)
+        if not line:
+            self.kill()
+            self._stderr_thread.join(timeout=5)
+            raise ByoProcessorError(
+                f"the processor's environment failed to start (exit code {self._proc.returncode}); "
+                "the [processor] lines above show why"
+            )
+        message = json.loads(line)
+        if message["ev"] == "load_error":
+            self.stop()
+            where = f" (line {message['lineno']})" if message.get("lineno") else ""
+            hint = f". Hint: {message['hint']}" if message.get("hint") else ""
+            raise ByoProcessorError(f"{message['message']}{where}{hint}")
+        self._task_log.info("Processor loaded in Python %s (%s)", message["python"], message["executable"])
+
+    def process(self, request: dict[str, Any], timeout_seconds: float) -> FileOutcome:
+        """Run the processor on one file; kill the child if it exceeds ``timeout_seconds``."""
+        self.files_handled += 1
+        started = time.monotonic()
+        deadline = started + timeout_seconds
+        notifications: list[dict[str, Any]] = []
+        try:
+            self._send(request | {"op": "file"})
+        except BrokenPipeError:
+            return self._crashed(started, notifications)
+        while True:
+            line = self._reader.readline(deadline)
+            if line is None:
+                self.kill()
+                return FileOutcome(
+                    status="timeout",
+                    seconds=time.monotonic() - started,
+                    notifications=notifications,
+                    error_type="Timeout",
+                    error=(
+                        f"processing took longer than job_config.timeout_seconds={timeout_seconds:g}s "
+                        "and was stopped; raise the timeout or make the function faster"
+                    ),
+                )
+            if line == b"":
+                return self._crashed(started, notifications)
+            message = json.loads(line)
+            event = message.pop("ev")
+            if event == "notify":
+                notifications.append(message)
+                continue
+            if event == "done":
+                return FileOutcome(
+                    status="done",
+                    seconds=message["seconds"],
+                    outputs=message["outputs"],
+                    insights=message["insights"],
+                    counters=message["counters"],
+                    notifications=notifications,
+                )
+            return FileOutcome(
+                status="error",
+                seconds=message["seconds"],
+                notifications=notifications,
+                error_type=message["type"],
+                error=message["message"],
+                traceback=message["traceback"],
+            )
+
+    def _crashed(self, started: float, notifications: list[dict[str, Any]]) -> FileOutcome:
+        code = self._proc.wait()
+        cause = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return FileOutcome(
+            status="crashed",
+            seconds=time.monotonic() - started,
+            notifications=notifications,
+            error_type="ChildDied",
+            error=(
+                f"the processor's process died ({cause}) while handling this file; a native "
+                "library crash or the job_config.max_memory_mb cap are the usual causes"
+            ),
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self) -> None:
+        """Ask the child to finish, then make sure it is gone."""
+        if self.alive:
+            try:
+                self._send({"op": "stop"})
+                self._stdin.close()
+                self._proc.wait(timeout=10)
+            except (BrokenPipeError, subprocess.TimeoutExpired, OSError):
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        if self.alive:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._proc.wait()
+        self._reader.close()
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream is not None and not stream.closed:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        shutil.rmtree(self._cwd, ignore_errors=True)
