@@ -18,7 +18,6 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoStorageError
@@ -75,13 +74,17 @@ class Location:
         url = str(url)
         self.role = role
         self.conn_id = conn_id or None
+        if url.startswith("file://"):
+            url = url[len("file://") :]
         if "://" not in url:
-            url = "file://" + os.path.abspath(os.path.expanduser(url))
-        self.url = url.rstrip("/") if url.rstrip("/") != "file:/" else url
+            url = os.path.abspath(os.path.expanduser(url))
+        #: The location as users wrote it, normalised: an absolute path for local directories.
+        self.url = url.rstrip("/") or "/"
         from airflow.sdk import ObjectStoragePath
 
         try:
-            self.root = ObjectStoragePath(self.url, conn_id=self.conn_id)
+            fs_url = self.url if "://" in self.url else f"file://{self.url}"
+            self.root = ObjectStoragePath(fs_url, conn_id=self.conn_id)
         except Exception as exc:  # unknown scheme, missing fsspec extra, ...
             raise ByoStorageError(f"{role} {self.url!r} cannot be opened: {exc}") from None
         self.protocol = self.root.protocol or "file"
@@ -96,7 +99,7 @@ class Location:
         """Absolute local path of a local location."""
         if not self.is_local:
             raise ByoStorageError(f"{self.role} {self.url!r} is not on the local file system")
-        return self.url[len("file://") :] if self.url.startswith("file://") else self.url
+        return self.url
 
     @property
     def fs(self) -> AbstractFileSystem:
@@ -160,6 +163,24 @@ class Location:
             )
         files.sort(key=lambda f: f.relative_path)
         return files
+
+    def file_info(self, relative_path: str) -> SourceFile:
+        """Describe one file of the location (used by test mode for a single sample file)."""
+        path = f"{self.root_path}/{relative_path}"
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            raise ByoStorageError(
+                f"file {self.url_for(relative_path)!r} does not exist in {self.describe()}"
+            ) from None
+        if info.get("type") != "file":
+            raise ByoStorageError(f"{self.url_for(relative_path)!r} is not a file; give the path of one file")
+        return SourceFile(
+            url=self.url_for(relative_path),
+            relative_path=relative_path,
+            size=int(info.get("size") or 0),
+            mtime=_mtime(info),
+        )
 
     # -- inputs --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -233,6 +254,3 @@ def _temp_sibling(final: str) -> str:
     head, _, tail = final.rpartition("/")
     return f"{head}/{TEMP_MARKER}{uuid.uuid4().hex[:12]}-{tail}"
 
-
-def ensure_local_dir(path: str | Path) -> None:
-    Path(path).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,236 @@
+"""
+Run a processor over files: list -> stage -> child -> publish, with the run summary on the side.
+
+This is the engine behind every way of running a flow (the operator, test mode, later the
+decorator and the CLI). It knows nothing about Airflow tasks: it takes locations, a processor
+and a configuration, and returns a :class:`~airflow_byo.summary.RunSummary`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_byo.config import RuntimeConfig
+from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.processor import ProcessorSource
+from airflow_byo.storage import Location, SourceFile
+from airflow_byo.summary import FileResult, RunSummary
+from airflow_byo.supervisor import ChildProcess, FileOutcome, stage_runtime
+
+__all__ = ["FlowRunner", "OutputPreview"]
+
+_PREVIEW_MAX_BYTES = 64 * 1024
+
+
+@dataclass
+class OutputPreview:
+    """The first lines of one output, shown by test mode."""
+
+    name: str
+    size: int
+    records: int | None
+    lines: list[str]
+    truncated: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size": self.size,
+            "records": self.records,
+            "lines": self.lines,
+            "truncated": self.truncated,
+        }
+
+
+def _preview(local_path: str, max_lines: int) -> tuple[list[str], bool]:
+    """Read at most ``max_lines`` lines (and 64 KB) of an output; binary shows as hex."""
+    with open(local_path, "rb") as handle:
+        head = handle.read(_PREVIEW_MAX_BYTES + 1)
+    more_bytes = len(head) > _PREVIEW_MAX_BYTES
+    head = head[:_PREVIEW_MAX_BYTES]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the 64 KB mark
+            return [f"<binary, first bytes: {head[:64].hex(' ')}>"], True
+        text = head[: exc.start].decode("utf-8")
+    lines = text.splitlines()
+    return lines[:max_lines], more_bytes or len(lines) > max_lines
+
+
+class FlowRunner:
+    """
+    Stream files through one processor, in long-lived child processes.
+
+    :param processor: the function to run (see :func:`airflow_byo.processor.resolve_processor`).
+    :param config: the validated runtime configuration.
+    :param python: interpreter of the flow's environment.
+    :param log: the task's logger; progress, the user's prints and notifications go there.
+    :param on_notify: called with each ``ctx.notify()`` event (file url, event); the default logs it.
+    """
+
+    def __init__(
+        self,
+        *,
+        processor: ProcessorSource,
+        config: RuntimeConfig,
+        python: str,
+        log: logging.Logger,
+        on_notify: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.processor = processor
+        self.config = config
+        self.job = config.job_config
+        self.python = python
+        self.log = log
+        self.on_notify = on_notify or self._log_notification
+        self._init = processor.child_init() | config.child_init()
+        self._child: ChildProcess | None = None
+        self._runtime_dir = ""
+
+    # -- child lifecycle -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        """
+        Stage the runtime and load the processor in a first child, before any file is touched
+        (a broken processor fails here); stop whatever child is left at the end.
+        """
+        self._runtime_dir = stage_runtime(tempfile.mkdtemp(prefix="byo-runtime-"))
+        try:
+            self._ready_child()
+            yield
+        finally:
+            if self._child is not None:
+                self._child.stop()
+                self._child = None
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+
+    def _ready_child(self) -> ChildProcess:
+        """The current child, replaced after ``batch_size`` files or after it was killed."""
+        child = self._child
+        if child is not None and (not child.alive or child.files_handled >= self.job.batch_size):
+            child.stop()
+            child = None
+        if child is None:
+            child = ChildProcess(self.python, self._runtime_dir, self._init, self.log)
+        self._child = child
+        return child
+
+    def _log_notification(self, url: str, event: dict[str, Any]) -> None:
+        level = logging.getLevelName(str(event.get("level", "info")).upper())
+        level = level if isinstance(level, int) else logging.INFO
+        self.log.log(level, "notify from %s: %s %s", url, event.get("message"), event.get("fields") or "")
+
+    # -- one file ------------------------------------------------------------------------------
+    def _run_one(self, source: Location, file: SourceFile, seq: int, out_root: str, staging: str) -> FileOutcome:
+        out_dir = os.path.join(out_root, f"{seq:06d}")
+        with source.staged(file, staging) as local_path:
+            request = {
+                "seq": seq,
+                "path": local_path,
+                "url": file.url,
+                "name": file.name,
+                "relative_path": file.relative_path,
+                "size": file.size,
+                "out_dir": out_dir,
+            }
+            outcome = self._ready_child().process(request, self.job.timeout_seconds)
+        for event in outcome.notifications:
+            self.on_notify(file.url, event)
+        return outcome
+
+    # -- whole runs ----------------------------------------------------------------------------
+    def run(self, source: Location, destination: Location, files: Sequence[SourceFile]) -> RunSummary:
+        """Process ``files`` of ``source`` and publish their outputs to ``destination``."""
+        summary = RunSummary(source=source.url, destination=destination.url, files_seen=len(files))
+        started = time.monotonic()
+        written: dict[str, str] = {}  # output name -> input url that produced it in this run
+        with (
+            self._session(),
+            destination.output_staging() as out_root,
+            tempfile.TemporaryDirectory(prefix="byo-inputs-") as staging,
+        ):
+            for seq, file in enumerate(files):
+                if self.job.error_policy == "fail_fast" and summary.failed:
+                    summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
+                    continue
+                try:
+                    outcome = self._run_one(source, file, seq, out_root, staging)
+                    result = self._publish(file, outcome, destination, written)
+                finally:
+                    shutil.rmtree(os.path.join(out_root, f"{seq:06d}"), ignore_errors=True)
+                summary.add(result, outcome.insights, outcome.counters)
+                summary.notifications += len(outcome.notifications)
+                self._log_result(result, outcome, seq + 1, len(files))
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _publish(
+        self, file: SourceFile, outcome: FileOutcome, destination: Location, written: dict[str, str]
+    ) -> FileResult:
+        result = FileResult(url=file.url, status="failed", size=file.size, seconds=outcome.seconds)
+        if not outcome.ok:
+            result.error_type, result.error = outcome.error_type, outcome.error
+            return result
+        clashes = [o["name"] for o in outcome.outputs if o["name"] in written]
+        if clashes:
+            result.error_type = "OutputNameClash"
+            result.error = (
+                f"output {clashes[0]!r} was already written by {written[clashes[0]]} in this run; "
+                "make output names unique per input, e.g. job_config.output_name "
+                "'{rel_dir}/{stem}.{ext}' or include the input's name in ctx.output() names"
+            )
+            return result
+        for output in outcome.outputs:
+            try:
+                destination.publish(output["local_path"], output["name"])
+            except ByoStorageError as exc:
+                result.error_type, result.error = "ByoStorageError", str(exc)
+                return result
+            written[output["name"]] = file.url
+            result.add_output(output)
+        result.status = "processed"
+        return result
+
+    def _log_result(self, result: FileResult, outcome: FileOutcome, done: int, total: int) -> None:
+        if result.status == "processed":
+            self.log.info(
+                "[%d/%d] %s -> %s (%.3fs)", done, total, result.url, ", ".join(result.outputs) or "no output",
+                result.seconds,
+            )
+        else:
+            self.log.error("[%d/%d] %s FAILED: %s: %s", done, total, result.url, result.error_type, result.error)
+            if outcome.traceback:
+                self.log.error("Traceback from the processor:\n%s", outcome.traceback)
+
+    def test(self, source: Location, file: SourceFile) -> tuple[RunSummary, list[OutputPreview]]:
+        """Run the processor on one file and return previews of its outputs; write nothing."""
+        summary = RunSummary(source=file.url, destination=None, test_mode=True, files_seen=1)
+        previews: list[OutputPreview] = []
+        started = time.monotonic()
+        with (
+            self._session(),
+            tempfile.TemporaryDirectory(prefix="byo-test-") as out_root,
+            tempfile.TemporaryDirectory(prefix="byo-inputs-") as staging,
+        ):
+            outcome = self._run_one(source, file, 0, out_root, staging)
+            result = FileResult(url=file.url, status="processed" if outcome.ok else "failed", size=file.size,
+                                seconds=outcome.seconds)
+            result.error_type, result.error = outcome.error_type, outcome.error
+            for output in outcome.outputs:
+                lines, truncated = _preview(output["local_path"], self.job.preview_lines)
+                previews.append(OutputPreview(output["name"], output["size"], output["records"], lines, truncated))
+                result.add_output(output)
+            summary.add(result, outcome.insights, outcome.counters)
+            summary.notifications = len(outcome.notifications)
+            self._log_result(result, outcome, 1, 1)
+        summary.seconds = time.monotonic() - started
+        return summary, previews

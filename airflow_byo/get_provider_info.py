@@ -1,0 +1,44 @@
+"""What Airflow learns about airflow-byo through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_byo import __version__
+
+INTEGRATION = "BYO Data Flows"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Provider metadata; validated against Airflow's ``provider_info.schema.json`` in the tests."""
+    return {
+        "package-name": "airflow-byo",
+        "name": "BYO Data Flows",
+        "description": "Run your own Python function on every new file of a file system, in its own "
+        "pinned virtualenv, exactly once per file, and report what happened.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://github.com/airflow-byo/airflow-byo#readme",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.operators.byo_flow"]}],
+        "config": {
+            "byo": {
+                "description": "Settings of the airflow-byo provider.",
+                "options": {
+                    "venv_cache_path": {
+                        "description": "Directory holding the cached virtualenvs of flows, one per set "
+                        "of packages. Empty means $AIRFLOW_HOME/byo/venvs. Use a local disk of each "
+                        "worker (environments are built once per machine).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/byo-venvs",
+                        "default": "",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,133 @@
+"""
+The run summary: what a flow run did, compact enough for XCom and readable in the task log.
+
+It holds counts, sizes and durations, a capped list of per-file statuses, and the insights and
+counters the processor published with ``ctx.insight()``/``ctx.count()`` -- never file contents.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FileResult", "RunSummary", "MAX_FILES_IN_SUMMARY"]
+
+#: Per-file statuses kept in the summary; the rest are only counted (XCom must stay small).
+MAX_FILES_IN_SUMMARY = 100
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass
+class FileResult:
+    """The outcome of one input file."""
+
+    url: str
+    status: str  # "processed" | "failed" | "skipped"
+    size: int = 0
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    bytes_out: int = 0
+    records_out: int | None = None
+    error_type: str = ""
+    error: str = ""
+
+    def add_output(self, output: dict[str, Any]) -> None:
+        """Count one output reported by the child (``name``, ``size``, ``records``)."""
+        self.outputs.append(output["name"])
+        self.bytes_out += output["size"]
+        if output["records"] is not None:
+            self.records_out = (self.records_out or 0) + output["records"]
+
+    def as_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"url": self.url, "status": self.status, "seconds": round(self.seconds, 4)}
+        if self.outputs:
+            entry["outputs"] = self.outputs
+        if self.error:
+            entry["error"] = f"{self.error_type}: {self.error}"[:_MAX_ERROR_CHARS]
+        return entry
+
+
+@dataclass
+class RunSummary:
+    """Everything a run reports; built incrementally by the flow runner."""
+
+    source: str
+    destination: str | None
+    test_mode: bool = False
+    files_seen: int = 0
+    files: list[FileResult] = field(default_factory=list)
+    insights: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+    notifications: int = 0
+    seconds: float = 0.0
+    environment_seconds: float = 0.0
+
+    def add(self, result: FileResult, insights: dict[str, Any], counters: dict[str, float]) -> None:
+        """Record one file; insights of later files overwrite earlier ones, counters add up."""
+        self.files.append(result)
+        self.insights.update(insights)
+        for name, value in counters.items():
+            self.counters[name] = self.counters.get(name, 0) + value
+
+    def _with_status(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return self._with_status("failed")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The compact, JSON-serialisable form pushed to XCom."""
+        processed = self._with_status("processed")
+        durations = [f.seconds for f in self.files if f.status != "skipped"]
+        records = [f.records_out for f in processed if f.records_out is not None]
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "test_mode": self.test_mode,
+            "files_seen": self.files_seen,
+            "files_processed": len(processed),
+            "files_failed": len(self.failed),
+            "files_skipped": len(self._with_status("skipped")),
+            "bytes_in": sum(f.size for f in self.files if f.status != "skipped"),
+            "bytes_out": sum(f.bytes_out for f in processed),
+            "records_in": self.counters.get("records_in"),
+            "records_out": sum(records) if records else None,
+            "outputs_written": sum(len(f.outputs) for f in processed),
+            "seconds_total": round(self.seconds, 3),
+            "seconds_environment": round(self.environment_seconds, 3),
+            "seconds_per_file_p50": round(statistics.median(durations), 4) if durations else None,
+            "seconds_per_file_max": round(max(durations), 4) if durations else None,
+            "notifications": self.notifications,
+            "insights": self.insights,
+            "counters": self.counters,
+            "files": [f.as_dict() for f in self.files[:MAX_FILES_IN_SUMMARY]],
+            "files_not_listed": max(0, len(self.files) - MAX_FILES_IN_SUMMARY),
+        }
+
+    def format_table(self) -> str:
+        """A readable table of the summary for the end of the task log."""
+        data = self.as_dict()
+        rows = [
+            ("source", data["source"]),
+            ("destination", data["destination"] or "-"),
+            ("files seen / processed / failed / skipped",
+             f"{data['files_seen']} / {data['files_processed']} / {data['files_failed']} / {data['files_skipped']}"),
+            ("bytes in / out", f"{data['bytes_in']:,} / {data['bytes_out']:,}"),
+            ("records in / out", f"{_or_dash(data['records_in'])} / {_or_dash(data['records_out'])}"),
+            ("outputs written", data["outputs_written"]),
+            ("seconds total (environment)", f"{data['seconds_total']} ({data['seconds_environment']})"),
+            ("seconds per file p50 / max",
+             f"{_or_dash(data['seconds_per_file_p50'])} / {_or_dash(data['seconds_per_file_max'])}"),
+        ]
+        rows += [(f"insight {key}", value) for key, value in sorted(self.insights.items())]
+        rows += [(f"counter {key}", value) for key, value in sorted(self.counters.items())]
+        rows += [(f"FAILED {f.url}", f"{f.error_type}: {f.error}"[:200]) for f in self.failed[:20]]
+        width = max(len(label) for label, _ in rows)
+        title = "BYO flow test run" if self.test_mode else "BYO flow run summary"
+        return "\n".join([title, *(f"  {label.ljust(width)}  {value}" for label, value in rows)])
+
+
+def _or_dash(value: Any) -> Any:
+    return "-" if value is None else value
