@@ -127,15 +127,22 @@ class ChildProcess:
         )
         self._cwd = tempfile.mkdtemp(prefix="byo-child-")
         # -I: isolated mode, so PYTHONPATH, the user site and the cwd never leak into the child.
-        self._proc = subprocess.Popen(
-            [python, "-I", "-c", bootstrap, runtime_dir],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_environment(),
-            cwd=self._cwd,
-            start_new_session=True,  # its own process group: a kill reaches its subprocesses too
-        )
+        try:
+            self._proc = subprocess.Popen(
+                [python, "-I", "-c", bootstrap, runtime_dir],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_environment(),
+                cwd=self._cwd,
+                start_new_session=True,  # its own process group: a kill reaches its subprocesses too
+            )
+        except OSError as exc:
+            shutil.rmtree(self._cwd, ignore_errors=True)
+            raise ByoProcessorError(
+                f"cannot start the processor's interpreter {python!r}: {exc.strerror or exc}. "
+                "Check python_interpreter (or the flow's environment under venv_cache_path)"
+            ) from None
         assert self._proc.stdin and self._proc.stdout and self._proc.stderr
         self._stdin = self._proc.stdin
         self._reader = _LineReader(self._proc.stdout.fileno())
@@ -162,7 +169,6 @@ class ChildProcess:
         line = self._reader.readline(time.monotonic() + _STARTUP_TIMEOUT_SECONDS)
         if not line:
             self.kill()
-            self._stderr_thread.join(timeout=5)
             raise ByoProcessorError(
                 f"the processor's environment failed to start (exit code {self._proc.returncode}); "
                 "the [processor] lines above show why"
@@ -260,6 +266,8 @@ class ChildProcess:
             except ProcessLookupError:
                 pass
         self._proc.wait()
+        # Let the relay finish so the user's last prints land in the log before what follows.
+        self._stderr_thread.join(timeout=5)
         self._reader.close()
         for stream in (self._proc.stdin, self._proc.stdout):
             if stream is not None and not stream.closed:
