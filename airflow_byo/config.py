@@ -117,14 +117,18 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             model = JobConfig if error["loc"][0] == "job_config" else CustomCode
             close = difflib.get_close_matches(field, list(model.model_fields), n=1)
             allowed = ", ".join(model.model_fields)
-            message = f"unknown key{f' (did you mean {close[0]!r}?)' if close else ''}; allowed keys: {allowed}"
+            message = (
+                f"unknown key{f' (did you mean {close[0]!r}?)' if close else ''}; allowed keys: {allowed}"
+            )
         elif "input" in error and error["type"] not in ("missing",):
             message = f"{message} (got {error['input']!r})"
         lines.append(f"  {loc}: {message}")
     return f"invalid {source}:\n" + "\n".join(lines)
 
 
-def parse_runtime_config(value: str | dict[str, Any] | RuntimeConfig | None, source: str = "runtime_config") -> RuntimeConfig:
+def parse_runtime_config(
+    value: str | dict[str, Any] | RuntimeConfig | None, source: str = "runtime_config"
+) -> RuntimeConfig:
     """
     Validate runtime variables & configuration given as a dict or a JSON string.
 

@@ -14,16 +14,20 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_byo.config import RuntimeConfig
 from airflow_byo.exceptions import ByoStorageError
-from airflow_byo.processor import ProcessorSource
-from airflow_byo.storage import Location, SourceFile
 from airflow_byo.summary import FileResult, RunSummary
 from airflow_byo.supervisor import ChildProcess, FileOutcome, stage_runtime
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from airflow_byo.config import RuntimeConfig
+    from airflow_byo.processor import ProcessorSource
+    from airflow_byo.storage import Location, SourceFile
+    from airflow_byo.supervisor import TaskLog
 
 __all__ = ["FlowRunner", "OutputPreview"]
 
@@ -83,7 +87,7 @@ class FlowRunner:
         processor: ProcessorSource,
         config: RuntimeConfig,
         python: str,
-        log: logging.Logger,
+        log: TaskLog,
         on_notify: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.processor = processor
@@ -130,7 +134,9 @@ class FlowRunner:
         self.log.log(level, "notify from %s: %s %s", url, event.get("message"), event.get("fields") or "")
 
     # -- one file ------------------------------------------------------------------------------
-    def _run_one(self, source: Location, file: SourceFile, seq: int, out_root: str, staging: str) -> FileOutcome:
+    def _run_one(
+        self, source: Location, file: SourceFile, seq: int, out_root: str, staging: str
+    ) -> FileOutcome:
         out_dir = os.path.join(out_root, f"{seq:06d}")
         with source.staged(file, staging) as local_path:
             request = {
@@ -203,11 +209,17 @@ class FlowRunner:
     def _log_result(self, result: FileResult, outcome: FileOutcome, done: int, total: int) -> None:
         if result.status == "processed":
             self.log.info(
-                "[%d/%d] %s -> %s (%.3fs)", done, total, result.url, ", ".join(result.outputs) or "no output",
+                "[%d/%d] %s -> %s (%.3fs)",
+                done,
+                total,
+                result.url,
+                ", ".join(result.outputs) or "no output",
                 result.seconds,
             )
         else:
-            self.log.error("[%d/%d] %s FAILED: %s: %s", done, total, result.url, result.error_type, result.error)
+            self.log.error(
+                "[%d/%d] %s FAILED: %s: %s", done, total, result.url, result.error_type, result.error
+            )
             if outcome.traceback:
                 self.log.error("Traceback from the processor:\n%s", outcome.traceback)
 
@@ -222,12 +234,18 @@ class FlowRunner:
             tempfile.TemporaryDirectory(prefix="byo-inputs-") as staging,
         ):
             outcome = self._run_one(source, file, 0, out_root, staging)
-            result = FileResult(url=file.url, status="processed" if outcome.ok else "failed", size=file.size,
-                                seconds=outcome.seconds)
+            result = FileResult(
+                url=file.url,
+                status="processed" if outcome.ok else "failed",
+                size=file.size,
+                seconds=outcome.seconds,
+            )
             result.error_type, result.error = outcome.error_type, outcome.error
             for output in outcome.outputs:
                 lines, truncated = _preview(output["local_path"], self.job.preview_lines)
-                previews.append(OutputPreview(output["name"], output["size"], output["records"], lines, truncated))
+                previews.append(
+                    OutputPreview(output["name"], output["size"], output["records"], lines, truncated)
+                )
                 result.add_output(output)
             summary.add(result, outcome.insights, outcome.counters)
             summary.notifications = len(outcome.notifications)

@@ -24,7 +24,9 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
-        "operators": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.operators.byo_flow"]}],
+        "operators": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_byo.operators.byo_flow"]}
+        ],
         "config": {
             "byo": {
                 "description": "Settings of the airflow-byo provider.",

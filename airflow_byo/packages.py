@@ -9,12 +9,15 @@ syntax, direct URLs (unless the flow allows them) -- is rejected with the entry 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from airflow_byo.exceptions import ByoPackageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["parse_packages"]
 
@@ -69,7 +72,9 @@ def _check_entry(entry: str, allow_direct_urls: bool) -> Requirement:
             if single
             else "Use PEP 508 form, e.g. 'pandas==2.2.2' or 'requests>=2.31,<3'"
         )
-        raise ByoPackageError(f"packages: entry {entry!r} is not a valid requirement ({exc}). {hint}") from None
+        raise ByoPackageError(
+            f"packages: entry {entry!r} is not a valid requirement ({exc}). {hint}"
+        ) from None
     if requirement.url:
         if requirement.url.lower().startswith("file:"):
             raise _reject(

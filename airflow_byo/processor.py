@@ -18,10 +18,13 @@ import sysconfig
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoProcessorError
 from airflow_byo.runtime.loader import ProcessorLoadError, check_source
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["DEFAULT_FUNCTION_NAME", "ProcessorSource", "resolve_processor"]
 
@@ -65,7 +68,8 @@ def _source_of_callable(func: Callable[..., Any]) -> ProcessorSource:
         )
     if func.__closure__:
         raise ByoProcessorError(
-            f"processor {name!r} uses variables of an enclosing function ({', '.join(func.__code__.co_freevars)}); "
+            f"processor {name!r} uses variables of an enclosing function "
+            f"({', '.join(func.__code__.co_freevars)}); "
             "it runs in a separate process, so define it at module level and pass values through "
             "custom_code args/kwargs or runtime variables"
         )
@@ -95,7 +99,9 @@ def _sys_path_for(module_name: str) -> list[str]:
     if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
         return []
     origin = Path(spec.origin).resolve()
-    installed = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
+    installed = {
+        Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
+    }
     if any(parent in installed for parent in origin.parents):
         return []
     root = origin.parent.parent if spec.submodule_search_locations else origin.parent
@@ -134,4 +140,6 @@ def resolve_processor(
             f"processor {text[:80]!r} is neither code nor a reference: write inline code with "
             "`def process(file, ctx): ...`, or 'package.module:function' for an importable function"
         )
-    return ProcessorSource(function_name=function_name or DEFAULT_FUNCTION_NAME, code=textwrap.dedent(processor))
+    return ProcessorSource(
+        function_name=function_name or DEFAULT_FUNCTION_NAME, code=textwrap.dedent(processor)
+    )

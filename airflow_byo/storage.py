@@ -16,16 +16,17 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoStorageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from fsspec import AbstractFileSystem
 
-__all__ = ["Location", "SourceFile", "TEMP_MARKER"]
+__all__ = ["TEMP_MARKER", "Location", "SourceFile"]
 
 #: Every temporary name airflow-byo creates contains this marker; listings skip such paths.
 TEMP_MARKER = ".byo-"
@@ -85,7 +86,7 @@ class Location:
         try:
             fs_url = self.url if "://" in self.url else f"file://{self.url}"
             self.root = ObjectStoragePath(fs_url, conn_id=self.conn_id)
-        except Exception as exc:  # unknown scheme, missing fsspec extra, ...
+        except Exception as exc:  # noqa: BLE001 - unknown scheme, missing fsspec extra, bad conn id ...
             raise ByoStorageError(f"{role} {self.url!r} cannot be opened: {exc}") from None
         self.protocol = self.root.protocol or "file"
 
@@ -114,7 +115,11 @@ class Location:
         return f"{self.role} {self.url!r}" + (f" (connection {self.conn_id!r})" if self.conn_id else "")
 
     def url_for(self, relative_path: str) -> str:
-        return f"{self.url}/{relative_path}" if not self.is_local else os.path.join(self.local_root, relative_path)
+        return (
+            f"{self.url}/{relative_path}"
+            if not self.is_local
+            else os.path.join(self.local_root, relative_path)
+        )
 
     # -- listing -------------------------------------------------------------------------------
     def list_files(
@@ -245,7 +250,7 @@ class Location:
                 tmp = _temp_sibling(final)
                 self.fs.put_file(local_path, tmp)
                 self.fs.mv(tmp, final)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every backend raises its own error types
             raise ByoStorageError(f"cannot write {name!r} to {self.describe()}: {exc}") from None
         return self.url_for(name)
 
@@ -253,4 +258,3 @@ class Location:
 def _temp_sibling(final: str) -> str:
     head, _, tail = final.rpartition("/")
     return f"{head}/{TEMP_MARKER}{uuid.uuid4().hex[:12]}-{tail}"
-

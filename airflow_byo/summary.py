@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FileResult", "RunSummary", "MAX_FILES_IN_SUMMARY"]
+__all__ = ["MAX_FILES_IN_SUMMARY", "FileResult", "RunSummary"]
 
 #: Per-file statuses kept in the summary; the rest are only counted (XCom must stay small).
 MAX_FILES_IN_SUMMARY = 100
@@ -112,14 +112,18 @@ class RunSummary:
         rows = [
             ("source", data["source"]),
             ("destination", data["destination"] or "-"),
-            ("files seen / processed / failed / skipped",
-             f"{data['files_seen']} / {data['files_processed']} / {data['files_failed']} / {data['files_skipped']}"),
+            (
+                "files seen / processed / failed / skipped",
+                " / ".join(str(data[f"files_{k}"]) for k in ("seen", "processed", "failed", "skipped")),
+            ),
             ("bytes in / out", f"{data['bytes_in']:,} / {data['bytes_out']:,}"),
             ("records in / out", f"{_or_dash(data['records_in'])} / {_or_dash(data['records_out'])}"),
             ("outputs written", data["outputs_written"]),
             ("seconds total (environment)", f"{data['seconds_total']} ({data['seconds_environment']})"),
-            ("seconds per file p50 / max",
-             f"{_or_dash(data['seconds_per_file_p50'])} / {_or_dash(data['seconds_per_file_max'])}"),
+            (
+                "seconds per file p50 / max",
+                f"{_or_dash(data['seconds_per_file_p50'])} / {_or_dash(data['seconds_per_file_max'])}",
+            ),
         ]
         rows += [(f"insight {key}", value) for key, value in sorted(self.insights.items())]
         rows += [(f"counter {key}", value) for key, value in sorted(self.counters.items())]

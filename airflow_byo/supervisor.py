@@ -8,6 +8,7 @@ holds the worker's secrets because it starts from an allow-listed environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,12 +21,22 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import airflow_byo.runtime as runtime_package
 from airflow_byo.exceptions import ByoProcessorError
 
-__all__ = ["ChildProcess", "FileOutcome", "child_environment", "stage_runtime"]
+__all__ = ["ChildProcess", "FileOutcome", "TaskLog", "child_environment", "stage_runtime"]
+
+
+class TaskLog(Protocol):
+    """What the flow needs of a task's logger: a stdlib ``logging.Logger`` or Airflow's ``self.log``."""
+
+    def log(self, level: int, msg: Any, /, *args: Any) -> Any: ...
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+    def error(self, msg: Any, /, *args: Any) -> Any: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +130,7 @@ class ChildProcess:
     :param task_log: logger that receives the child's stderr (the user's prints and logs).
     """
 
-    def __init__(self, python: str, runtime_dir: str, init: dict[str, Any], task_log: logging.Logger) -> None:
+    def __init__(self, python: str, runtime_dir: str, init: dict[str, Any], task_log: TaskLog) -> None:
         self._task_log = task_log
         bootstrap = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -143,7 +154,8 @@ class ChildProcess:
                 f"cannot start the processor's interpreter {python!r}: {exc.strerror or exc}. "
                 "Check python_interpreter (or the flow's environment under venv_cache_path)"
             ) from None
-        assert self._proc.stdin and self._proc.stdout and self._proc.stderr
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
         self._stdin = self._proc.stdin
         self._reader = _LineReader(self._proc.stdout.fileno())
         self._stderr_thread = threading.Thread(target=self._relay_stderr, daemon=True)
@@ -261,18 +273,14 @@ class ChildProcess:
 
     def kill(self) -> None:
         if self.alive:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._proc.wait()
         # Let the relay finish so the user's last prints land in the log before what follows.
         self._stderr_thread.join(timeout=5)
         self._reader.close()
         for stream in (self._proc.stdin, self._proc.stdout):
             if stream is not None and not stream.closed:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
         shutil.rmtree(self._cwd, ignore_errors=True)

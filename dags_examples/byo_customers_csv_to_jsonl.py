@@ -58,7 +58,9 @@ def clean_customers(file, ctx, *, default_country="NL"):
             email = (row.get("email") or "").strip().lower()
             if email.count("@") != 1:
                 rejected += 1
-                ctx.log.warning("%s: customer %s has no valid e-mail (%r); dropped", file.name, row["id"], email)
+                ctx.log.warning(
+                    "%s: customer %s has no valid e-mail (%r); dropped", file.name, row["id"], email
+                )
                 continue
             name = " ".join(row["name"].split())
             kept += 1

@@ -46,7 +46,10 @@ def test_pinned_package_is_imported_in_the_child_and_absent_from_the_worker(
     (tmp_path / "in" / "a.txt").write_text("x")
     source = Location(str(tmp_path / "in"))
     summary = FlowRunner(
-        processor=resolve_processor(code), config=parse_runtime_config(None), python=str(python), log=RecordingLogger()
+        processor=resolve_processor(code),
+        config=parse_runtime_config(None),
+        python=str(python),
+        log=RecordingLogger(),
     ).run(source, Location(str(tmp_path / "out")), source.list_files())
     assert summary.failed == []
     record = json.loads((tmp_path / "out" / "a.jsonl").read_text())
@@ -72,5 +75,7 @@ def test_concurrent_builds_of_one_environment_are_safe(tmp_path: Path) -> None:
 
 def test_unknown_package_names_the_requirement(tmp_path: Path) -> None:
     missing = "airflow-byo-no-such-package-xyz==1.0.0"
-    with pytest.raises(ByoPackageError, match=r"could not build the environment for packages \['airflow-byo-no-such"):
+    with pytest.raises(
+        ByoPackageError, match=r"could not build the environment for packages \['airflow-byo-no-such"
+    ):
         ensure_environment([missing], tmp_path / "venvs")

@@ -76,10 +76,17 @@ def test_customers_example_runs_end_to_end(example_env: dict[str, str], tmp_path
     assert "counter rejected" in log
 
 
-def test_customers_example_test_mode_previews_and_writes_nothing(example_env: dict[str, str], tmp_path: Path) -> None:
+def test_customers_example_test_mode_previews_and_writes_nothing(
+    example_env: dict[str, str], tmp_path: Path
+) -> None:
     sample = CUSTOMERS / "customers_2024-05-02.csv"
     result = airflow(
-        "tasks", "test", "byo_customers_csv_to_jsonl", "clean_customers", "-t", json.dumps({"test_file": str(sample)}),
+        "tasks",
+        "test",
+        "byo_customers_csv_to_jsonl",
+        "clean_customers",
+        "-t",
+        json.dumps({"test_file": str(sample)}),
         env=example_env,
     )
     log = result.stdout + result.stderr

@@ -107,7 +107,9 @@ def test_records_become_jsonl_outputs_with_summary(tmp_path: Path) -> None:
     ],
 )
 def test_output_formats(tmp_path: Path, output_format: str, expected: str) -> None:
-    _, out = run_flow(tmp_path, CSV_TO_RECORDS, {"a.csv": "x,y\n1,2\n"}, {"job_config": {"output_format": output_format}})
+    _, out = run_flow(
+        tmp_path, CSV_TO_RECORDS, {"a.csv": "x,y\n1,2\n"}, {"job_config": {"output_format": output_format}}
+    )
     assert published(out) == {f"a.{output_format}": expected}
 
 
@@ -124,7 +126,10 @@ def test_bytes_str_and_many_outputs(tmp_path: Path) -> None:
             return "text:" + file.open().read()
     """
     summary, out = run_flow(
-        tmp_path, code, {"many.txt": "", "bytes.txt": "abc", "str.txt": "hi"}, {"job_config": {"output_format": "text"}}
+        tmp_path,
+        code,
+        {"many.txt": "", "bytes.txt": "abc", "str.txt": "hi"},
+        {"job_config": {"output_format": "text"}},
     )
     assert published(out) == {
         "bytes.txt": "ABC",
@@ -252,7 +257,9 @@ def test_child_crash_is_reported_and_a_fresh_child_continues(tmp_path: Path) -> 
                 os.kill(os.getpid(), signal.SIGKILL)
             return "alive"
     """
-    summary, out = run_flow(tmp_path, code, {"crash.txt": "", "next.txt": ""}, {"job_config": {"output_format": "text"}})
+    summary, out = run_flow(
+        tmp_path, code, {"crash.txt": "", "next.txt": ""}, {"job_config": {"output_format": "text"}}
+    )
     [failed] = summary.failed
     assert failed.error_type == "ChildDied"
     assert "signal SIGKILL" in failed.error
@@ -282,7 +289,10 @@ def test_path_traversal_output_names_are_rejected(tmp_path: Path, body: str, mes
 
 def test_output_name_template_cannot_escape_the_destination(tmp_path: Path) -> None:
     summary, out = run_flow(
-        tmp_path, "def process(file, ctx):\n    return 'x'\n", {"a.txt": ""}, {"job_config": {"output_name": "../{stem}"}}
+        tmp_path,
+        "def process(file, ctx):\n    return 'x'\n",
+        {"a.txt": ""},
+        {"job_config": {"output_name": "../{stem}"}},
     )
     assert "leaves the destination" in summary.failed[0].error
     assert published(out) == {}
@@ -302,7 +312,9 @@ def test_two_inputs_writing_the_same_output_name_is_an_error(tmp_path: Path) -> 
     assert published(out) == {"all.txt": "a.txt"}
 
 
-def test_child_environment_holds_no_airflow_settings_or_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_environment_holds_no_airflow_settings_or_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = "s3cr3t-password-value"
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "fernet-" + secret)
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"postgresql://airflow:{secret}@db/airflow")
@@ -369,7 +381,7 @@ def test_missing_interpreter_is_a_clear_error(tmp_path: Path) -> None:
     )
     (tmp_path / "in").mkdir()
     source = Location(str(tmp_path / "in"))
-    with pytest.raises(ByoProcessorError, match="cannot start the processor's interpreter .*no-such-python"):
+    with pytest.raises(ByoProcessorError, match=r"cannot start the processor's interpreter .*no-such-python"):
         runner.run(source, Location(str(tmp_path / "out")), [])
 
 

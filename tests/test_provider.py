@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import airflow
 import jsonschema
 
-import airflow
 from airflow_byo.get_provider_info import get_provider_info
 
 
@@ -24,7 +24,9 @@ def test_provider_info_validates_against_airflows_schema() -> None:
 
 def test_entry_point_points_at_get_provider_info() -> None:
     [entry_point] = [
-        ep for ep in importlib.metadata.entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_byo")
+        ep
+        for ep in importlib.metadata.entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_byo")
     ]
     assert entry_point.load() is get_provider_info
     assert entry_point.dist is not None

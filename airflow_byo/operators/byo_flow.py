@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,8 @@ from airflow_byo.storage import Location
 from airflow_byo.summary import RunSummary
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from airflow.sdk import Context
 
 __all__ = ["ByoFlowOperator"]
@@ -131,7 +132,9 @@ class ByoFlowOperator(BaseOperator):
     def _globs(value: Sequence[str] | str, field: str) -> list[str]:
         globs = [value] if isinstance(value, str) else list(value)
         if not all(isinstance(glob, str) and glob for glob in globs):
-            raise ByoConfigError(f"{field} must be a glob or a list of globs such as ['*.csv'], got {value!r}")
+            raise ByoConfigError(
+                f"{field} must be a glob or a list of globs such as ['*.csv'], got {value!r}"
+            )
         return globs
 
     # -- environment ---------------------------------------------------------------------------
@@ -161,7 +164,9 @@ class ByoFlowOperator(BaseOperator):
         source = Location(self.source, self.source_conn_id, role="source")
         destination = Location(self.destination, self.destination_conn_id, role="destination")
         files = source.list_files(
-            self._globs(self.include, "include"), self._globs(self.exclude, "exclude"), recursive=self.recursive
+            self._globs(self.include, "include"),
+            self._globs(self.exclude, "exclude"),
+            recursive=self.recursive,
         )
         self.log.info("Found %d file(s) in %s", len(files), source.describe())
         if not files:
@@ -192,7 +197,9 @@ class ByoFlowOperator(BaseOperator):
             parent, name = os.path.split(path)
             location = Location(parent, role="test_file")
         file = location.file_info(name)
-        self.log.info("Test mode: running the processor on %s; nothing is written to the destination", file.url)
+        self.log.info(
+            "Test mode: running the processor on %s; nothing is written to the destination", file.url
+        )
         runner, environment_seconds = self._runner(config)
         summary, previews = runner.test(location, file)
         summary.environment_seconds = environment_seconds

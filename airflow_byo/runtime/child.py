@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any
 
 from .contract import (
     FORMAT_EXTENSIONS,
@@ -33,9 +33,11 @@ from .contract import (
     OutputError,
     OutputSpec,
     safe_output_name,
-    write_records,
 )
 from .loader import ProcessorLoadError, load_processor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MAX_TRACEBACK_CHARS = 8000
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import posixpath
-from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any, Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "Context",
@@ -84,7 +86,7 @@ class InputFile:
     :ivar size: size in bytes.
     """
 
-    __slots__ = ("path", "url", "name", "relative_path", "size")
+    __slots__ = ("name", "path", "relative_path", "size", "url")
 
     def __init__(self, *, path: str, url: str, name: str, relative_path: str, size: int) -> None:
         self.path = path
@@ -118,7 +120,7 @@ class InputFile:
 class OutputSpec:
     """One output produced for an input file (reported back to the parent)."""
 
-    __slots__ = ("name", "local_path", "size", "records")
+    __slots__ = ("local_path", "name", "records", "size")
 
     def __init__(self, name: str, local_path: str, size: int = 0, records: int | None = None) -> None:
         self.name = name
@@ -217,11 +219,12 @@ class Context:
         if mode not in ("w", "wb"):
             raise OutputError(f"ctx.output() mode must be 'w' or 'wb', got {mode!r}")
         spec = self._new_output(name)
+        # Returned open to the user (who may or may not close it); _finish_outputs() closes it.
         handle: IO[Any]
         if mode == "wb":
-            handle = open(spec.local_path, "wb")
+            handle = open(spec.local_path, "wb")  # noqa: SIM115
         else:
-            handle = open(spec.local_path, "w", encoding=encoding, newline="")
+            handle = open(spec.local_path, "w", encoding=encoding, newline="")  # noqa: SIM115
         self._open_handles.append((spec, handle))
         return handle
 

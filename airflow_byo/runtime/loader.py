@@ -12,9 +12,12 @@ import ast
 import importlib
 import inspect
 import linecache
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ProcessorLoadError", "check_source", "check_signature", "load_processor"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["ProcessorLoadError", "check_signature", "check_source", "load_processor"]
 
 INLINE_FILENAME = "<byo-processor>"
 
@@ -55,7 +58,7 @@ def _signature_from_ast(node: ast.FunctionDef | ast.AsyncFunctionDef) -> inspect
         params.append(inspect.Parameter(arg.arg, kind, default=default))
     if a.vararg:
         params.append(inspect.Parameter(a.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
-    for arg, kw_default in zip(a.kwonlyargs, a.kw_defaults):
+    for arg, kw_default in zip(a.kwonlyargs, a.kw_defaults, strict=True):
         default = inspect.Parameter.empty if kw_default is None else None
         params.append(inspect.Parameter(arg.arg, inspect.Parameter.KEYWORD_ONLY, default=default))
     if a.kwarg:
@@ -95,9 +98,7 @@ def _syntax_error(exc: SyntaxError) -> ProcessorLoadError:
 
 def _defined_functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
     return {
-        node.name: node
-        for node in tree.body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
 
 
@@ -148,7 +149,7 @@ def load_processor(
         namespace: dict[str, Any] = {"__name__": "byo_processor", "__file__": INLINE_FILENAME}
         try:
             exec(compile(code, INLINE_FILENAME, "exec"), namespace)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error of the user's module code is reported
             raise ProcessorLoadError(
                 f"processor code failed while loading: {type(exc).__name__}: {exc}",
                 hint="module-level code runs once per batch; an ImportError usually means a "
@@ -162,7 +163,7 @@ def load_processor(
         module_name, _, attr = reference.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error of the user's module code is reported
             raise ProcessorLoadError(
                 f"cannot import module {module_name!r} of processor {reference!r}: "
                 f"{type(exc).__name__}: {exc}",

@@ -69,7 +69,7 @@ def test_recursive_false_lists_only_the_top_directory(source: Path, tmp_path: Pa
 
 
 def test_failed_files_fail_the_task_but_the_summary_reaches_xcom(source: Path, tmp_path: Path) -> None:
-    code = "def process(file, ctx):\n    if file.name == 'b.csv':\n        raise KeyError('price')\n    return 'ok'\n"
+    code = "def process(file, ctx):\n    if file.name == 'b.csv':\n        raise KeyError('price')\n"
     ctx = context()
     with pytest.raises(ByoFilesFailedError, match=r"1 of 3 file\(s\) failed: .*b\.csv") as raised:
         operator(source, tmp_path / "out", processor=code).execute(ctx)
@@ -130,18 +130,34 @@ def test_test_mode_with_a_missing_sample_file(source: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"packages": "pandas==2.2.2,--index-url=http://evil"}, ByoPackageError, "entry '--index-url=http://evil'"),
+        (
+            {"packages": "pandas==2.2.2,--index-url=http://evil"},
+            ByoPackageError,
+            "entry '--index-url=http://evil'",
+        ),
         ({"packages": "p1=1.0.1"}, ByoPackageError, "Did you mean 'p1==1.0.1'"),
         ({"runtime_config": '{"job_config": {"timeout_seconds": 5,}}'}, ByoConfigError, "line 1, column 38"),
-        ({"runtime_config": {"job_config": {"timeout": 5}}}, ByoConfigError, "did you mean 'timeout_seconds'"),
+        (
+            {"runtime_config": {"job_config": {"timeout": 5}}},
+            ByoConfigError,
+            "did you mean 'timeout_seconds'",
+        ),
         (
             {"runtime_config": {"job_config": {"timeout_seconds": "soon"}}},
             ByoConfigError,
             "job_config.timeout_seconds: Input should be a valid number",
         ),
-        ({"processor": "def process(file, ctx)\n    pass\n"}, ByoProcessorError, "syntax error .*\\(line 1\\)"),
+        (
+            {"processor": "def process(file, ctx)\n    pass\n"},
+            ByoProcessorError,
+            "syntax error .*\\(line 1\\)",
+        ),
         ({"processor": "def handle(file, ctx):\n    pass\n"}, ByoProcessorError, "functions defined: handle"),
-        ({"processor": "def process(file):\n    pass\n"}, ByoProcessorError, "cannot be called as process\\(file, ctx\\)"),
+        (
+            {"processor": "def process(file):\n    pass\n"},
+            ByoProcessorError,
+            "cannot be called as process\\(file, ctx\\)",
+        ),
         (
             {"processor": UPPER, "runtime_config": {"custom_code": {"kwargs": {"limit": 3}}}},
             ByoProcessorError,
@@ -164,9 +180,11 @@ def test_bad_arguments_fail_at_parse_time(
 
 
 def test_templated_config_is_validated_at_run_time(source: Path, tmp_path: Path) -> None:
-    task = operator(source, tmp_path / "out", runtime_config='{"job_config": {"timeout_seconds": "{{ params.t }}"}}')
+    task = operator(
+        source, tmp_path / "out", runtime_config='{"job_config": {"timeout_seconds": "{{ params.t }}"}}'
+    )
     task.runtime_config = '{"job_config": {"timeout_secs": 5}}'  # as if rendered from a bad template
-    with pytest.raises(ByoConfigError, match="job_config.timeout_secs: unknown key"):
+    with pytest.raises(ByoConfigError, match=r"job_config\.timeout_secs: unknown key"):
         task.execute(context())
     assert not (tmp_path / "out").exists()
 
