@@ -67,6 +67,13 @@ class JobConfig(BaseModel):
         ge=64,
         description="Address-space cap of the child process (RLIMIT_AS); null for no cap.",
     )
+    transfer_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Remote inputs downloaded ahead and outputs uploaded behind while files are "
+        "processed; also bounds the local disk used for staging (that many files).",
+    )
     preview_lines: int = Field(20, ge=1, le=1000, description="Lines/records shown per output in test mode.")
 
     @field_validator("output_name")

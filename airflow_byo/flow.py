@@ -14,6 +14,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +70,35 @@ def _preview(local_path: str, max_lines: int) -> tuple[list[str], bool]:
         text = head[: exc.start].decode("utf-8")
     lines = text.splitlines()
     return lines[:max_lines], more_bytes or len(lines) > max_lines
+
+
+@dataclass
+class _Pending:
+    """A processed file whose outputs may still be uploading."""
+
+    result: FileResult
+    outcome: FileOutcome
+    upload: Future[None]
+    done: int
+    total: int
+
+
+def _prefetch(
+    pool: ThreadPoolExecutor, source: Location, files: Sequence[SourceFile], staging: str, depth: int
+) -> Iterator[tuple[int, SourceFile, Future[str]]]:
+    """Yield each file with a future of its local copy, keeping ``depth`` downloads ahead."""
+    window: deque[tuple[int, SourceFile, Future[str]]] = deque()
+    for seq, file in enumerate(files):
+        if source.is_local:  # nothing to download: the child reads the file in place
+            ready: Future[str] = Future()
+            ready.set_result(source.local_copy(file, staging))
+            yield seq, file, ready
+            continue
+        window.append((seq, file, pool.submit(source.local_copy, file, staging)))
+        if len(window) > depth:
+            yield window.popleft()
+    while window:
+        yield window.popleft()
 
 
 class FlowRunner:
@@ -134,11 +165,15 @@ class FlowRunner:
         self.log.log(level, "notify from %s: %s %s", url, event.get("message"), event.get("fields") or "")
 
     # -- one file ------------------------------------------------------------------------------
-    def _run_one(
-        self, source: Location, file: SourceFile, seq: int, out_root: str, staging: str
+    def _process(
+        self, file: SourceFile, seq: int, local: Future[str], out_dir: str, source: Location
     ) -> FileOutcome:
-        out_dir = os.path.join(out_root, f"{seq:06d}")
-        with source.staged(file, staging) as local_path:
+        """Run the child on one (downloaded) file; the local copy of a remote input is removed after."""
+        try:
+            local_path = local.result()
+        except ByoStorageError as exc:
+            return FileOutcome(status="error", error_type="ByoStorageError", error=str(exc))
+        try:
             request = {
                 "seq": seq,
                 "path": local_path,
@@ -149,62 +184,98 @@ class FlowRunner:
                 "out_dir": out_dir,
             }
             outcome = self._ready_child().process(request, self.job.timeout_seconds)
+        finally:
+            if not source.is_local:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(local_path)
         for event in outcome.notifications:
             self.on_notify(file.url, event)
         return outcome
 
     # -- whole runs ----------------------------------------------------------------------------
     def run(self, source: Location, destination: Location, files: Sequence[SourceFile]) -> RunSummary:
-        """Process ``files`` of ``source`` and publish their outputs to ``destination``."""
+        """
+        Process ``files`` of ``source`` and publish their outputs to ``destination``.
+
+        Transfers overlap with processing: up to ``job_config.transfer_concurrency`` inputs are
+        downloaded ahead and as many files' outputs uploaded behind, so local disk use stays
+        bounded by that many files whatever the size of the run.
+        """
         summary = RunSummary(source=source.url, destination=destination.url, files_seen=len(files))
         started = time.monotonic()
-        written: dict[str, str] = {}  # output name -> input url that produced it in this run
+        reserved: dict[str, str] = {}  # output name -> input url that produced it in this run
+        depth = self.job.transfer_concurrency
         with (
             self._session(),
             destination.output_staging() as out_root,
             tempfile.TemporaryDirectory(prefix="byo-inputs-") as staging,
         ):
-            for seq, file in enumerate(files):
-                if self.job.error_policy == "fail_fast" and summary.failed:
+            pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="byo-transfer")
+            uploads: deque[_Pending] = deque()
+            try:
+                remaining = 0
+                for seq, file, local in _prefetch(pool, source, files, staging, depth):
+                    while uploads and (len(uploads) >= depth or uploads[0].upload.done()):
+                        self._finish(uploads.popleft(), summary)
+                    if self.job.error_policy == "fail_fast" and summary.failed:
+                        remaining = seq
+                        break
+                    out_dir = os.path.join(out_root, f"{seq:06d}")
+                    outcome = self._process(file, seq, local, out_dir, source)
+                    result = FileResult(
+                        url=file.url, status="failed", size=file.size, seconds=outcome.seconds
+                    )
+                    upload: Future[None] = Future()
+                    if self._check_outputs(outcome, result, reserved):
+                        upload = pool.submit(self._publish, destination, outcome, result, out_dir)
+                    else:
+                        shutil.rmtree(out_dir, ignore_errors=True)
+                        upload.set_result(None)
+                    uploads.append(_Pending(result, outcome, upload, seq + 1, len(files)))
+                while uploads:
+                    self._finish(uploads.popleft(), summary)
+                for file in files[remaining:] if remaining else ():
                     summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
-                    continue
-                try:
-                    outcome = self._run_one(source, file, seq, out_root, staging)
-                    result = self._publish(file, outcome, destination, written)
-                finally:
-                    shutil.rmtree(os.path.join(out_root, f"{seq:06d}"), ignore_errors=True)
-                summary.add(result, outcome.insights, outcome.counters)
-                summary.notifications += len(outcome.notifications)
-                self._log_result(result, outcome, seq + 1, len(files))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         summary.seconds = time.monotonic() - started
         return summary
 
-    def _publish(
-        self, file: SourceFile, outcome: FileOutcome, destination: Location, written: dict[str, str]
-    ) -> FileResult:
-        result = FileResult(url=file.url, status="failed", size=file.size, seconds=outcome.seconds)
+    def _check_outputs(self, outcome: FileOutcome, result: FileResult, reserved: dict[str, str]) -> bool:
+        """True when the outputs can be published: the file succeeded and its names are its own."""
         if not outcome.ok:
             result.error_type, result.error = outcome.error_type, outcome.error
-            return result
-        clashes = [o["name"] for o in outcome.outputs if o["name"] in written]
+            return False
+        clashes = [o["name"] for o in outcome.outputs if o["name"] in reserved]
         if clashes:
             result.error_type = "OutputNameClash"
             result.error = (
-                f"output {clashes[0]!r} was already written by {written[clashes[0]]} in this run; "
+                f"output {clashes[0]!r} was already written by {reserved[clashes[0]]} in this run; "
                 "make output names unique per input, e.g. job_config.output_name "
                 "'{rel_dir}/{stem}.{ext}' or include the input's name in ctx.output() names"
             )
-            return result
+            return False
         for output in outcome.outputs:
-            try:
+            reserved[output["name"]] = result.url
+        return True
+
+    def _publish(self, destination: Location, outcome: FileOutcome, result: FileResult, out_dir: str) -> None:
+        """Publish one file's outputs (in a transfer thread); the result says how it went."""
+        try:
+            for output in outcome.outputs:
                 destination.publish(output["local_path"], output["name"])
-            except ByoStorageError as exc:
-                result.error_type, result.error = "ByoStorageError", str(exc)
-                return result
-            written[output["name"]] = file.url
-            result.add_output(output)
-        result.status = "processed"
-        return result
+                result.add_output(output)
+            result.status = "processed"
+        except ByoStorageError as exc:
+            result.error_type, result.error = "ByoStorageError", str(exc)
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    def _finish(self, pending: _Pending, summary: RunSummary) -> None:
+        pending.upload.result()
+        summary.add(pending.result, pending.outcome.insights, pending.outcome.counters)
+        summary.notifications += len(pending.outcome.notifications)
+        self._log_result(pending.result, pending.outcome, pending.done, pending.total)
 
     def _log_result(self, result: FileResult, outcome: FileOutcome, done: int, total: int) -> None:
         if result.status == "processed":
@@ -233,7 +304,12 @@ class FlowRunner:
             tempfile.TemporaryDirectory(prefix="byo-test-") as out_root,
             tempfile.TemporaryDirectory(prefix="byo-inputs-") as staging,
         ):
-            outcome = self._run_one(source, file, 0, out_root, staging)
+            local: Future[str] = Future()
+            try:
+                local.set_result(source.local_copy(file, staging))
+            except ByoStorageError as exc:
+                local.set_exception(exc)
+            outcome = self._process(file, 0, local, os.path.join(out_root, "000000"), source)
             result = FileResult(
                 url=file.url,
                 status="processed" if outcome.ok else "failed",

@@ -1,9 +1,9 @@
 """
-Sources and destinations: one module over ``ObjectStoragePath``/fsspec for every file system.
+Sources and destinations: one module over fsspec for every file system (local, S3, SFTP, ...).
 
 A :class:`Location` is a URL (``/data/in``, ``file:///data/in``, ``s3://bucket/in/``,
-``sftp:///incoming/``) plus an optional Airflow connection id. It lists files with filters, stages
-inputs as local files for the child, and publishes outputs atomically: a reader of the
+``sftp:///incoming/``) plus an optional Airflow connection id. It lists files with filters,
+downloads inputs to local files for the child, and publishes outputs atomically: a reader of the
 destination sees either no file or a complete one, never a partial write.
 """
 
@@ -17,16 +17,19 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.exceptions import ByoConfigError, ByoStorageError
+from airflow_byo.filesystems import LOCAL_PROTOCOLS, S3_PROTOCOLS, StorageErrors, filesystem, with_retries
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from fsspec import AbstractFileSystem
 
-__all__ = ["TEMP_MARKER", "Location", "SourceFile"]
+__all__ = ["TEMP_MARKER", "FileFilter", "Location", "SourceFile"]
 
 #: Every temporary name airflow-byo creates contains this marker; listings skip such paths.
 TEMP_MARKER = ".byo-"
@@ -40,10 +43,78 @@ class SourceFile:
     relative_path: str
     size: int
     mtime: float | None
+    etag: str | None = None
 
     @property
     def name(self) -> str:
         return self.relative_path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    """
+    Which files of a source a flow takes.
+
+    :param include: globs matched against the path relative to the source and against the bare
+        file name (``*.csv`` matches ``a.csv`` and ``2024/a.csv``); a file must match one.
+    :param exclude: globs (same matching) that drop a file.
+    :param recursive: also look into sub-directories.
+    :param modified_after: only files modified strictly after this time.
+    :param min_size: only files of at least this many bytes.
+    :param max_size: only files of at most this many bytes.
+    """
+
+    include: tuple[str, ...] = ("*",)  # a plain str is accepted too
+    exclude: tuple[str, ...] = ()
+    recursive: bool = True
+    modified_after: datetime | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("include", "exclude"):
+            globs = getattr(self, field)
+            if isinstance(globs, str):
+                globs = (globs,)
+            globs = tuple(globs)
+            if not all(isinstance(glob, str) and glob for glob in globs):
+                raise ByoConfigError(
+                    f"{field} must be a glob or a list of globs such as ['*.csv'], got {globs!r}"
+                )
+            object.__setattr__(self, field, globs)
+        for field in ("min_size", "max_size"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ByoConfigError(f"{field} must be a number of bytes >= 0, got {value!r}")
+        if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
+            raise ByoConfigError(f"min_size ({self.min_size}) is larger than max_size ({self.max_size})")
+
+    def matches(self, relative_path: str, size: int, mtime: float | None) -> bool:
+        if TEMP_MARKER in relative_path:
+            return False
+        if not _matches(relative_path, self.include) or _matches(relative_path, self.exclude):
+            return False
+        if self.min_size is not None and size < self.min_size:
+            return False
+        if self.max_size is not None and size > self.max_size:
+            return False
+        if self.modified_after is None:
+            return True
+        return mtime is not None and mtime > self.modified_after.timestamp()
+
+
+def parse_datetime(value: datetime | str | None, field: str) -> datetime | None:
+    """Accept a datetime or an ISO string (as templates render them); naive means UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ByoConfigError(
+                f"{field} {value!r} is not an ISO date/time such as '2024-05-01T00:00:00+00:00'"
+            ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _matches(relative_path: str, patterns: Sequence[str]) -> bool:
@@ -60,147 +131,146 @@ def _mtime(info: dict[str, Any]) -> float | None:
     return float(value)
 
 
+def _etag(info: dict[str, Any]) -> str | None:
+    value = info.get("ETag") or info.get("etag")
+    return str(value).strip('"') if value else None
+
+
 class Location:
     """
     A directory on some file system, addressed by URL and (optionally) an Airflow connection.
 
+    The file system is created (and, for SFTP, connected) on first use, so building a Location
+    costs nothing at DAG-parse time.
+
     :param url: local path or URL of the directory.
-    :param conn_id: Airflow connection holding the credentials for ``url`` (not used for local paths).
-    :param role: ``"source"`` or ``"destination"``; only used in error messages.
+    :param conn_id: Airflow connection holding the credentials for ``url`` (unused for local paths).
+    :param role: ``"source"``, ``"destination"``...; only used in messages.
     """
 
     def __init__(self, url: str, conn_id: str | None = None, *, role: str = "location") -> None:
         if not url or not str(url).strip():
             raise ByoStorageError(f"{role} is empty: give a directory path or URL such as /data/incoming")
-        url = str(url)
+        url = str(url).strip()
         self.role = role
         self.conn_id = conn_id or None
-        if url.startswith("file://"):
-            url = url[len("file://") :]
-        if "://" not in url:
+        url = url.removeprefix("file://")
+        if "://" in url:
+            self.protocol = url.split("://", 1)[0].lower()
+        else:
+            self.protocol = "file"
             url = os.path.abspath(os.path.expanduser(url))
         #: The location as users wrote it, normalised: an absolute path for local directories.
         self.url = url.rstrip("/") or "/"
-        from airflow.sdk import ObjectStoragePath
-
-        try:
-            fs_url = self.url if "://" in self.url else f"file://{self.url}"
-            self.root = ObjectStoragePath(fs_url, conn_id=self.conn_id)
-        except Exception as exc:  # noqa: BLE001 - unknown scheme, missing fsspec extra, bad conn id ...
-            raise ByoStorageError(f"{role} {self.url!r} cannot be opened: {exc}") from None
-        self.protocol = self.root.protocol or "file"
 
     # -- introspection -------------------------------------------------------------------------
     @property
     def is_local(self) -> bool:
-        return self.protocol in ("file", "local")
+        return self.protocol in LOCAL_PROTOCOLS
 
-    @property
-    def local_root(self) -> str:
-        """Absolute local path of a local location."""
-        if not self.is_local:
-            raise ByoStorageError(f"{self.role} {self.url!r} is not on the local file system")
-        return self.url
+    def describe(self) -> str:
+        return f"{self.role} {self.url!r}"
+
+    @cached_property
+    def _fs_and_errors(self) -> tuple[AbstractFileSystem, StorageErrors]:
+        return filesystem(self.protocol, None if self.is_local else self.conn_id, self.describe())
 
     @property
     def fs(self) -> AbstractFileSystem:
-        return self.root.fs
+        return self._fs_and_errors[0]
 
     @property
-    def root_path(self) -> str:
-        """The location's path as the file system names it (no scheme)."""
-        return self.local_root if self.is_local else self.root.path.rstrip("/")
+    def errors(self) -> StorageErrors:
+        return self._fs_and_errors[1]
 
-    def describe(self) -> str:
-        return f"{self.role} {self.url!r}" + (f" (connection {self.conn_id!r})" if self.conn_id else "")
+    @cached_property
+    def root_path(self) -> str:
+        """The location's path as its file system names it (no scheme, no trailing slash)."""
+        if self.is_local:
+            return self.url
+        stripped = self.fs._strip_protocol(self.url + "/")
+        path = str(stripped[0] if isinstance(stripped, list) else stripped).rstrip("/")
+        if self.protocol not in S3_PROTOCOLS and not path.startswith("/"):
+            path = "/" + path  # sftp:///incoming -> /incoming
+        return path
+
+    def path_for(self, relative_path: str) -> str:
+        return f"{self.root_path}/{relative_path}"
 
     def url_for(self, relative_path: str) -> str:
-        return (
-            f"{self.url}/{relative_path}"
-            if not self.is_local
-            else os.path.join(self.local_root, relative_path)
-        )
+        return os.path.join(self.url, relative_path) if self.is_local else f"{self.url}/{relative_path}"
+
+    def _retry(self, operation: Any, action: str) -> Any:
+        return with_retries(operation, self.errors, action)
 
     # -- listing -------------------------------------------------------------------------------
-    def list_files(
-        self,
-        include: Sequence[str] = ("*",),
-        exclude: Sequence[str] = (),
-        *,
-        recursive: bool = True,
-    ) -> list[SourceFile]:
-        """
-        List files under the location, sorted by relative path.
-
-        Patterns are ``fnmatch`` globs matched against the path relative to the location and
-        against the bare file name (``*.csv`` matches ``a.csv`` and ``2024/a.csv``).
-        """
+    def list_files(self, file_filter: FileFilter | None = None) -> list[SourceFile]:
+        """List the files of the location that pass ``file_filter``, sorted by relative path."""
+        file_filter = file_filter or FileFilter()
         root = self.root_path
-        try:
-            if recursive:
-                entries = self.fs.find(root, withdirs=False, detail=True)
-            else:
-                entries = {e["name"]: e for e in self.fs.ls(root, detail=True) if e.get("type") == "file"}
-        except FileNotFoundError:
+
+        def listing() -> dict[str, dict[str, Any]]:
+            if file_filter.recursive:
+                found = self.fs.find(root, withdirs=False, detail=True)
+                return dict(found) if isinstance(found, dict) else {}
+            return {e["name"]: e for e in self.fs.ls(root, detail=True) if e.get("type") == "file"}
+
+        entries = self._retry(listing, "list")
+        if not entries and not self._retry(lambda: self.fs.isdir(root), "list"):
             raise ByoStorageError(
-                f"{self.describe()} does not exist: create the directory or fix the path"
-            ) from None
-        except PermissionError as exc:
-            raise ByoStorageError(f"{self.describe()} cannot be listed: permission denied ({exc})") from None
-        if not self.fs.isdir(root) and not entries:
-            raise ByoStorageError(f"{self.describe()} does not exist: create the directory or fix the path")
+                f"{self.describe()} does not exist"
+                + (f" (connection {self.conn_id!r})" if self.conn_id else "")
+                + ": create the directory (bucket/prefix) or fix the path"
+            )
         prefix = root.rstrip("/") + "/"
         files = []
         for name, info in entries.items():
-            name = name if not self.is_local else os.path.normpath(name)
-            if not name.startswith(prefix):
-                continue
-            relative = name[len(prefix) :]
-            if TEMP_MARKER in relative or not _matches(relative, include) or _matches(relative, exclude):
-                continue
-            files.append(
-                SourceFile(
-                    url=self.url_for(relative),
-                    relative_path=relative,
-                    size=int(info.get("size") or 0),
-                    mtime=_mtime(info),
-                )
+            full = (
+                os.path.normpath(name)
+                if self.is_local
+                else name.lstrip("/")
+                if not root.startswith("/")
+                else name
             )
+            if not full.startswith(prefix):
+                continue
+            relative = full[len(prefix) :]
+            size, mtime = int(info.get("size") or 0), _mtime(info)
+            if file_filter.matches(relative, size, mtime):
+                files.append(SourceFile(self.url_for(relative), relative, size, mtime, _etag(info)))
         files.sort(key=lambda f: f.relative_path)
         return files
 
     def file_info(self, relative_path: str) -> SourceFile:
         """Describe one file of the location (used by test mode for a single sample file)."""
-        path = f"{self.root_path}/{relative_path}"
         try:
-            info = self.fs.info(path)
-        except FileNotFoundError:
-            raise ByoStorageError(
-                f"file {self.url_for(relative_path)!r} does not exist in {self.describe()}"
-            ) from None
+            info = self._retry(lambda: self.fs.info(self.path_for(relative_path)), "read")
+        except ByoStorageError as exc:
+            if "does not exist" in str(exc):
+                raise ByoStorageError(f"file {self.url_for(relative_path)!r} does not exist") from None
+            raise
         if info.get("type") != "file":
             raise ByoStorageError(f"{self.url_for(relative_path)!r} is not a file; give the path of one file")
         return SourceFile(
-            url=self.url_for(relative_path),
-            relative_path=relative_path,
-            size=int(info.get("size") or 0),
-            mtime=_mtime(info),
+            self.url_for(relative_path), relative_path, int(info.get("size") or 0), _mtime(info), _etag(info)
         )
 
     # -- inputs --------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def staged(self, source_file: SourceFile, staging_dir: str) -> Iterator[str]:
-        """Yield a local path holding ``source_file``'s bytes (the file itself when local)."""
+    def local_copy(self, source_file: SourceFile, staging_dir: str) -> str:
+        """
+        Return a local path holding ``source_file``'s bytes: the file itself when local, else a
+        download into ``staging_dir`` (streamed to disk, never held in memory; the caller removes it).
+        """
         if self.is_local:
-            yield os.path.join(self.local_root, source_file.relative_path)
-            return
-        local = os.path.join(staging_dir, f"{uuid.uuid4().hex}-{source_file.name}")
+            return os.path.join(self.url, source_file.relative_path)
+        local = os.path.join(staging_dir, f"{uuid.uuid4().hex[:12]}-{source_file.name}")
         try:
-            self.fs.get_file(f"{self.root_path}/{source_file.relative_path}", local)
-            yield local
-        finally:
+            self._retry(lambda: self.fs.get_file(self.path_for(source_file.relative_path), local), "download")
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(local)
+            raise
+        return local
 
     # -- outputs -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -213,10 +283,13 @@ class Location:
         Removed afterwards, whatever happens.
         """
         if self.is_local:
-            os.makedirs(self.local_root, exist_ok=True)
-            path = tempfile.mkdtemp(prefix=f"{TEMP_MARKER}staging-", dir=self.local_root)
+            try:
+                os.makedirs(self.url, exist_ok=True)
+            except OSError as exc:
+                raise ByoStorageError(f"cannot create {self.describe()}: {exc.strerror}") from None
+            path = tempfile.mkdtemp(prefix=f"{TEMP_MARKER}staging-", dir=self.url)
         else:
-            path = tempfile.mkdtemp(prefix=f"{TEMP_MARKER}staging-")
+            path = tempfile.mkdtemp(prefix="byo-outputs-")
         try:
             yield path
         finally:
@@ -226,33 +299,46 @@ class Location:
         """
         Make ``local_path`` visible at ``<location>/<name>`` atomically; return the final URL.
 
-        Local: rename within the file system. S3: one PUT or a completed multipart upload (S3
-        never shows an incomplete object). Other file systems: upload to a temporary name in the
-        target directory, then rename over the final name.
+        Re-publishing a name overwrites it (so retries never duplicate outputs):
+
+        * local: ``rename`` within the file system;
+        * S3: one PUT, or a multipart upload that only becomes visible when completed (s3fs aborts
+          it on failure);
+        * SFTP and others: upload to a temporary name in the target directory, then rename over
+          the final name (sshfs uses the atomic ``posix-rename@openssh.com`` extension).
         """
         if self.is_local:
-            final = os.path.join(self.local_root, name)
+            self._publish_local(local_path, os.path.join(self.url, name))
+            return self.url_for(name)
+        final = self.path_for(name)
+        if self.protocol in S3_PROTOCOLS:
+            self._retry(lambda: self.fs.put_file(local_path, final), "write")
+            return self.url_for(name)
+        tmp = _temp_sibling(final)
+        parent = final.rsplit("/", 1)[0]
+        try:
+            self._retry(lambda: self.fs.makedirs(parent, exist_ok=True), "write")
+            self._retry(lambda: self.fs.put_file(local_path, tmp), "write")
+            self._retry(lambda: self.fs.mv(tmp, final), "write")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.rm_file(tmp)
+            raise
+        return self.url_for(name)
+
+    def _publish_local(self, local_path: str, final: str) -> None:
+        try:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             try:
                 os.replace(local_path, final)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
-                    raise ByoStorageError(f"cannot write {final!r} in {self.describe()}: {exc}") from None
+                    raise
                 tmp = _temp_sibling(final)
                 shutil.copyfile(local_path, tmp)
                 os.replace(tmp, final)
-            return final
-        final = f"{self.root_path}/{name}"
-        try:
-            if self.protocol in ("s3", "s3a"):
-                self.fs.put_file(local_path, final)
-            else:
-                tmp = _temp_sibling(final)
-                self.fs.put_file(local_path, tmp)
-                self.fs.mv(tmp, final)
-        except Exception as exc:  # noqa: BLE001 - every backend raises its own error types
-            raise ByoStorageError(f"cannot write {name!r} to {self.describe()}: {exc}") from None
-        return self.url_for(name)
+        except OSError as exc:
+            raise ByoStorageError(f"cannot write {final!r} in {self.describe()}: {exc.strerror}") from None
 
 
 def _temp_sibling(final: str) -> str:

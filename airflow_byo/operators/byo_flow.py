@@ -15,11 +15,12 @@ from airflow_byo.exceptions import ByoConfigError, ByoFilesFailedError
 from airflow_byo.flow import FlowRunner
 from airflow_byo.packages import parse_packages
 from airflow_byo.processor import ProcessorSource, resolve_processor
-from airflow_byo.storage import Location
+from airflow_byo.storage import FileFilter, Location, parse_datetime
 from airflow_byo.summary import RunSummary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from datetime import datetime
 
     from airflow.sdk import Context
 
@@ -54,6 +55,9 @@ class ByoFlowOperator(BaseOperator):
     :param include: globs a file must match, on its relative path or name (templated).
     :param exclude: globs that exclude a file (templated).
     :param recursive: also list files in sub-directories.
+    :param modified_after: only files modified after this time (datetime or ISO string, templated).
+    :param min_size: only files of at least this many bytes.
+    :param max_size: only files of at most this many bytes.
     :param packages: PEP 508 requirements, ``"p1==1.0.1,p2==0.0.2"`` or a list (templated).
     :param runtime_config: runtime variables & configuration, a dict or JSON string with optional
         ``custom_code`` and ``job_config`` keys (templated).
@@ -70,6 +74,7 @@ class ByoFlowOperator(BaseOperator):
         "destination_conn_id",
         "include",
         "exclude",
+        "modified_after",
         "packages",
         "runtime_config",
     )
@@ -88,6 +93,9 @@ class ByoFlowOperator(BaseOperator):
         include: Sequence[str] | str = ("*",),
         exclude: Sequence[str] | str = (),
         recursive: bool = True,
+        modified_after: datetime | str | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
         packages: str | Sequence[str] | None = None,
         runtime_config: str | dict[str, Any] | None = None,
         allow_direct_urls: bool = False,
@@ -103,6 +111,9 @@ class ByoFlowOperator(BaseOperator):
         self.include = include
         self.exclude = exclude
         self.recursive = recursive
+        self.modified_after = modified_after
+        self.min_size = min_size
+        self.max_size = max_size
         self.packages = packages
         self.runtime_config = runtime_config
         self.allow_direct_urls = allow_direct_urls
@@ -121,6 +132,8 @@ class ByoFlowOperator(BaseOperator):
             parse_packages(packages, allow_direct_urls=allow_direct_urls)
         if not _is_templated(runtime_config):
             self._checked_config()
+        if not _is_templated([include, exclude, modified_after]):
+            self._file_filter()
 
     # -- validation ----------------------------------------------------------------------------
     def _checked_config(self) -> RuntimeConfig:
@@ -128,14 +141,15 @@ class ByoFlowOperator(BaseOperator):
         self.processor_source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
         return config
 
-    @staticmethod
-    def _globs(value: Sequence[str] | str, field: str) -> list[str]:
-        globs = [value] if isinstance(value, str) else list(value)
-        if not all(isinstance(glob, str) and glob for glob in globs):
-            raise ByoConfigError(
-                f"{field} must be a glob or a list of globs such as ['*.csv'], got {value!r}"
-            )
-        return globs
+    def _file_filter(self) -> FileFilter:
+        return FileFilter(
+            include=tuple([self.include] if isinstance(self.include, str) else self.include),
+            exclude=tuple([self.exclude] if isinstance(self.exclude, str) else self.exclude),
+            recursive=self.recursive,
+            modified_after=parse_datetime(self.modified_after, "modified_after"),
+            min_size=self.min_size,
+            max_size=self.max_size,
+        )
 
     # -- environment ---------------------------------------------------------------------------
     def _python(self) -> str:
@@ -163,11 +177,7 @@ class ByoFlowOperator(BaseOperator):
 
         source = Location(self.source, self.source_conn_id, role="source")
         destination = Location(self.destination, self.destination_conn_id, role="destination")
-        files = source.list_files(
-            self._globs(self.include, "include"),
-            self._globs(self.exclude, "exclude"),
-            recursive=self.recursive,
-        )
+        files = source.list_files(self._file_filter())
         self.log.info("Found %d file(s) in %s", len(files), source.describe())
         if not files:
             summary = RunSummary(source=source.url, destination=destination.url)
