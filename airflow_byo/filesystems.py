@@ -88,6 +88,8 @@ def _known_hosts(connection: Any, extras: dict[str, Any]) -> Any:
 
 
 def _sftp_options(conn_id: str, where: str) -> tuple[dict[str, Any], list[str]]:
+    # asyncssh logs every connection and channel at INFO: noise in a task log.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     connection = _connection(conn_id, where)
     extras = connection.extra_dejson or {}
     options: dict[str, Any] = {"known_hosts": _known_hosts(connection, extras)}
@@ -185,11 +187,17 @@ def _classify(exc: BaseException) -> tuple[str, str]:
             "Add the host to ~/.ssh/known_hosts of the workers or set the connection extra "
             "'host_key'; only for tests, set 'no_host_key_check': true",
         )
-    if name == "PermissionDenied" or code in (
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidClientTokenId",
-        "ExpiredToken",
+    # sshfs turns asyncssh's PermissionDenied (authentication failed) into a PermissionError.
+    if (
+        name == "PermissionDenied"
+        or "Permission denied for user" in text
+        or code
+        in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "InvalidClientTokenId",
+            "ExpiredToken",
+        )
     ):
         return "the credentials were rejected", "Check the login/password or keys of the connection"
     if isinstance(exc, PermissionError) or code in ("AccessDenied", "403") or name == "SFTPPermissionDenied":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import math
 import os
 import shutil
 import tempfile
@@ -33,6 +34,9 @@ __all__ = ["TEMP_MARKER", "FileFilter", "Location", "SourceFile"]
 
 #: Every temporary name airflow-byo creates contains this marker; listings skip such paths.
 TEMP_MARKER = ".byo-"
+
+_S3_PART_BYTES = 8 * 1024 * 1024
+_S3_MAX_PARTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,15 @@ class Location:
     def _retry(self, operation: Any, action: str) -> Any:
         return with_retries(operation, self.errors, action)
 
+    def _transfer_options(self, size: int) -> dict[str, Any]:
+        """
+        Keep one transfer's memory bounded whatever the file size. s3fs holds up to chunksize x
+        max_concurrency bytes per get/put (50 MiB x 10 by default); other backends stream.
+        """
+        if self.protocol not in S3_PROTOCOLS:
+            return {}
+        return {"chunksize": max(_S3_PART_BYTES, math.ceil(size / _S3_MAX_PARTS)), "max_concurrency": 2}
+
     # -- listing -------------------------------------------------------------------------------
     def list_files(self, file_filter: FileFilter | None = None) -> list[SourceFile]:
         """List the files of the location that pass ``file_filter``, sorted by relative path."""
@@ -265,7 +278,9 @@ class Location:
             return os.path.join(self.url, source_file.relative_path)
         local = os.path.join(staging_dir, f"{uuid.uuid4().hex[:12]}-{source_file.name}")
         try:
-            self._retry(lambda: self.fs.get_file(self.path_for(source_file.relative_path), local), "download")
+            options = self._transfer_options(source_file.size)
+            remote = self.path_for(source_file.relative_path)
+            self._retry(lambda: self.fs.get_file(remote, local, **options), "download")
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(local)
@@ -286,7 +301,7 @@ class Location:
             try:
                 os.makedirs(self.url, exist_ok=True)
             except OSError as exc:
-                raise ByoStorageError(f"cannot create {self.describe()}: {exc.strerror}") from None
+                raise self.errors.translate(exc, "create") from None
             path = tempfile.mkdtemp(prefix=f"{TEMP_MARKER}staging-", dir=self.url)
         else:
             path = tempfile.mkdtemp(prefix="byo-outputs-")
@@ -312,7 +327,8 @@ class Location:
             return self.url_for(name)
         final = self.path_for(name)
         if self.protocol in S3_PROTOCOLS:
-            self._retry(lambda: self.fs.put_file(local_path, final), "write")
+            options = self._transfer_options(os.path.getsize(local_path))
+            self._retry(lambda: self.fs.put_file(local_path, final, **options), "write")
             return self.url_for(name)
         tmp = _temp_sibling(final)
         parent = final.rsplit("/", 1)[0]
@@ -338,7 +354,7 @@ class Location:
                 shutil.copyfile(local_path, tmp)
                 os.replace(tmp, final)
         except OSError as exc:
-            raise ByoStorageError(f"cannot write {final!r} in {self.describe()}: {exc.strerror}") from None
+            raise self.errors.translate(exc, "write") from None
 
 
 def _temp_sibling(final: str) -> str:

@@ -7,14 +7,19 @@ temporary directory, set before Airflow is imported, so tests never touch a deve
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.servers import S3Server, SftpServer
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="byo-tests-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME)
@@ -63,3 +68,31 @@ class RecordingLogger(logging.Logger):
 @pytest.fixture
 def task_log() -> RecordingLogger:
     return RecordingLogger()
+
+
+# -- real servers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
+    server = SftpServer(tmp_path_factory.mktemp("sftp"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, dict[str, Any]], str]:
+    """Define an Airflow connection for one test (as ``AIRFLOW_CONN_*``); returns its id."""
+
+    def define(conn_id: str, connection: dict[str, Any]) -> str:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+        return conn_id
+
+    return define

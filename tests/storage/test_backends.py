@@ -1,0 +1,375 @@
+"""
+One contract suite for every backend: the same cases on local, S3 (moto server) and SFTP (sshd).
+
+Each backend is bound by a small class that arranges and inspects files *without* airflow-byo
+(plain files, boto3, the SFTP root on this machine), so the cases check our storage module
+against what really is on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.storage import TEMP_MARKER, FileFilter, Location
+
+LARGE_FILE_BYTES = 200 * 1024 * 1024
+
+
+class Backend:
+    """How a test reaches one file system directly. ``path`` arguments are relative to a test root."""
+
+    name = ""
+    conn_id: str | None = None
+
+    def url(self, path: str) -> str:
+        raise NotImplementedError
+
+    def put(self, path: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def get(self, path: str) -> bytes | None:
+        raise NotImplementedError
+
+    def names(self, path: str) -> list[str]:
+        """Every object name under ``path`` (temporaries included), relative to it."""
+        raise NotImplementedError
+
+    def location(self, path: str, role: str = "location", conn_id: str | None = None) -> Location:
+        return Location(self.url(path), conn_id or self.conn_id, role=role)
+
+    def put_large(self, path: str, size: int) -> None:
+        self.put(path, os.urandom(1024) * (size // 1024))
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def url(self, path: str) -> str:
+        return str(self.root / path)
+
+    def put(self, path: str, data: bytes) -> None:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def get(self, path: str) -> bytes | None:
+        target = self.root / path
+        return target.read_bytes() if target.exists() else None
+
+    def names(self, path: str) -> list[str]:
+        base = self.root / path
+        return (
+            sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+        )
+
+    def put_large(self, path: str, size: int) -> None:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as handle:
+            chunk = os.urandom(1024 * 1024)
+            for _ in range(size // len(chunk)):
+                handle.write(chunk)
+
+
+class S3Backend(Backend):
+    name = "s3"
+
+    def __init__(self, server: Any, conn_id: str) -> None:
+        self.server = server
+        self.client = server.client()
+        self.bucket = f"byo-{uuid.uuid4().hex[:12]}"
+        self.client.create_bucket(Bucket=self.bucket)
+        self.conn_id = conn_id
+
+    def url(self, path: str) -> str:
+        return f"s3://{self.bucket}/{path}"
+
+    def put(self, path: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=path, Body=data)
+
+    def put_large(self, path: str, size: int) -> None:
+        local = Path(f"/tmp/byo-large-{uuid.uuid4().hex}")
+        LocalBackend(local.parent).put_large(local.name, size)
+        try:
+            self.client.upload_file(str(local), self.bucket, path)
+        finally:
+            local.unlink()
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=path)["Body"].read())
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def names(self, path: str) -> list[str]:
+        prefix = path.rstrip("/") + "/"
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
+
+
+class SftpBackend(LocalBackend):
+    """The SFTP server serves this machine's files: arrange them as files, read them through sshd."""
+
+    name = "sftp"
+
+    def __init__(self, server: Any, conn_id: str) -> None:
+        self.server = server
+        super().__init__(server.root / f"t-{uuid.uuid4().hex[:12]}")
+        self.root.mkdir()
+        server.give(self.root)
+        self.conn_id = conn_id
+
+    def url(self, path: str) -> str:
+        return f"sftp://{self.root}/{path}"
+
+    def put(self, path: str, data: bytes) -> None:
+        super().put(path, data)
+        self.server.give(self.root)
+
+    def put_large(self, path: str, size: int) -> None:
+        super().put_large(path, size)
+        self.server.give(self.root)
+
+
+@pytest.fixture(params=["local", "s3", "sftp"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, connections: Any) -> Backend:
+    if request.param == "local":
+        return LocalBackend(tmp_path)
+    if request.param == "s3":
+        server = request.getfixturevalue("s3_server")
+        return S3Backend(server, connections("byo_s3", server.connection()))
+    server = request.getfixturevalue("sftp_server")
+    return SftpBackend(server, connections("byo_sftp", server.connection()))
+
+
+def relative_paths(location: Location, file_filter: FileFilter | None = None) -> list[str]:
+    return [f.relative_path for f in location.list_files(file_filter)]
+
+
+# -- listing --------------------------------------------------------------------------------------
+
+
+def test_list_with_each_filter(backend: Backend) -> None:
+    for path, size in [("in/a.csv", 10), ("in/b.json", 20), ("in/sub/c.csv", 30), ("in/sub/d.txt", 40)]:
+        backend.put(path, b"x" * size)
+    source = backend.location("in", "source")
+    assert relative_paths(source) == ["a.csv", "b.json", "sub/c.csv", "sub/d.txt"]
+    assert relative_paths(source, FileFilter(include=("*.csv",))) == ["a.csv", "sub/c.csv"]
+    assert relative_paths(source, FileFilter(exclude=("sub/*",))) == ["a.csv", "b.json"]
+    assert relative_paths(source, FileFilter(recursive=False)) == ["a.csv", "b.json"]
+    assert relative_paths(source, FileFilter(min_size=20, max_size=30)) == ["b.json", "sub/c.csv"]
+    files = {f.relative_path: f for f in source.list_files()}
+    assert files["sub/d.txt"].size == 40
+    assert files["a.csv"].url == backend.url("in/a.csv")
+
+
+def test_list_modified_after(backend: Backend) -> None:
+    backend.put("in/old.csv", b"1")
+    time.sleep(1.1)  # mtimes have one-second resolution on S3 and SFTP
+    cutoff = datetime.now(UTC)
+    time.sleep(1.1)
+    backend.put("in/new.csv", b"2")
+    source = backend.location("in", "source")
+    assert relative_paths(source, FileFilter(modified_after=cutoff)) == ["new.csv"]
+
+
+def test_listing_skips_our_temporary_names(backend: Backend) -> None:
+    backend.put("in/a.csv", b"1")
+    backend.put(f"in/{TEMP_MARKER}abc-a.csv", b"partial")
+    assert relative_paths(backend.location("in")) == ["a.csv"]
+
+
+def test_missing_directory(backend: Backend) -> None:
+    backend.put("elsewhere/a.csv", b"1")
+    with pytest.raises(ByoStorageError, match=r"source '.*/nowhere' .*does not exist") as raised:
+        backend.location("nowhere", "source").list_files()
+    if backend.conn_id:
+        assert f"connection {backend.conn_id!r}" in str(raised.value)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def test_read_a_local_copy(backend: Backend, tmp_path: Path) -> None:
+    backend.put("in/a.csv", b"id,name\n1,x\n")
+    source = backend.location("in", "source")
+    [file] = source.list_files()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    local = source.local_copy(file, str(staging))
+    assert Path(local).read_bytes() == b"id,name\n1,x\n"
+
+
+def test_file_info_of_a_missing_file(backend: Backend) -> None:
+    backend.put("in/a.csv", b"1")
+    with pytest.raises(ByoStorageError, match=r"file '.*/in/missing\.csv' does not exist"):
+        backend.location("in").file_info("missing.csv")
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def test_atomic_write_and_overwrite(backend: Backend, tmp_path: Path) -> None:
+    destination = backend.location("out", "destination")
+    first = tmp_path / "first"
+    first.write_bytes(b"version 1")
+    assert destination.publish(str(first), "by_day/2024-05-01.jsonl") == backend.url(
+        "out/by_day/2024-05-01.jsonl"
+    )
+    assert backend.get("out/by_day/2024-05-01.jsonl") == b"version 1"
+    second = tmp_path / "second"
+    second.write_bytes(b"version 2, longer")
+    destination.publish(str(second), "by_day/2024-05-01.jsonl")
+    assert backend.get("out/by_day/2024-05-01.jsonl") == b"version 2, longer"
+    assert backend.names("out") == ["by_day/2024-05-01.jsonl"]  # no temporary left behind
+
+
+def test_write_permission_denied(backend: Backend, tmp_path: Path, connections: Any) -> None:
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"data")
+    if backend.name == "local":
+        # Root may write anywhere: try in a child process without CAP_DAC_OVERRIDE, like any user.
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        script = textwrap.dedent(
+            f"""
+            from airflow_byo.storage import Location
+            try:
+                Location({str(locked)!r}, role="destination").publish({str(payload)!r}, "x.txt")
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+            """
+        )
+        drop = (
+            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"] if os.getuid() == 0 else []
+        )
+        result = subprocess.run(
+            [*drop, sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            check=True,
+        )
+        message = result.stdout
+        assert message.startswith("ByoStorageError"), result.stdout + result.stderr
+    elif backend.name == "s3":
+        reader = connections("byo_s3_reader", backend.server.connection("reader"))  # type: ignore[attr-defined]
+        with pytest.raises(ByoStorageError) as raised:
+            backend.location("out", "destination", conn_id=reader).publish(str(payload), "x.txt")
+        message = str(raised.value)
+        assert "connection 'byo_s3_reader'" in message
+    else:
+        locked = backend.root / "locked"  # type: ignore[attr-defined]
+        locked.mkdir()
+        os.chown(locked, 0, 0)
+        with pytest.raises(ByoStorageError) as raised:
+            backend.location("locked", "destination").publish(str(payload), "x.txt")
+        message = str(raised.value)
+    assert "permission denied" in message
+    assert "destination '" in message
+    assert backend.get("locked/x.txt") is None
+    assert backend.get("out/x.txt") is None
+
+
+# -- large files: streamed, bounded memory ---------------------------------------------------------
+
+_MEASURE = """
+import json, resource, sys, tempfile
+from airflow_byo.storage import Location
+source = Location(sys.argv[1], sys.argv[2] or None)
+destination = Location(sys.argv[3], sys.argv[2] or None)
+[file] = source.list_files()
+source.fs, destination.fs  # connect before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with tempfile.TemporaryDirectory() as staging:
+    local = source.local_copy(file, staging)
+    destination.publish(local, "copy.bin")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"size": file.size, "peak_growth_kb": after - before}))
+"""
+
+
+def test_large_file_is_streamed_with_bounded_memory(backend: Backend) -> None:
+    backend.put_large("big/in/large.bin", LARGE_FILE_BYTES)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _MEASURE,
+            backend.url("big/in"),
+            backend.conn_id or "",
+            backend.url("big/out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["size"] == LARGE_FILE_BYTES
+    # Growth of the peak RSS while moving 200 MB: buffers, not the file.
+    assert measured["peak_growth_kb"] < 120 * 1024, measured
+    copied = backend.names("big/out")
+    assert copied == ["copy.bin"]
+
+
+# -- killed during an upload ----------------------------------------------------------------------
+
+_UPLOAD = """
+import sys
+from airflow_byo.storage import Location
+print("uploading", flush=True)
+Location(sys.argv[1], sys.argv[2] or None).publish(sys.argv[3], "report.bin")
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["s3", "sftp"], indirect=True)
+def test_kill_during_upload_leaves_the_previous_version(backend: Backend, tmp_path: Path) -> None:
+    backend.put("out/report.bin", b"previous complete version")
+    big = tmp_path / "big.bin"
+    LocalBackend(tmp_path).put_large("big.bin", LARGE_FILE_BYTES)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _UPLOAD, backend.url("out"), backend.conn_id or "", str(big)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"uploading\n"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _upload_in_progress(backend):
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        time.sleep(0.05)
+    assert _upload_in_progress(backend), "the upload never started"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert backend.get("out/report.bin") == b"previous complete version"
+    assert [name for name in backend.names("out") if TEMP_MARKER not in name] == ["report.bin"]
+
+
+def _upload_in_progress(backend: Backend) -> bool:
+    if isinstance(backend, S3Backend):
+        return bool(backend.client.list_multipart_uploads(Bucket=backend.bucket).get("Uploads"))
+    return any(
+        TEMP_MARKER in name and (backend.root / "out" / name).stat().st_size > 0  # type: ignore[attr-defined]
+        for name in backend.names("out")
+    )
