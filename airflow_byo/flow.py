@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.scratch import scratch, scratch_dir, sweep
 from airflow_byo.summary import FileResult, RunSummary
 from airflow_byo.supervisor import ChildProcess, FileOutcome, stage_runtime
 
@@ -138,7 +138,9 @@ class FlowRunner:
         Stage the runtime and load the processor in a first child, before any file is touched
         (a broken processor fails here); stop whatever child is left at the end.
         """
-        self._runtime_dir = stage_runtime(tempfile.mkdtemp(prefix="byo-runtime-"))
+        for path in sweep():
+            self.log.info("Removed scratch directory %s left by a killed run", path)
+        self._runtime_dir = stage_runtime(scratch_dir("runtime"))
         try:
             self._ready_child()
             yield
@@ -208,7 +210,7 @@ class FlowRunner:
         with (
             self._session(),
             destination.output_staging() as out_root,
-            tempfile.TemporaryDirectory(prefix="byo-inputs-") as staging,
+            scratch("inputs") as staging,
         ):
             pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="byo-transfer")
             uploads: deque[_Pending] = deque()
@@ -301,8 +303,8 @@ class FlowRunner:
         started = time.monotonic()
         with (
             self._session(),
-            tempfile.TemporaryDirectory(prefix="byo-test-") as out_root,
-            tempfile.TemporaryDirectory(prefix="byo-inputs-") as staging,
+            scratch("test") as out_root,
+            scratch("inputs") as staging,
         ):
             local: Future[str] = Future()
             try:

@@ -15,7 +15,6 @@ import fnmatch
 import math
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoConfigError, ByoStorageError
 from airflow_byo.filesystems import LOCAL_PROTOCOLS, S3_PROTOCOLS, StorageErrors, filesystem, with_retries
+from airflow_byo.scratch import scratch_dir, sweep
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -302,9 +302,10 @@ class Location:
                 os.makedirs(self.url, exist_ok=True)
             except OSError as exc:
                 raise self.errors.translate(exc, "create") from None
-            path = tempfile.mkdtemp(prefix=f"{TEMP_MARKER}staging-", dir=self.url)
+            sweep(self.url)
+            path = scratch_dir("outputs", self.url)
         else:
-            path = tempfile.mkdtemp(prefix="byo-outputs-")
+            path = scratch_dir("outputs")
         try:
             yield path
         finally:

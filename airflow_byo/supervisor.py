@@ -16,7 +16,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 
 import airflow_byo.runtime as runtime_package
 from airflow_byo.exceptions import ByoProcessorError
+from airflow_byo.scratch import scratch_dir
 
 __all__ = ["ChildProcess", "FileOutcome", "TaskLog", "child_environment", "stage_runtime"]
 
@@ -136,7 +136,7 @@ class ChildProcess:
             "import sys; sys.path.insert(0, sys.argv[1]); "
             "from airflow_byo.runtime.child import main; sys.exit(main())"
         )
-        self._cwd = tempfile.mkdtemp(prefix="byo-child-")
+        self._cwd = scratch_dir("child")
         # -I: isolated mode, so PYTHONPATH, the user site and the cwd never leak into the child.
         try:
             self._proc = subprocess.Popen(

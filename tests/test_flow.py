@@ -404,3 +404,62 @@ def test_test_mode_previews_and_writes_nothing(tmp_path: Path) -> None:
     assert summary.test_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
     assert sorted(p.name for p in source.iterdir()) == ["a.csv"]
+
+
+_KILLED_WORKER = """
+import sys, logging
+from airflow_byo.config import parse_runtime_config
+from airflow_byo.flow import FlowRunner
+from airflow_byo.processor import resolve_processor
+from airflow_byo.storage import Location
+code = '''
+import os, time
+def process(file, ctx):
+    open(ctx.variables["pid_file"], "w").write(str(os.getpid()))
+    time.sleep(3600)
+'''
+source = Location(sys.argv[1])
+runner = FlowRunner(
+    processor=resolve_processor(code),
+    config=parse_runtime_config({"pid_file": sys.argv[3]}),
+    python=sys.executable,
+    log=logging.getLogger("worker"),
+)
+runner.run(source, Location(sys.argv[2]), source.list_files())
+"""
+
+
+def test_killed_worker_takes_its_child_along_and_the_next_run_sweeps_its_scratch(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from airflow_byo.scratch import sweep
+
+    make_files(tmp_path / "in", {"a.txt": "x"})
+    pid_file = tmp_path / "child.pid"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WORKER, str(tmp_path / "in"), str(tmp_path / "out"), str(pid_file)]
+    )
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    leftovers = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(TEMP_MARKER)]
+    assert leftovers, "the run should have an output scratch directory while it works"
+
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child_pid, signal.SIGKILL)
+        pytest.fail("the child outlived its killed worker")
+
+    assert all(p.exists() for p in leftovers)  # SIGKILL: nobody could clean up ...
+    assert sorted(sweep(str(tmp_path / "out"))) == sorted(str(p) for p in leftovers)  # ... the next run does
+    assert published(tmp_path / "out") == {}

@@ -191,7 +191,21 @@ class _Runner:
         )
 
 
+def _die_with_parent() -> None:
+    """On Linux, get SIGKILL when the worker dies: a killed task never leaves its child running."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> int:
+    _die_with_parent()
     # Keep the real stdout for the protocol; everything the user prints goes to stderr.
     protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
