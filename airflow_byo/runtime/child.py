@@ -195,13 +195,12 @@ def _die_with_parent() -> None:
     """On Linux, get SIGKILL when the worker dies: a killed task never leaves its child running."""
     if not sys.platform.startswith("linux"):
         return
+    import contextlib
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def main() -> int:
