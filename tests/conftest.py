@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.backends import Backend, LocalBackend, S3Backend, SftpBackend
 from tests.servers import S3Server, SftpServer
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="byo-tests-airflow-home-"))
@@ -96,3 +97,15 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, dict[str, Any
         return conn_id
 
     return define
+
+
+@pytest.fixture(params=["local", "s3", "sftp"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, connections: Any) -> Backend:
+    """One backend per parameter: ``local``, ``s3`` (moto server) or ``sftp`` (sshd)."""
+    if request.param == "local":
+        return LocalBackend(tmp_path)
+    if request.param == "s3":
+        server = request.getfixturevalue("s3_server")
+        return S3Backend(server, connections("byo_s3", server.connection()))
+    server = request.getfixturevalue("sftp_server")
+    return SftpBackend(server, connections("byo_sftp", server.connection()))
