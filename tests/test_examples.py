@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.servers import S3Server, SftpServer
 
 EXAMPLES = ROOT / "dags_examples"
 CUSTOMERS = EXAMPLES / "data" / "customers"
@@ -95,3 +98,34 @@ def test_customers_example_test_mode_previews_and_writes_nothing(
     assert '"name_ascii": "Francois Dupont"' in log
     assert "BYO flow test run" in log
     assert not (tmp_path / "output").exists()
+
+
+def test_sftp_orders_to_s3_example_runs_against_real_servers(
+    example_env: dict[str, str], s3_server: S3Server, sftp_server: SftpServer
+) -> None:
+    bucket = f"byo-orders-{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    upload = sftp_server.root / f"upload-{uuid.uuid4().hex[:8]}" / "orders"
+    shutil.copytree(EXAMPLES / "data" / "orders", upload)
+    sftp_server.give(upload.parent)
+    env = example_env | {
+        "AIRFLOW_CONN_BYO_SFTP": json.dumps(sftp_server.connection(auth="key")),
+        "AIRFLOW_CONN_BYO_S3": json.dumps(s3_server.connection()),
+        "BYO_ORDERS_SOURCE": f"sftp://{upload}",
+        "BYO_ORDERS_DESTINATION": f"s3://{bucket}/orders",
+    }
+    result = airflow("dags", "test", "byo_sftp_orders_to_s3", env=env)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    client = s3_server.client()
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == ["orders/orders_2024-05-01.jsonl", "orders/orders_2024-05-02.jsonl"]
+    body = client.get_object(Bucket=bucket, Key="orders/orders_2024-05-01.jsonl")["Body"].read().decode()
+    records = [json.loads(line) for line in body.splitlines()]
+    assert [r["order_id"] for r in records] == [1001, 1002, 1003]  # 1004 has no quantity
+    assert records[0]["total"] == "30.25"  # 2 x 12.50 + 21 % VAT
+    assert records[2]["total"] == "30.00"  # USD: no VAT
+    assert "counter invalid_lines" in log
+    _, secret = s3_server.keys["admin"]
+    assert secret not in log
+    assert sftp_server.private_key.splitlines()[1] not in log
