@@ -49,10 +49,24 @@ class JobConfig(BaseModel):
         ge=1,
         description="Files handled by one child process before it is replaced by a fresh one.",
     )
-    error_policy: Literal["fail_fast", "continue"] = Field(
+    error_policy: Literal["fail_fast", "continue", "quarantine"] = Field(
         "continue",
-        description="fail_fast: stop at the first failed file. continue: process every file, "
-        "then fail the task naming the failed files.",
+        description="fail_fast: stop at the first failed file (the rest stay unprocessed). "
+        "continue: process every file, then fail the task naming the failed files (they are "
+        "retried by the next run). quarantine: copy failed files and their errors to the "
+        "quarantine location, mark them in the ledger, and succeed.",
+    )
+    retries: int = Field(0, ge=0, le=10, description="More attempts for a failed file within the run.")
+    on_change: Literal["reprocess", "ignore"] = Field(
+        "reprocess",
+        description="A processed path whose content changed (new size/mtime or ETag): process it "
+        "again, or ignore it.",
+    )
+    lease_seconds: float = Field(
+        600.0,
+        ge=1,
+        description="How long a claim on a file survives without renewal; a file claimed by a "
+        "worker that died is picked up again after it.",
     )
     output_format: Literal["jsonl", "json", "csv", "text", "bytes"] = Field(
         "jsonl", description="How returned records are written; also picks the default extension."

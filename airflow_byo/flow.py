@@ -9,6 +9,7 @@ and a configuration, and returns a :class:`~airflow_byo.summary.RunSummary`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -16,15 +17,16 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.exceptions import ByoConfigError, ByoStorageError
+from airflow_byo.faults import crash_point
 from airflow_byo.scratch import scratch, scratch_dir, sweep
 from airflow_byo.summary import FileResult, RunSummary
 from airflow_byo.supervisor import ChildProcess, FileOutcome, stage_runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from airflow_byo.config import RuntimeConfig
     from airflow_byo.processor import ProcessorSource
@@ -76,6 +78,7 @@ def _preview(local_path: str, max_lines: int) -> tuple[list[str], bool]:
 class _Pending:
     """A processed file whose outputs may still be uploading."""
 
+    file: SourceFile
     result: FileResult
     outcome: FileOutcome
     upload: Future[None]
@@ -84,7 +87,7 @@ class _Pending:
 
 
 def _prefetch(
-    pool: ThreadPoolExecutor, source: Location, files: Sequence[SourceFile], staging: str, depth: int
+    pool: ThreadPoolExecutor, source: Location, files: Iterable[SourceFile], staging: str, depth: int
 ) -> Iterator[tuple[int, SourceFile, Future[str]]]:
     """Yield each file with a future of its local copy, keeping ``depth`` downloads ahead."""
     window: deque[tuple[int, SourceFile, Future[str]]] = deque()
@@ -94,11 +97,42 @@ def _prefetch(
             ready.set_result(source.local_copy(file, staging))
             yield seq, file, ready
             continue
-        window.append((seq, file, pool.submit(source.local_copy, file, staging)))
+        window.append((seq, file, pool.submit(_download, source, file, staging)))
         if len(window) > depth:
             yield window.popleft()
     while window:
         yield window.popleft()
+
+
+def _download(source: Location, file: SourceFile, staging: str) -> str:
+    local = source.local_copy(file, staging)
+    crash_point("downloaded")
+    return local
+
+
+class FileTracker(Protocol):
+    """
+    Which files a run owns, and what became of them: the seam where the processed-file ledger
+    plugs into the runner (see :class:`airflow_byo.ledger.tracking.LedgerTracker`).
+    """
+
+    def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
+        """Yield the files of ``files`` this run may process (claiming them as it goes)."""
+        ...
+
+    def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
+        """Record a file's outcome, after its outputs were published."""
+        ...
+
+
+class _EveryFile:
+    """No ledger: every listed file is processed."""
+
+    def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
+        return iter(files)
+
+    def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
+        return None
 
 
 class FlowRunner:
@@ -110,6 +144,7 @@ class FlowRunner:
     :param python: interpreter of the flow's environment.
     :param log: the task's logger; progress, the user's prints and notifications go there.
     :param on_notify: called with each ``ctx.notify()`` event (file url, event); the default logs it.
+    :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
     """
 
     def __init__(
@@ -120,6 +155,7 @@ class FlowRunner:
         python: str,
         log: TaskLog,
         on_notify: Callable[[str, dict[str, Any]], None] | None = None,
+        quarantine: Location | None = None,
     ) -> None:
         self.processor = processor
         self.config = config
@@ -127,6 +163,7 @@ class FlowRunner:
         self.python = python
         self.log = log
         self.on_notify = on_notify or self._log_notification
+        self.quarantine = quarantine
         self._init = processor.child_init() | config.child_init()
         self._child: ChildProcess | None = None
         self._runtime_dir = ""
@@ -170,22 +207,36 @@ class FlowRunner:
     def _process(
         self, file: SourceFile, seq: int, local: Future[str], out_dir: str, source: Location
     ) -> FileOutcome:
-        """Run the child on one (downloaded) file; the local copy of a remote input is removed after."""
+        """
+        Run the child on one (downloaded) file, with ``job_config.retries`` more attempts after a
+        failure, then quarantine it if the policy says so. The local copy of a remote input is
+        removed afterwards.
+        """
         try:
             local_path = local.result()
         except ByoStorageError as exc:
             return FileOutcome(status="error", error_type="ByoStorageError", error=str(exc))
+        request = {
+            "seq": seq,
+            "path": local_path,
+            "url": file.url,
+            "name": file.name,
+            "relative_path": file.relative_path,
+            "size": file.size,
+            "out_dir": out_dir,
+        }
         try:
-            request = {
-                "seq": seq,
-                "path": local_path,
-                "url": file.url,
-                "name": file.name,
-                "relative_path": file.relative_path,
-                "size": file.size,
-                "out_dir": out_dir,
-            }
-            outcome = self._ready_child().process(request, self.job.timeout_seconds)
+            for attempt in range(1, self.job.retries + 2):
+                outcome = self._ready_child().process(request, self.job.timeout_seconds)
+                outcome.attempts = attempt
+                if outcome.ok:
+                    break
+                shutil.rmtree(out_dir, ignore_errors=True)
+                if attempt <= self.job.retries:
+                    self.log.warning("%s failed (attempt %d): %s; retrying", file.url, attempt, outcome.error)
+            crash_point("processed")
+            if not outcome.ok and self.job.error_policy == "quarantine":
+                self._quarantine(file, local_path, outcome)
         finally:
             if not source.is_local:
                 with contextlib.suppress(FileNotFoundError):
@@ -194,15 +245,51 @@ class FlowRunner:
             self.on_notify(file.url, event)
         return outcome
 
+    def _quarantine(self, file: SourceFile, local_path: str, outcome: FileOutcome) -> None:
+        """Copy a failed input and its error record to the quarantine location."""
+        if self.quarantine is None:
+            raise ByoConfigError("error_policy 'quarantine' needs a quarantine location")
+        record = {
+            "url": file.url,
+            "size": file.size,
+            "mtime": file.mtime,
+            "etag": file.etag,
+            "attempts": outcome.attempts,
+            "status": outcome.status,
+            "error_type": outcome.error_type,
+            "error": outcome.error,
+            "traceback": outcome.traceback,
+            "quarantined_at": time.time(),
+        }
+        with scratch("quarantine") as work:
+            error_file = os.path.join(work, "error.json")
+            with open(error_file, "w", encoding="utf-8") as handle:
+                json.dump(record, handle, indent=2, default=str)
+            copy = os.path.join(work, "input")
+            shutil.copyfile(local_path, copy)  # publish() moves local files: never move the source
+            self.quarantine.publish(copy, file.relative_path)
+            self.quarantine.publish(error_file, f"{file.relative_path}.error.json")
+        outcome.quarantined = True
+        self.log.warning("Quarantined %s to %s", file.url, self.quarantine.url_for(file.relative_path))
+
     # -- whole runs ----------------------------------------------------------------------------
-    def run(self, source: Location, destination: Location, files: Sequence[SourceFile]) -> RunSummary:
+    def run(
+        self,
+        source: Location,
+        destination: Location,
+        files: Sequence[SourceFile],
+        tracker: FileTracker | None = None,
+    ) -> RunSummary:
         """
         Process ``files`` of ``source`` and publish their outputs to ``destination``.
 
         Transfers overlap with processing: up to ``job_config.transfer_concurrency`` inputs are
         downloaded ahead and as many files' outputs uploaded behind, so local disk use stays
-        bounded by that many files whatever the size of the run.
+        bounded by that many files whatever the size of the run. With a ``tracker`` (the ledger),
+        only the files it lets this run claim are processed, and each outcome is recorded after
+        the file's outputs were published.
         """
+        tracker = tracker or _EveryFile()
         summary = RunSummary(source=source.url, destination=destination.url, files_seen=len(files))
         started = time.monotonic()
         reserved: dict[str, str] = {}  # output name -> input url that produced it in this run
@@ -215,13 +302,13 @@ class FlowRunner:
             pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="byo-transfer")
             uploads: deque[_Pending] = deque()
             try:
-                remaining = 0
-                for seq, file, local in _prefetch(pool, source, files, staging, depth):
+                handled: set[str] = set()
+                for seq, file, local in _prefetch(pool, source, tracker.claimed(files), staging, depth):
                     while uploads and (len(uploads) >= depth or uploads[0].upload.done()):
-                        self._finish(uploads.popleft(), summary)
+                        self._finish(uploads.popleft(), summary, tracker)
                     if self.job.error_policy == "fail_fast" and summary.failed:
-                        remaining = seq
                         break
+                    handled.add(file.url)
                     out_dir = os.path.join(out_root, f"{seq:06d}")
                     outcome = self._process(file, seq, local, out_dir, source)
                     result = FileResult(
@@ -233,11 +320,13 @@ class FlowRunner:
                     else:
                         shutil.rmtree(out_dir, ignore_errors=True)
                         upload.set_result(None)
-                    uploads.append(_Pending(result, outcome, upload, seq + 1, len(files)))
+                    uploads.append(_Pending(file, result, outcome, upload, seq + 1, len(files)))
                 while uploads:
-                    self._finish(uploads.popleft(), summary)
-                for file in files[remaining:] if remaining else ():
-                    summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
+                    self._finish(uploads.popleft(), summary, tracker)
+                if self.job.error_policy == "fail_fast" and summary.failed:
+                    for file in files:
+                        if file.url not in handled:
+                            summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         summary.seconds = time.monotonic() - started
@@ -265,16 +354,20 @@ class FlowRunner:
         """Publish one file's outputs (in a transfer thread); the result says how it went."""
         try:
             for output in outcome.outputs:
+                crash_point("uploading")
                 destination.publish(output["local_path"], output["name"])
                 result.add_output(output)
+            crash_point("published")
             result.status = "processed"
         except ByoStorageError as exc:
             result.error_type, result.error = "ByoStorageError", str(exc)
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
 
-    def _finish(self, pending: _Pending, summary: RunSummary) -> None:
+    def _finish(self, pending: _Pending, summary: RunSummary, tracker: FileTracker) -> None:
         pending.upload.result()
+        tracker.settle(pending.file, pending.result, pending.outcome.quarantined)
+        crash_point("committed")
         summary.add(pending.result, pending.outcome.insights, pending.outcome.counters)
         summary.notifications += len(pending.outcome.notifications)
         self._log_result(pending.result, pending.outcome, pending.done, pending.total)

@@ -86,6 +86,8 @@ class FileOutcome:
     error_type: str = ""
     error: str = ""
     traceback: str = ""
+    attempts: int = 1
+    quarantined: bool = False
 
     @property
     def ok(self) -> bool:

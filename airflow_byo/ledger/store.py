@@ -1,0 +1,466 @@
+"""
+The processed-file ledger: which file identities a flow has claimed, done, failed or quarantined.
+
+Why a SQL table (reached through an Airflow connection) rather than Airflow's asset state store
+or a manifest beside the data: claims must be atomic across workers on different machines
+(CeleryExecutor), and finding the new files among millions of recorded ones must not cost a
+request per recorded file. A primary key on (flow, path, fingerprint) makes a claim one
+``INSERT ... ON CONFLICT DO NOTHING``; a join of the listing against the table finds new files in
+one query. The asset state store has no compare-and-set and no listing; a manifest on S3/SFTP
+would need conditional writes that SFTP lacks. SQLite (a file under ``$AIRFLOW_HOME``) is the
+embedded default for one machine; PostgreSQL is the shared production backend.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import threading
+import time
+import uuid
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Column,
+    MetaData,
+    String,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.ledger.schema import CLAIMED, DONE, FAILED, QUARANTINED, events, files, metadata, snapshots
+from airflow_byo.storage import SourceFile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["Ledger", "fingerprint", "ledger_url"]
+
+_CHUNK = 500  # rows per statement when writing many
+
+
+def fingerprint(file: SourceFile) -> str:
+    """A file's version: its ETag when the store has one, else size and modification time."""
+    if file.etag:
+        return f"etag:{file.etag}"
+    mtime = "" if file.mtime is None else f"{file.mtime:.6f}"
+    return f"size:{file.size}:mtime:{mtime}"
+
+
+def ledger_url(conn_id: str | None = None) -> str:
+    """
+    The SQLAlchemy URL of the ledger: connection ``conn_id`` (or ``[byo] ledger_conn_id``), else
+    a SQLite file at ``$AIRFLOW_HOME/byo/ledger.db``.
+    """
+    from airflow.providers.common.compat.sdk import conf
+
+    conn_id = conn_id or conf.get("byo", "ledger_conn_id", fallback="") or None
+    if conn_id is None:
+        home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback="~/airflow")
+        path = os.path.join(os.path.expanduser(home), "byo", "ledger.db")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return f"sqlite:///{path}"
+    from airflow.sdk import BaseHook
+
+    connection = BaseHook.get_connection(conn_id)
+    kind = (connection.conn_type or "").lower()
+    if kind == "sqlite":
+        return f"sqlite:///{connection.host}"
+    if kind in ("postgres", "postgresql"):
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg2",
+            username=connection.login,
+            password=connection.password,
+            host=connection.host,
+            port=connection.port,
+            database=connection.schema,
+        ).render_as_string(hide_password=False)
+    raise ByoConfigError(
+        f"ledger connection {conn_id!r} has type {kind!r}: use a 'postgres' connection (shared by all "
+        "workers) or 'sqlite' (one machine)"
+    )
+
+
+@cache
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        # Writers take the lock when a transaction begins (BEGIN IMMEDIATE), so concurrent
+        # processes queue on the busy timeout instead of failing to upgrade a read lock.
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA busy_timeout=60000")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def _insert_ignore(engine: Engine, table: Table) -> Any:
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Ledger:
+    """
+    One flow's view of the ledger.
+
+    :param flow_id: the flow's identity (by default ``<dag_id>.<task_id>``).
+    :param url: SQLAlchemy URL (see :func:`ledger_url`).
+    """
+
+    def __init__(self, flow_id: str, url: str) -> None:
+        self.flow_id = flow_id
+        self.url = url
+        self.engine = _engine(url)
+
+    # -- finding and claiming ------------------------------------------------------------------
+    def new_files(self, listing: Sequence[SourceFile], *, on_change: str = "reprocess") -> list[SourceFile]:
+        """
+        The files of ``listing`` this flow still has to process, in listing order: never seen,
+        failed earlier, or claimed by a worker whose lease expired. One join, whatever the number
+        of recorded files. ``on_change="ignore"`` also skips a path done under another fingerprint.
+        """
+        if not listing:
+            return []
+        by_key = {(f.relative_path, fingerprint(f)): f for f in listing}
+        scratch = Table(
+            f"byo_listing_{uuid.uuid4().hex[:8]}",
+            MetaData(),
+            Column("path", String(1024)),
+            Column("fingerprint", String(200)),
+            prefixes=["TEMPORARY"],
+        )
+        now = time.time()
+        with self.engine.begin() as connection:
+            scratch.create(connection)
+            for chunk in _chunks(list(by_key)):
+                connection.execute(insert(scratch), [{"path": p, "fingerprint": fp} for p, fp in chunk])
+            match = and_(files.c.flow_id == self.flow_id, files.c.path == scratch.c.path)
+            if on_change != "ignore":
+                match = and_(match, files.c.fingerprint == scratch.c.fingerprint)
+            blocked = (
+                select(scratch.c.path, scratch.c.fingerprint)
+                .join(files, match)
+                .where(
+                    or_(
+                        files.c.state.in_((DONE, QUARANTINED)),
+                        and_(files.c.state == CLAIMED, files.c.lease_until >= now),
+                    )
+                )
+            )
+            taken = {(row.path, row.fingerprint) for row in connection.execute(blocked)}
+            scratch.drop(connection)
+        return [file for key, file in by_key.items() if key not in taken]
+
+    def claim(self, candidates: Sequence[SourceFile], token: str, lease_seconds: float) -> list[SourceFile]:
+        """Atomically claim what nobody else holds among ``candidates``; return the files won."""
+        if not candidates:
+            return []
+        now = time.time()
+        keyed = {(f.relative_path, fingerprint(f)): f for f in candidates}
+        fresh = [
+            {
+                "flow_id": self.flow_id,
+                "path": path,
+                "fingerprint": fp,
+                "state": CLAIMED,
+                "attempts": 1,
+                "claimed_by": token,
+                "lease_until": now + lease_seconds,
+                "size": f.size,
+                "mtime": f.mtime,
+                "first_seen": now,
+                "updated": now,
+            }
+            for (path, fp), f in keyed.items()
+        ]
+        reclaim = (
+            update(files)
+            .where(
+                files.c.flow_id == self.flow_id,
+                files.c.path == bindparam("p"),
+                files.c.fingerprint == bindparam("fp"),
+                or_(files.c.state == FAILED, and_(files.c.state == CLAIMED, files.c.lease_until < now)),
+            )
+            .values(
+                state=CLAIMED,
+                claimed_by=token,
+                lease_until=now + lease_seconds,
+                attempts=files.c.attempts + 1,
+                updated=now,
+            )
+        )
+        with self.engine.begin() as connection:
+            connection.execute(_insert_ignore(self.engine, files), fresh)
+            connection.execute(reclaim, [{"p": p, "fp": fp} for p, fp in keyed])
+            won = connection.execute(
+                select(files.c.path, files.c.fingerprint).where(
+                    files.c.flow_id == self.flow_id,
+                    files.c.claimed_by == token,
+                    files.c.state == CLAIMED,
+                    files.c.path.in_([p for p, _ in keyed]),
+                )
+            ).all()
+            mine = [keyed[(row.path, row.fingerprint)] for row in won if (row.path, row.fingerprint) in keyed]
+            self._log(connection, [(f, "claimed", {"by": token}) for f in mine])
+        return mine
+
+    def renew(self, token: str, lease_seconds: float) -> int:
+        """Extend the lease of every file ``token`` still holds (called by :class:`LeaseKeeper`)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(files)
+                .where(files.c.flow_id == self.flow_id, files.c.claimed_by == token, files.c.state == CLAIMED)
+                .values(lease_until=time.time() + lease_seconds)
+            )
+        return int(result.rowcount or 0)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def _settle(
+        self, file: SourceFile, token: str, state: str, event_details: dict[str, Any], **values: Any
+    ) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(files)
+                .where(
+                    files.c.flow_id == self.flow_id,
+                    files.c.path == file.relative_path,
+                    files.c.fingerprint == fingerprint(file),
+                    files.c.claimed_by == token,
+                )
+                .values(state=state, lease_until=None, updated=time.time(), **values)
+            )
+            self._log(connection, [(file, state, event_details)])
+
+    def done(self, file: SourceFile, token: str, outputs: list[str]) -> None:
+        """Record ``file`` as processed, after its outputs were published."""
+        self._settle(file, token, DONE, {"outputs": outputs}, outputs=json.dumps(outputs), error=None)
+
+    def failed(self, file: SourceFile, token: str, error: str, *, quarantined: bool = False) -> None:
+        """Record a failure: retried by the next run, unless the file was quarantined."""
+        state = QUARANTINED if quarantined else FAILED
+        self._settle(file, token, state, {"error": error[:2000]}, error=error[:8000])
+
+    def release(self, pending: Iterable[SourceFile], token: str) -> None:
+        """Give back files claimed but not processed (fail_fast): the next run takes them."""
+        keys = [{"p": f.relative_path, "fp": fingerprint(f)} for f in pending]
+        if not keys:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(files)
+                .where(
+                    files.c.flow_id == self.flow_id,
+                    files.c.path == bindparam("p"),
+                    files.c.fingerprint == bindparam("fp"),
+                    files.c.claimed_by == token,
+                    files.c.state == CLAIMED,
+                )
+                .values(
+                    state=FAILED,
+                    attempts=files.c.attempts - 1,
+                    lease_until=None,
+                    error="released unprocessed (fail_fast)",
+                    updated=time.time(),
+                ),
+                keys,
+            )
+
+    def _log(self, connection: Connection, entries: list[tuple[SourceFile, str, dict[str, Any]]]) -> None:
+        if entries:
+            now = time.time()
+            connection.execute(
+                insert(events),
+                [
+                    {
+                        "flow_id": self.flow_id,
+                        "path": f.relative_path,
+                        "fingerprint": fingerprint(f),
+                        "event": name,
+                        "at": now,
+                        "details": json.dumps(details, default=str),
+                    }
+                    for f, name, details in entries
+                ],
+            )
+
+    # -- operations ----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Number of file identities per state."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(files.c.state, func.count())
+                .where(files.c.flow_id == self.flow_id)
+                .group_by(files.c.state)
+            ).all()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def history(self, path: str) -> list[dict[str, Any]]:
+        """Every event of one file (all fingerprints), oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(events.c.fingerprint, events.c.event, events.c.at, events.c.details)
+                .where(events.c.flow_id == self.flow_id, events.c.path == path)
+                .order_by(events.c.id)
+            ).all()
+        return [
+            {
+                "fingerprint": r.fingerprint,
+                "event": r.event,
+                "at": r.at,
+                "details": json.loads(r.details or "{}"),
+            }
+            for r in rows
+        ]
+
+    def records(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        query = select(files).where(files.c.flow_id == self.flow_id)
+        if states:
+            query = query.where(files.c.state.in_(states))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query.order_by(files.c.path))]
+
+    def forget(
+        self,
+        *,
+        pattern: str | None = None,
+        states: Sequence[str] | None = None,
+        since: float | None = None,
+        reason: str,
+    ) -> int:
+        """
+        Forget file identities so the next run processes them again; return how many.
+
+        :param pattern: glob on the relative path (all files when omitted).
+        :param states: only these states (e.g. ``["quarantined"]`` to replay quarantined files).
+        :param since: only identities settled at or after this UNIX time (rewind).
+        """
+        query = select(files.c.path, files.c.fingerprint).where(files.c.flow_id == self.flow_id)
+        if states:
+            query = query.where(files.c.state.in_(states))
+        if since is not None:
+            query = query.where(files.c.updated >= since)
+        with self.engine.begin() as connection:
+            keys = [
+                (r.path, r.fingerprint)
+                for r in connection.execute(query)
+                if pattern is None or fnmatch.fnmatchcase(r.path, pattern)
+            ]
+            for chunk in _chunks(keys):
+                connection.execute(
+                    delete(files).where(
+                        files.c.flow_id == self.flow_id,
+                        files.c.path == bindparam("p"),
+                        files.c.fingerprint == bindparam("fp"),
+                    ),
+                    [{"p": p, "fp": fp} for p, fp in chunk],
+                )
+                connection.execute(
+                    insert(events),
+                    [
+                        {
+                            "flow_id": self.flow_id,
+                            "path": p,
+                            "fingerprint": fp,
+                            "event": "forgotten",
+                            "at": time.time(),
+                            "details": json.dumps({"reason": reason}),
+                        }
+                        for p, fp in chunk
+                    ],
+                )
+        return len(keys)
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def save_snapshot(self, listing: Sequence[SourceFile]) -> str:
+        """Store a file list; return its id (what a sensor or planner passes through XCom)."""
+        snapshot_id = uuid.uuid4().hex
+        now = time.time()
+        rows = [
+            {
+                "snapshot_id": snapshot_id,
+                "position": i,
+                "flow_id": self.flow_id,
+                "url": f.url,
+                "path": f.relative_path,
+                "size": f.size,
+                "mtime": f.mtime,
+                "etag": f.etag,
+                "created": now,
+            }
+            for i, f in enumerate(listing)
+        ]
+        with self.engine.begin() as connection:
+            for chunk in _chunks(rows):
+                connection.execute(insert(snapshots), list(chunk))
+        return snapshot_id
+
+    def load_snapshot(self, snapshot_id: str, *, batch: int = 0, of: int = 1) -> list[SourceFile]:
+        """The files of a snapshot; with ``of > 1``, only batch ``batch`` of ``of`` (by position)."""
+        query = select(snapshots).where(
+            snapshots.c.snapshot_id == snapshot_id, snapshots.c.flow_id == self.flow_id
+        )
+        if of > 1:
+            query = query.where(snapshots.c.position % of == batch)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(snapshots.c.position)).all()
+        if not rows and batch == 0:
+            raise ByoConfigError(
+                f"snapshot {snapshot_id!r} of flow {self.flow_id!r} does not exist in the ledger"
+            )
+        return [SourceFile(r.url, r.path, r.size, r.mtime, r.etag) for r in rows]
+
+
+class LeaseKeeper:
+    """Renews a run's claims in the background while it works, so live runs never lose them."""
+
+    def __init__(self, ledger: Ledger, token: str, lease_seconds: float) -> None:
+        self._ledger, self._token, self._lease = ledger, token, lease_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="byo-lease", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._lease / 3):
+            self._ledger.renew(self._token, self._lease)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
