@@ -336,6 +336,8 @@ class FlowRunner:
         """True when the outputs can be published: the file succeeded and its names are its own."""
         if not outcome.ok:
             result.error_type, result.error = outcome.error_type, outcome.error
+            if outcome.quarantined:
+                result.status = "quarantined"
             return False
         clashes = [o["name"] for o in outcome.outputs if o["name"] in reserved]
         if clashes:

@@ -23,7 +23,7 @@ class FileResult:
     """The outcome of one input file."""
 
     url: str
-    status: str  # "processed" | "failed" | "skipped"
+    status: str  # "processed" | "failed" | "quarantined" | "skipped"
     size: int = 0
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
@@ -56,6 +56,8 @@ class RunSummary:
     destination: str | None
     test_mode: bool = False
     files_seen: int = 0
+    files_listed: int | None = None
+    files_taken_elsewhere: int = 0
     files: list[FileResult] = field(default_factory=list)
     insights: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
@@ -90,6 +92,9 @@ class RunSummary:
             "files_processed": len(processed),
             "files_failed": len(self.failed),
             "files_skipped": len(self._with_status("skipped")),
+            "files_quarantined": len(self._with_status("quarantined")),
+            "files_listed": self.files_listed,
+            "files_taken_elsewhere": self.files_taken_elsewhere,
             "bytes_in": sum(f.size for f in self.files if f.status != "skipped"),
             "bytes_out": sum(f.bytes_out for f in processed),
             "records_in": self.counters.get("records_in"),
@@ -115,6 +120,11 @@ class RunSummary:
             (
                 "files seen / processed / failed / skipped",
                 " / ".join(str(data[f"files_{k}"]) for k in ("seen", "processed", "failed", "skipped")),
+            ),
+            ("files quarantined", data["files_quarantined"]),
+            (
+                "files listed / taken by other runs",
+                f"{_or_dash(data['files_listed'])} / {data['files_taken_elsewhere']}",
             ),
             ("bytes in / out", f"{data['bytes_in']:,} / {data['bytes_out']:,}"),
             ("records in / out", f"{_or_dash(data['records_in'])} / {_or_dash(data['records_out'])}"),

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_byo.config import RuntimeConfig, parse_runtime_config
+from airflow_byo.discovery import NewFiles
 from airflow_byo.exceptions import ByoConfigError, ByoFilesFailedError
 from airflow_byo.flow import FlowRunner
+from airflow_byo.ledger.tracking import LedgerTracker
 from airflow_byo.packages import parse_packages
 from airflow_byo.processor import ProcessorSource, resolve_processor
-from airflow_byo.storage import FileFilter, Location, parse_datetime
+from airflow_byo.storage import Location
 from airflow_byo.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow.sdk import Context
+
+    from airflow_byo.storage import SourceFile
 
 __all__ = ["ByoFlowOperator"]
 
@@ -65,6 +69,16 @@ class ByoFlowOperator(BaseOperator):
     :param python_interpreter: run in this existing interpreter instead of a built virtualenv;
         ``packages`` must then be empty (install them into that interpreter yourself).
     :param venv_cache_path: where environments are cached (default ``[byo] venv_cache_path``).
+    :param track_files: record processed files in the ledger and process each file once (default);
+        ``False`` processes every matching file on every run.
+    :param flow_id: the flow's name in the ledger (default ``<dag_id>.<task_id>``).
+    :param ledger_conn_id: connection of the ledger database (default ``[byo] ledger_conn_id``,
+        else SQLite under ``$AIRFLOW_HOME/byo``).
+    :param quarantine: where ``error_policy: quarantine`` puts failed inputs and their error
+        records (default ``<destination>/_quarantine``; templated).
+    :param quarantine_conn_id: connection for ``quarantine`` (default: the destination's).
+    :param files: the files to process instead of listing the source: a sensor's or planner's
+        XCom, ``{"snapshot": id}`` or ``{"snapshot": id, "batch": i, "of": n}`` (templated).
     """
 
     template_fields: Sequence[str] = (
@@ -77,6 +91,8 @@ class ByoFlowOperator(BaseOperator):
         "modified_after",
         "packages",
         "runtime_config",
+        "quarantine",
+        "files",
     )
     template_fields_renderers = {"runtime_config": "json"}
     ui_color = "#e8f4ea"
@@ -101,6 +117,12 @@ class ByoFlowOperator(BaseOperator):
         allow_direct_urls: bool = False,
         python_interpreter: str | None = None,
         venv_cache_path: str | os.PathLike[str] | None = None,
+        track_files: bool = True,
+        flow_id: str | None = None,
+        ledger_conn_id: str | None = None,
+        quarantine: str | None = None,
+        quarantine_conn_id: str | None = None,
+        files: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -119,6 +141,12 @@ class ByoFlowOperator(BaseOperator):
         self.allow_direct_urls = allow_direct_urls
         self.python_interpreter = python_interpreter
         self.venv_cache_path = venv_cache_path
+        self.track_files = track_files
+        self.flow_id = flow_id
+        self.ledger_conn_id = ledger_conn_id
+        self.quarantine = quarantine
+        self.quarantine_conn_id = quarantine_conn_id
+        self.files = files
         # Resolved and checked at parse time: a broken processor or config is an import error
         # of the DAG file, long before a worker picks the task up.
         self.processor_source: ProcessorSource = resolve_processor(processor, function_name)
@@ -133,7 +161,7 @@ class ByoFlowOperator(BaseOperator):
         if not _is_templated(runtime_config):
             self._checked_config()
         if not _is_templated([include, exclude, modified_after]):
-            self._file_filter()
+            self._new_files(None)
 
     # -- validation ----------------------------------------------------------------------------
     def _checked_config(self) -> RuntimeConfig:
@@ -141,14 +169,20 @@ class ByoFlowOperator(BaseOperator):
         self.processor_source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
         return config
 
-    def _file_filter(self) -> FileFilter:
-        return FileFilter(
+    def _new_files(self, config: RuntimeConfig | None) -> NewFiles:
+        return NewFiles(
+            source=self.source,
+            flow_id=self.flow_id or f"{self.dag_id}.{self.task_id}",
+            source_conn_id=self.source_conn_id,
             include=tuple([self.include] if isinstance(self.include, str) else self.include),
             exclude=tuple([self.exclude] if isinstance(self.exclude, str) else self.exclude),
             recursive=self.recursive,
-            modified_after=parse_datetime(self.modified_after, "modified_after"),
+            modified_after=self.modified_after,
             min_size=self.min_size,
             max_size=self.max_size,
+            track_files=self.track_files,
+            ledger_conn_id=self.ledger_conn_id,
+            on_change=config.job_config.on_change if config else "reprocess",
         )
 
     # -- environment ---------------------------------------------------------------------------
@@ -161,11 +195,34 @@ class ByoFlowOperator(BaseOperator):
         cache = Path(self.venv_cache_path) if self.venv_cache_path else None
         return str(ensure_environment(requirements, cache))
 
-    def _runner(self, config: RuntimeConfig) -> tuple[FlowRunner, float]:
+    def _runner(self, config: RuntimeConfig, quarantine: Location | None = None) -> tuple[FlowRunner, float]:
         started = time.monotonic()
         python = self._python()
-        runner = FlowRunner(processor=self.processor_source, config=config, python=python, log=self.log)
+        runner = FlowRunner(
+            processor=self.processor_source, config=config, python=python, log=self.log, quarantine=quarantine
+        )
         return runner, time.monotonic() - started
+
+    def _quarantine_location(self, destination: Location) -> Location:
+        if self.quarantine:
+            return Location(self.quarantine, self.quarantine_conn_id, role="quarantine")
+        return Location(f"{destination.url}/_quarantine", destination.conn_id, role="quarantine")
+
+    def _snapshot(self, new_files: NewFiles) -> list[SourceFile] | None:
+        """The file list handed over by a sensor or planner (``files=``), if any."""
+        if not self.files:
+            return None
+        pointer = json.loads(self.files) if isinstance(self.files, str) else self.files
+        if not isinstance(pointer, dict) or not pointer.get("snapshot"):
+            raise ByoConfigError(
+                f"files must be a sensor's or planner's XCom like {{'snapshot': '<id>'}}, got {self.files!r}"
+            )
+        ledger = new_files.ledger()
+        if ledger is None:
+            raise ByoConfigError("files= needs the ledger (track_files=True): snapshots are stored there")
+        return ledger.load_snapshot(
+            str(pointer["snapshot"]), batch=int(pointer.get("batch", 0)), of=int(pointer.get("of", 1))
+        )
 
     # -- execution -----------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -175,16 +232,35 @@ class ByoFlowOperator(BaseOperator):
         if test_file:
             return self._execute_test(str(test_file), config)
 
-        source = Location(self.source, self.source_conn_id, role="source")
+        new_files = self._new_files(config)
+        source = new_files.location()
         destination = Location(self.destination, self.destination_conn_id, role="destination")
-        files = source.list_files(self._file_filter())
-        self.log.info("Found %d file(s) in %s", len(files), source.describe())
+        listed, files = new_files.find(self._snapshot(new_files))
+        self.log.info(
+            "%d file(s) in %s, %d not processed yet by flow %r",
+            listed,
+            source.describe(),
+            len(files),
+            new_files.flow_id,
+        )
         if not files:
             summary = RunSummary(source=source.url, destination=destination.url)
         else:
-            runner, environment_seconds = self._runner(config)
-            summary = runner.run(source, destination, files)
+            quarantine = (
+                self._quarantine_location(destination)
+                if config.job_config.error_policy == "quarantine"
+                else None
+            )
+            runner, environment_seconds = self._runner(config, quarantine)
+            ledger = new_files.ledger()
+            if ledger is None:
+                summary = runner.run(source, destination, files)
+            else:
+                with LedgerTracker(ledger, lease_seconds=config.job_config.lease_seconds) as tracker:
+                    summary = runner.run(source, destination, files, tracker)
+                summary.files_taken_elsewhere = tracker.taken_elsewhere
             summary.environment_seconds = environment_seconds
+        summary.files_listed = listed
         self.log.info("%s", summary.format_table())
         result = summary.as_dict()
         if summary.failed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def operator(source: Path, destination: Path, **kwargs: Any) -> ByoFlowOperator:
     kwargs.setdefault("processor", UPPER)
     kwargs.setdefault("python_interpreter", sys.executable)
     kwargs.setdefault("runtime_config", {"job_config": {"output_format": "text"}})
+    kwargs.setdefault("flow_id", f"test-{uuid.uuid4().hex}")  # a fresh ledger history per test
     return ByoFlowOperator(task_id="flow", source=str(source), destination=str(destination), **kwargs)
 
 
@@ -62,9 +64,9 @@ def test_runs_the_processor_over_filtered_files_and_returns_the_summary(source: 
 
 def test_recursive_false_lists_only_the_top_directory(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = operator(source, out, include="*.txt", recursive=False).execute(context())
+    result = operator(source, out, include="*.txt", recursive=False, track_files=False).execute(context())
     assert result["files_seen"] == 1
-    result = operator(source, out, include="*.txt").execute(context())
+    result = operator(source, out, include="*.txt", track_files=False).execute(context())
     assert result["files_seen"] == 2
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ def flow(source: Backend, destination: Backend, **kwargs: Any) -> ByoFlowOperato
         processor=kwargs.pop("processor", UPPER),
         python_interpreter=sys.executable,
         runtime_config={"job_config": {"output_format": "text", "transfer_concurrency": 2}},
+        flow_id=f"test-{uuid.uuid4().hex}",
         **kwargs,
     )
 

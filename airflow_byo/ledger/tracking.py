@@ -1,0 +1,68 @@
+"""The ledger as the flow runner's :class:`~airflow_byo.flow.FileTracker`: claim, renew, settle."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from airflow_byo.faults import crash_point
+from airflow_byo.ledger.store import LeaseKeeper, Ledger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from types import TracebackType
+
+    from airflow_byo.storage import SourceFile
+    from airflow_byo.summary import FileResult
+
+__all__ = ["LedgerTracker"]
+
+
+class LedgerTracker:
+    """
+    Claims files in small chunks just before they are processed (so concurrent runs share the
+    work instead of one run hoarding it), keeps the claims alive while the run works, records
+    each outcome after the outputs are published, and gives back what it claimed but did not
+    process when the run stops early.
+
+    Use as a context manager around :meth:`FlowRunner.run`.
+    """
+
+    def __init__(self, ledger: Ledger, *, lease_seconds: float, chunk: int = 16) -> None:
+        self.ledger = ledger
+        self.lease_seconds = lease_seconds
+        self.chunk = chunk
+        self.token = uuid.uuid4().hex
+        self._open: dict[str, SourceFile] = {}
+        self.taken_elsewhere = 0
+        self._keeper = LeaseKeeper(ledger, self.token, lease_seconds)
+
+    def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
+        for start in range(0, len(files), self.chunk):
+            chunk = files[start : start + self.chunk]
+            won = self.ledger.claim(chunk, self.token, self.lease_seconds)
+            crash_point("claimed")
+            self.taken_elsewhere += len(chunk) - len(won)
+            for file in won:
+                self._open[file.url] = file
+                yield file
+
+    def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
+        if result.status == "processed":
+            self.ledger.done(file, self.token, result.outputs)
+        else:
+            self.ledger.failed(
+                file, self.token, f"{result.error_type}: {result.error}", quarantined=quarantined
+            )
+        self._open.pop(file.url, None)
+
+    def __enter__(self) -> LedgerTracker:
+        self._keeper.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._keeper.__exit__(kind, exc, tb)
+        self.ledger.release(self._open.values(), self.token)
+        self._open.clear()
