@@ -111,3 +111,47 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, connections: Any) ->
         return S3Backend(server, connections("byo_s3", server.connection()))
     server = request.getfixturevalue("sftp_server")
     return SftpBackend(server, connections("byo_sftp", server.connection()))
+
+
+# -- ledger databases -----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """
+    A fresh, empty ledger database: a SQLite file, or a throwaway database on the local
+    PostgreSQL (127.0.0.1:5432). Yields its SQLAlchemy URL and an Airflow connection for it.
+    """
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.db"
+        yield {"url": f"sqlite:///{path}", "connection": {"conn_type": "sqlite", "host": str(path)}}
+        return
+    import uuid
+
+    import psycopg2
+
+    name = f"byo_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    yield {
+        "url": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}",
+        "connection": {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
+                       "schema": name},
+    }
+    from airflow_byo.ledger.store import _engine
+
+    _engine.cache_clear()  # engines of this process hold connections to the database
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+FAULT_POINTS_COVERED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FAULT_POINTS_COVERED:
+        terminalreporter.write_line(
+            f"fault injection: {len(FAULT_POINTS_COVERED)} kill points covered: "
+            + ", ".join(FAULT_POINTS_COVERED)
+        )
