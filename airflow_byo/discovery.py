@@ -56,6 +56,26 @@ class NewFiles:
         )
         object.__setattr__(self, "_filter", file_filter)
 
+    @classmethod
+    def of_task(
+        cls, task: Any, *, flow_id: str, on_change: str = "reprocess", track_files: bool = True
+    ) -> NewFiles:
+        """Build from a task's ``source``/``source_conn_id``/filter/``ledger_conn_id`` attributes."""
+        return cls(
+            source=task.source,
+            flow_id=flow_id,
+            source_conn_id=task.source_conn_id,
+            include=task.include,
+            exclude=task.exclude,
+            recursive=task.recursive,
+            modified_after=task.modified_after,
+            min_size=task.min_size,
+            max_size=task.max_size,
+            track_files=track_files,
+            ledger_conn_id=task.ledger_conn_id,
+            on_change=on_change,
+        )
+
     def location(self) -> Location:
         return Location(self.source, self.source_conn_id, role="source")
 
@@ -73,6 +93,19 @@ class NewFiles:
         ledger = self.ledger()
         new = ledger.new_files(listing, on_change=self.on_change) if ledger else listing
         return len(listing), new
+
+    def snapshot(self, new: list[SourceFile]) -> dict[str, Any]:
+        """Store ``new`` in the ledger; return the XCom pointer a flow operator accepts as ``files``."""
+        ledger = self.ledger()
+        if ledger is None:
+            from airflow_byo.exceptions import ByoConfigError
+
+            raise ByoConfigError("sensors and batch planners need the ledger (track_files=True)")
+        return {
+            "snapshot": ledger.save_snapshot(new),
+            "count": len(new),
+            "sample": [f.relative_path for f in new[:10]],
+        }
 
     def to_kwargs(self) -> dict[str, Any]:
         data = asdict(self)

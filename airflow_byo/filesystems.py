@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from fsspec import AbstractFileSystem
 
-__all__ = ["LOCAL_PROTOCOLS", "StorageErrors", "filesystem", "with_retries"]
+__all__ = ["LOCAL_PROTOCOLS", "StorageErrors", "filesystem", "get_connection", "with_retries"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ _INSTALL_HINTS = {
 T = TypeVar("T")
 
 
-def _connection(conn_id: str, where: str) -> Any:
+def get_connection(conn_id: str, where: str) -> Any:
+    """The Airflow connection ``conn_id``, or an error naming what needed it and how to define it."""
     from airflow.sdk import BaseHook
 
     try:
@@ -90,7 +91,7 @@ def _known_hosts(connection: Any, extras: dict[str, Any]) -> Any:
 def _sftp_options(conn_id: str, where: str) -> tuple[dict[str, Any], list[str]]:
     # asyncssh logs every connection and channel at INFO: noise in a task log.
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    connection = _connection(conn_id, where)
+    connection = get_connection(conn_id, where)
     extras = connection.extra_dejson or {}
     options: dict[str, Any] = {"known_hosts": _known_hosts(connection, extras)}
     if private_key := extras.get("private_key"):
@@ -122,7 +123,7 @@ def filesystem(protocol: str, conn_id: str | None, where: str) -> tuple[Abstract
     if conn_id and protocol in SFTP_PROTOCOLS:
         options, secrets = _sftp_options(conn_id, where)
     elif conn_id and protocol not in LOCAL_PROTOCOLS:
-        secrets = _secrets_of(_connection(conn_id, where))
+        secrets = _secrets_of(get_connection(conn_id, where))
     errors = StorageErrors(where, conn_id, secrets)
     try:
         fs = get_fs(protocol, conn_id, options or None)

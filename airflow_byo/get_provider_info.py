@@ -24,6 +24,7 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
+        "cli": ["airflow_byo.cli.definition.get_byo_cli_commands"],
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_byo.operators.byo_flow"]}
         ],
@@ -31,6 +32,15 @@ def get_provider_info() -> dict[str, Any]:
             "byo": {
                 "description": "Settings of the airflow-byo provider.",
                 "options": {
+                    "ledger_conn_id": {
+                        "description": "Connection of the ledger database shared by all workers "
+                        "(a 'postgres' connection in production). Empty means a SQLite file under "
+                        "$AIRFLOW_HOME/byo, which only works on one machine.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "byo_ledger",
+                        "default": "",
+                    },
                     "venv_cache_path": {
                         "description": "Directory holding the cached virtualenvs of flows, one per set "
                         "of packages. Empty means $AIRFLOW_HOME/byo/venvs. Use a local disk of each "

@@ -136,8 +136,13 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
     yield {
         "url": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}",
-        "connection": {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
-                       "schema": name},
+        "connection": {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "login": "postgres",
+            "schema": name,
+        },
     }
     from airflow_byo.ledger.store import _engine
 

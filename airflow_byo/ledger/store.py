@@ -74,9 +74,9 @@ def ledger_url(conn_id: str | None = None) -> str:
         path = os.path.join(os.path.expanduser(home), "byo", "ledger.db")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return f"sqlite:///{path}"
-    from airflow.sdk import BaseHook
+    from airflow_byo.filesystems import get_connection
 
-    connection = BaseHook.get_connection(conn_id)
+    connection = get_connection(conn_id, "the ledger")
     kind = (connection.conn_type or "").lower()
     if kind == "sqlite":
         return f"sqlite:///{connection.host}"
@@ -115,7 +115,11 @@ def _engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Workers starting together must not race to create the tables.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(70790318)")
+        metadata.create_all(connection)
     return engine
 
 

@@ -170,19 +170,11 @@ class ByoFlowOperator(BaseOperator):
         return config
 
     def _new_files(self, config: RuntimeConfig | None) -> NewFiles:
-        return NewFiles(
-            source=self.source,
+        return NewFiles.of_task(
+            self,
             flow_id=self.flow_id or f"{self.dag_id}.{self.task_id}",
-            source_conn_id=self.source_conn_id,
-            include=tuple([self.include] if isinstance(self.include, str) else self.include),
-            exclude=tuple([self.exclude] if isinstance(self.exclude, str) else self.exclude),
-            recursive=self.recursive,
-            modified_after=self.modified_after,
-            min_size=self.min_size,
-            max_size=self.max_size,
-            track_files=self.track_files,
-            ledger_conn_id=self.ledger_conn_id,
             on_change=config.job_config.on_change if config else "reprocess",
+            track_files=self.track_files,
         )
 
     # -- environment ---------------------------------------------------------------------------

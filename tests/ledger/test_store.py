@@ -126,7 +126,9 @@ def test_snapshots_round_trip_in_batches(ledger: Ledger) -> None:
     snapshot = ledger.save_snapshot(listing)
     assert ledger.load_snapshot(snapshot) == listing
     batches = [ledger.load_snapshot(snapshot, batch=b, of=3) for b in range(3)]
-    assert sorted(f.relative_path for batch in batches for f in batch) == sorted(f.relative_path for f in listing)
+    assert sorted(f.relative_path for batch in batches for f in batch) == sorted(
+        f.relative_path for f in listing
+    )
     assert all(batches)
-    with pytest.raises(ByoConfigError, match="snapshot 'nope' of flow 'dag.task' does not exist"):
+    with pytest.raises(ByoConfigError, match=r"snapshot 'nope' of flow 'dag.task' does not exist"):
         ledger.load_snapshot("nope")
