@@ -129,3 +129,14 @@ def test_sftp_orders_to_s3_example_runs_against_real_servers(
     _, secret = s3_server.keys["admin"]
     assert secret not in log
     assert sftp_server.private_key.splitlines()[1] not in log
+
+
+def test_batched_example_maps_over_new_files_once(example_env: dict[str, str], tmp_path: Path) -> None:
+    result = airflow("dags", "test", "byo_customers_in_batches", env=example_env)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    output = tmp_path / "output" / "customers_batched"
+    names = sorted(p.name for p in output.iterdir())
+    assert names == ["customers_2024-05-01.jsonl", "customers_2024-05-02.jsonl", "customers_2024-05-03.jsonl"]
+    assert json.loads((output / "customers_2024-05-01.jsonl").read_text())["rows"] == 4
+    assert "3 new file(s) of 3 listed, in 2 batch(es)" in log
