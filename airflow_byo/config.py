@@ -88,6 +88,9 @@ class JobConfig(BaseModel):
         description="Remote inputs downloaded ahead and outputs uploaded behind while files are "
         "processed; also bounds the local disk used for staging (that many files).",
     )
+    progress_interval_seconds: float = Field(
+        30.0, gt=0, description="How often a run logs its progress (files, bytes, rate, ETA)."
+    )
     preview_lines: int = Field(20, ge=1, le=1000, description="Lines/records shown per output in test mode.")
 
     @field_validator("output_name")

@@ -104,6 +104,36 @@ def _prefetch(
         yield window.popleft()
 
 
+class _Progress:
+    """Logs files done/total, bytes, rate and ETA every ``interval`` seconds (not per file)."""
+
+    def __init__(self, log: TaskLog, interval: float) -> None:
+        self.log = log
+        self.interval = interval
+        self.started = self.last = time.monotonic()
+
+    def update(self, summary: RunSummary, total: int) -> None:
+        now = time.monotonic()
+        done = len(summary.files)
+        if now - self.last < self.interval and done < total:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate else float("inf")
+        size = sum(f.size for f in summary.files)
+        self.log.info(
+            "progress: %d/%d files (%d failed), %.1f MB in, %.1f files/s, %.1f MB/s, ETA %.0fs",
+            done,
+            total,
+            len(summary.failed),
+            size / 1e6,
+            rate,
+            size / 1e6 / elapsed,
+            eta,
+        )
+
+
 def _download(source: Location, file: SourceFile, staging: str) -> str:
     local = source.local_copy(file, staging)
     crash_point("downloaded")
@@ -167,6 +197,7 @@ class FlowRunner:
         self._init = processor.child_init() | config.child_init()
         self._child: ChildProcess | None = None
         self._runtime_dir = ""
+        self._progress = _Progress(log, self.job.progress_interval_seconds)
 
     # -- child lifecycle -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -290,6 +321,7 @@ class FlowRunner:
         the file's outputs were published.
         """
         tracker = tracker or _EveryFile()
+        self._progress = _Progress(self.log, self.job.progress_interval_seconds)
         summary = RunSummary(source=source.url, destination=destination.url, files_seen=len(files))
         started = time.monotonic()
         reserved: dict[str, str] = {}  # output name -> input url that produced it in this run
@@ -373,9 +405,13 @@ class FlowRunner:
         summary.add(pending.result, pending.outcome.insights, pending.outcome.counters)
         summary.notifications += len(pending.outcome.notifications)
         self._log_result(pending.result, pending.outcome, pending.done, pending.total)
+        self._progress.update(summary, pending.total)
 
     def _log_result(self, result: FileResult, outcome: FileOutcome, done: int, total: int) -> None:
+        # Successes are logged per file only in test mode; runs report progress at an interval.
         if result.status == "processed":
+            if total > 1:
+                return
             self.log.info(
                 "[%d/%d] %s -> %s (%.3fs)",
                 done,

@@ -260,7 +260,9 @@ class ChildProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        """False once the child was seen to exit (timeouts, crashes and stops all wait for it).
+        No ``poll()`` here: this is asked before every file, and a waitpid per file is not free."""
+        return self._proc.returncode is None
 
     def stop(self) -> None:
         """Ask the child to finish, then make sure it is gone."""

@@ -141,19 +141,23 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+#: One encoder for every record: ``json.dumps`` with options builds a new encoder per call.
+_RECORD_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False)
+
+
 def write_records(records: Iterable[Any], stream: IO[str], output_format: str) -> int:
     """Stream ``records`` to ``stream`` in ``output_format``; return how many were written."""
     count = 0
+    encode = _RECORD_ENCODER.encode
     if output_format == "jsonl":
         for record in records:
-            stream.write(json.dumps(record, default=_json_default, ensure_ascii=False))
-            stream.write("\n")
+            stream.write(encode(record) + "\n")
             count += 1
     elif output_format == "json":
         stream.write("[")
         for record in records:
             stream.write(",\n" if count else "\n")
-            stream.write(json.dumps(record, default=_json_default, ensure_ascii=False))
+            stream.write(encode(record))
             count += 1
         stream.write("\n]\n" if count else "]\n")
     elif output_format == "csv":
