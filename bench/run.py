@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 PACKAGES = ["humanize==4.11.0", "unidecode==1.3.8"]
 
-TRANSFORM = '''
+TRANSFORM = """
 import csv
 
 def process(file, ctx):
@@ -54,7 +54,7 @@ def process(file, ctx):
         for row in csv.DictReader(handle):
             row["amount"] = float(row["amount"])
             yield row
-'''
+"""
 
 
 def _transform_in_process(path: Path, out_dir: Path) -> None:
@@ -125,7 +125,12 @@ def bench_b1(workdir: Path, files: int, repeat: int) -> list[tuple[str, float, f
     return [
         (f"B1 {files:,} CSV -> JSONL, flow minus start-up (s)", measured - startup, baseline, "<= 1.5x"),
         ("B1 fixed start-up: child start + processor load (s)", startup, 0.0, "reported"),
-        ("B1 per-file time, flow vs loop (ms)", (measured - startup) / files * 1e3, baseline / files * 1e3, "<= 1.5x"),
+        (
+            "B1 per-file time, flow vs loop (ms)",
+            (measured - startup) / files * 1e3,
+            baseline / files * 1e3,
+            "<= 1.5x",
+        ),
     ]
 
 
@@ -158,8 +163,10 @@ def bench_b2(workdir: Path, repeat: int) -> list[tuple[str, float, float, str]]:
     def raw() -> None:
         target = Path(tempfile.mkdtemp(dir=workdir)) / "venv"
         subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(target)], check=True)
-        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"),
-                        *requirements], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"), *requirements],
+            check=True,
+        )
         shutil.rmtree(target.parent)
 
     def cold() -> None:
@@ -172,7 +179,9 @@ def bench_b2(workdir: Path, repeat: int) -> list[tuple[str, float, float, str]]:
     raw()  # fill uv's download cache for both sides
     baseline = statistics.median(_timed(raw) for _ in range(repeat))
     measured = statistics.median(_timed(cold) for _ in range(repeat))
-    warm = statistics.median(_timed(lambda: ensure_environment(requirements, warm_cache)) for _ in range(repeat))
+    warm = statistics.median(
+        _timed(lambda: ensure_environment(requirements, warm_cache)) for _ in range(repeat)
+    )
     return [
         ("B2 cold environment, 2 pinned packages (s)", measured, baseline, "<= 1.3x"),
         ("B2 warm cache hit (ms)", warm * 1e3, 100.0, "<= 100 ms"),
@@ -188,11 +197,13 @@ def _table(rows: list[tuple[str, float, float, str]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; write nothing to RESULTS.md")
     parser.add_argument("--repeat", type=int, default=0, help="repetitions per figure (median)")
     options = parser.parse_args()
-    repeat = options.repeat or (1 if options.smoke else 5)
+    repeat = options.repeat or (1 if options.smoke else 3)
     workdir = HERE / ".work"
     workdir.mkdir(exist_ok=True)
     os.environ.setdefault("AIRFLOW_HOME", str(workdir / "airflow-home"))
