@@ -207,6 +207,9 @@ def main() -> int:
     workdir = HERE / ".work"
     workdir.mkdir(exist_ok=True)
     os.environ.setdefault("AIRFLOW_HOME", str(workdir / "airflow-home"))
+    # The standard provider reads this Variable when it hashes an environment; with no metadata
+    # DB here, answer from the environment instead of logging a database error.
+    os.environ.setdefault("AIRFLOW_VAR_PYTHON_VIRTUALENV_OPERATOR_CACHE_KEY", "")
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("airflow", "airflow.task", "airflow.providers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
