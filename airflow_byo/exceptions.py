@@ -8,6 +8,7 @@ __all__ = [
     "ByoConfigError",
     "ByoError",
     "ByoFilesFailedError",
+    "ByoFlowSpecError",
     "ByoPackageError",
     "ByoProcessorError",
     "ByoStorageError",
@@ -32,6 +33,10 @@ class ByoProcessorError(ByoError):
 
 class ByoStorageError(ByoError):
     """A source or destination cannot be listed, read or written."""
+
+
+class ByoFlowSpecError(ByoConfigError):
+    """A flow spec file is invalid (the message names the file, line, field and fix)."""
 
 
 class ByoFilesFailedError(ByoError):

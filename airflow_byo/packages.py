@@ -72,8 +72,9 @@ def _check_entry(entry: str, allow_direct_urls: bool) -> Requirement:
             if single
             else "Use PEP 508 form, e.g. 'pandas==2.2.2' or 'requests>=2.31,<3'"
         )
+        reason = str(exc).splitlines()[0]  # packaging adds a caret diagram on further lines
         raise ByoPackageError(
-            f"packages: entry {entry!r} is not a valid requirement ({exc}). {hint}"
+            f"packages: entry {entry!r} is not a valid requirement ({reason}). {hint}"
         ) from None
     if requirement.url:
         if requirement.url.lower().startswith("file:"):

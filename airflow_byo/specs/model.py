@@ -1,0 +1,198 @@
+"""
+The flow spec: one YAML or JSON file per flow, following the seed's creation steps.
+
+This pydantic model is the single source of truth: the DAG factory, ``airflow byo validate`` and
+the JSON Schema shipped for editors (``flow_spec.schema.json``, generated from it) all use it.
+
+.. code-block:: yaml
+
+    name: customers_to_jsonl
+    description: Clean the CRM's customer exports
+    source: {type: local, path: /data/crm/exports, include: ["*.csv"]}
+    schedule: hourly                       # once, every 15 min, hourly, daily, cron, asset:<uri>
+    sensor: {deferrable: true}             # optional: wait for new files first
+    processing:
+      code: |                              # or function: clean_customers@2, or reference: pkg.mod:func
+        def process(file, ctx): ...
+      packages: "unidecode==1.3.8"
+      runtime_config: {job_config: {timeout_seconds: 60}}
+    destination: {type: s3, conn_id: aws_default, path: my-bucket/customers}
+    tags: [crm]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from airflow_byo.config import parse_runtime_config
+from airflow_byo.exceptions import ByoError
+from airflow_byo.packages import parse_packages
+
+__all__ = ["DestinationSpec", "FlowSpec", "ProcessingSpec", "SensorSpec", "SourceSpec", "schedule_of"]
+
+#: Ingestion frequency presets and their Airflow schedules.
+FREQUENCIES: dict[str, str | None] = {
+    "once": "@once",
+    "manual": None,
+    "every 5 min": "*/5 * * * *",
+    "every 15 min": "*/15 * * * *",
+    "every 30 min": "*/30 * * * *",
+    "hourly": "@hourly",
+    "daily": "@daily",
+    "weekly": "@weekly",
+}
+_SCHEMES = {"local": "", "s3": "s3://", "sftp": "sftp://"}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Location(_Spec):
+    type: Literal["local", "s3", "sftp"] = Field(description="File system: local, s3 or sftp.")
+    path: str = Field(
+        min_length=1,
+        description="Directory: /data/in (local), bucket/prefix (s3), /incoming (sftp, absolute).",
+    )
+    conn_id: str | None = Field(None, description="Airflow connection with the credentials (s3, sftp).")
+
+    @property
+    def url(self) -> str:
+        path = self.path
+        if "://" in path:
+            return path
+        if self.type == "sftp" and not path.startswith("/"):
+            path = "/" + path
+        return _SCHEMES[self.type] + path
+
+
+class SourceSpec(_Location):
+    """Where the files come from, and which of them the flow takes."""
+
+    include: list[str] = Field(default_factory=lambda: ["*"], description="Globs a file must match.")
+    exclude: list[str] = Field(default_factory=list, description="Globs that drop a file.")
+    recursive: bool = Field(True, description="Also look into sub-directories.")
+    min_size: int | None = Field(None, ge=0, description="Only files of at least this many bytes.")
+    max_size: int | None = Field(None, ge=0, description="Only files of at most this many bytes.")
+    modified_after: str | None = Field(None, description="Only files modified after this ISO time.")
+
+
+class DestinationSpec(_Location):
+    """Where the outputs go."""
+
+
+class ProcessingSpec(_Spec):
+    """The function and its environment: exactly one of code, function or reference."""
+
+    code: str | None = Field(None, description="Inline Python code defining the function.")
+    function: str | None = Field(
+        None, description="A function of the library: name (latest version) or name@version."
+    )
+    reference: str | None = Field(None, description="An importable function: package.module:function.")
+    function_name: str | None = Field(None, description="Function to call in `code` (default process).")
+    packages: str | list[str] | None = Field(None, description="PEP 508 requirements: 'p1==1.0.1,p2==0.0.2'.")
+    runtime_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Runtime variables & configuration: custom_code, job_config, variables.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source_of_code(self) -> ProcessingSpec:
+        given = [name for name in ("code", "function", "reference") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of code, function or reference (got {', '.join(given) or 'none'})"
+            )
+        return self
+
+    @field_validator("packages")
+    @classmethod
+    def _valid_packages(cls, value: str | list[str] | None) -> str | list[str] | None:
+        try:
+            parse_packages(value)
+        except ByoError as exc:  # pydantic reports ValueErrors with the field's path
+            raise ValueError(str(exc).removeprefix("packages: ")) from None
+        return value
+
+    @field_validator("runtime_config")
+    @classmethod
+    def _valid_runtime_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parse_runtime_config(value, source="runtime_config")
+        except ByoError as exc:
+            raise ValueError(str(exc).removeprefix("invalid runtime_config:").strip()) from None
+        return value
+
+
+class SensorSpec(_Spec):
+    """Wait for new files before processing (a ByoNewFilesSensor in front of the flow task)."""
+
+    deferrable: bool = Field(True, description="Wait in the triggerer instead of a worker slot.")
+    poke_interval: float = Field(60, gt=0, description="Seconds between two checks.")
+    timeout: float = Field(3600, gt=0, description="Give up (skip the run) after this many seconds.")
+
+
+class FlowSpec(_Spec):
+    """One BYO flow: name, source, processing logic, destination, schedule."""
+
+    name: str = Field(description="The flow's name, used as the DAG id.")
+    description: str = Field("", description="What the flow does (shown in the Airflow UI).")
+    source: SourceSpec
+    processing: ProcessingSpec
+    destination: DestinationSpec
+    schedule: str = Field(
+        "manual",
+        description="Ingestion frequency: once, manual, every 5/15/30 min, hourly, daily, weekly, "
+        "a cron expression, or asset:<uri> to run when that Asset is updated.",
+    )
+    sensor: SensorSpec | None = Field(None, description="Wait for new files first.")
+    notifications: list[dict[str, Any]] = Field(default_factory=list, description="Notification channels.")
+    tags: list[str] = Field(default_factory=list, description="Tags shown in the Airflow UI.")
+    owner: str = Field("airflow", description="The DAG's owner.")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use letters, digits, '_', '-' and '.' only (it becomes the DAG id)")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        schedule_of(value)
+        return value
+
+
+def schedule_of(value: str) -> Any:
+    """The Airflow schedule for a spec's ``schedule``: a preset, a cron expression or an Asset."""
+    text = value.strip()
+    if text.lower() in FREQUENCIES:
+        return FREQUENCIES[text.lower()]
+    if text.startswith("asset:"):
+        from airflow.sdk import Asset
+
+        return [Asset(text.removeprefix("asset:"))]
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    if croniter.is_valid(text):
+        return text
+    raise ValueError(
+        f"{value!r} is not a schedule: use one of {', '.join(FREQUENCIES)}, a cron expression such "
+        "as '0 6 * * *', or asset:<uri>"
+    )
+
+
+SCHEMA_FILE = "flow_spec.schema.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of flow specs (shipped as ``flow_spec.schema.json`` for editors)."""
+    schema = FlowSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/airflow-byo/airflow-byo/flow_spec.schema.json"
+    return schema
