@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_byo.exceptions import ByoConfigError, ByoError
 from airflow_byo.ledger import operations
 
 if TYPE_CHECKING:
@@ -103,3 +104,152 @@ def ledger_rewind(args: argparse.Namespace) -> str:
 def ledger_replay(args: argparse.Namespace) -> str:
     count = operations.replay(args.flow_id, args.pattern, args.ledger_conn_id)
     return f"{count} quarantined file(s) will be processed again by the next run"
+
+
+# -- test, validate, functions ---------------------------------------------------------------------
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        return open(path, encoding="utf-8").read()
+    except OSError as exc:
+        raise ByoConfigError(f"cannot read {what} {path!r}: {exc.strerror}") from None
+
+
+@_cli
+def test(args: argparse.Namespace) -> str:
+    """Run a function on one sample file, through the flow operator's own test mode."""
+    import logging
+
+    from airflow_byo import library
+    from airflow_byo.operators.byo_flow import ByoFlowOperator
+    from airflow_byo.specs.loader import load_spec
+
+    given = [name for name in ("code", "function", "spec") if getattr(args, name)]
+    if len(given) != 1:
+        raise ByoConfigError("give exactly one of --code FILE, --function NAME[@VERSION] or --spec FILE")
+    processor: Any
+    function_name, packages, runtime_config = args.function_name, args.packages, args.runtime_config
+    if args.code:
+        processor = _read(args.code, "--code")
+    elif args.function:
+        entry = library.get(args.function)
+        processor, function_name = entry.code, entry.function_name
+        packages = packages if packages is not None else entry.packages
+    else:
+        spec = load_spec(args.spec)
+        if spec.processing.function:
+            entry = library.get(spec.processing.function)
+            processor, function_name = entry.code, entry.function_name
+        else:
+            processor = spec.processing.code or spec.processing.reference
+            function_name = spec.processing.function_name
+        packages = packages if packages is not None else spec.processing.packages
+        runtime_config = runtime_config or spec.processing.runtime_config
+    operator = ByoFlowOperator(
+        task_id="byo_test",
+        source=".",
+        destination=".",
+        source_conn_id=args.conn_id,
+        processor=processor,
+        function_name=function_name,
+        packages=packages,
+        runtime_config=runtime_config,
+        python_interpreter=args.python,
+        track_files=False,
+    )
+    if not args.verbose:
+        logging.getLogger("airflow").setLevel(logging.WARNING)
+    result = operator.preview(args.sample)
+    lines = []
+    for preview in result["preview"]:
+        records = f", {preview['records']} records" if preview["records"] is not None else ""
+        lines.append(f"== {preview['name']} ({preview['size']} bytes{records})")
+        lines.extend(f"   {line}" for line in preview["lines"])
+        if preview["truncated"]:
+            lines.append("   ...")
+    if not result["preview"]:
+        lines.append("(no output)")
+    for key, value in {
+        **result["insights"],
+        **{f"counter {k}": v for k, v in result["counters"].items()},
+    }.items():
+        lines.append(f"insight {key}: {json.dumps(value, default=str)}")
+    lines.append(f"ok: {result['files'][0]['url']} in {result['seconds_total']}s; nothing was written")
+    return "\n".join(lines)
+
+
+@_cli
+def validate(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    from airflow_byo.specs.loader import find_specs, load_spec
+
+    files = [f for p in args.paths for f in (find_specs(p) if Path(p).is_dir() else [Path(p)])]
+    if not files:
+        raise ByoConfigError(f"no spec files (*.yaml, *.yml, *.json) in {', '.join(args.paths)}")
+    good, problems = [], []
+    for path in files:
+        try:
+            good.append(f"ok      {path} ({load_spec(path).name})")
+        except ByoError as exc:
+            problems.append(f"INVALID {exc}")
+    print("\n".join(good + problems))
+    if problems:
+        raise ByoConfigError(f"{len(problems)} of {len(files)} spec file(s) invalid")
+    return f"{len(files)} spec file(s) valid"
+
+
+@_cli
+def functions_list(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_byo import library
+
+    return {
+        name: ", ".join(f"v{v}" for v in versions) for name, versions in library.list_functions().items()
+    } or {"(empty library)": str(library.library_path())}
+
+
+@_cli
+def functions_show(args: argparse.Namespace) -> Any:
+    from airflow_byo import library
+
+    entry = library.get(args.ref)
+    if args.output == "json":
+        return library.describe(entry)
+    created = datetime.fromtimestamp(entry.created_at, UTC).isoformat(timespec="seconds")
+    return (
+        f"{entry.ref}  function {entry.function_name}  by {entry.created_by} at {created}\n"
+        f"packages: {', '.join(entry.packages) or '-'}\n"
+        f"description: {entry.description or '-'}\n\n{entry.code}"
+    )
+
+
+@_cli
+def functions_save(args: argparse.Namespace) -> str:
+    from airflow_byo import library
+
+    entry = library.save(
+        args.name,
+        _read(args.code, "--code"),
+        function_name=args.function_name or "process",
+        packages=args.packages,
+        description=args.description,
+    )
+    return f"saved {entry.ref}"
+
+
+@_cli
+def functions_delete(args: argparse.Namespace) -> str:
+    from airflow_byo import library
+    from airflow_byo.specs.loader import find_specs, load_spec
+
+    entry = library.get(args.ref)
+    latest = library.list_functions()[entry.name][-1]
+    used_by = []
+    for folder in args.specs:
+        for path in find_specs(folder):
+            spec = load_spec(path)
+            if spec.processing.function and library.uses(spec.processing.function, entry, latest):
+                used_by.append(str(path))
+    library.delete(entry.ref, used_by=used_by)
+    return f"deleted {entry.ref}"

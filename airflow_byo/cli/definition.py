@@ -54,8 +54,82 @@ def get_byo_cli_commands() -> list[Any]:
             ),
         ),
     )
+
+    def action(name: str, help_text: str, *args: Arg, func: str | None = None) -> ActionCommand:
+        return ActionCommand(
+            name=name,
+            help=help_text,
+            func=lazy_load_command(f"airflow_byo.cli.commands.{func or name}"),
+            args=(*args, verbose),
+        )
+
+    sample = Arg(("sample",), help="the sample file: a local path, or a URL read with --conn-id")
+    code = Arg(("--code",), help="a Python file holding the function (the inline code of a flow)")
+    function_name = Arg(("--function-name",), help="function to call in --code (default process)")
+    packages = Arg(("--packages",), help="PEP 508 requirements, e.g. 'p1==1.0.1,p2==0.0.2'")
+    test = action(
+        "test",
+        "Run a function on one sample file and print the output preview and insights; writes "
+        "nothing. Examples: `airflow byo test --code clean.py data/a.csv`, "
+        "`airflow byo test --function clean@2 s3://bucket/in/a.csv --conn-id aws_default`, "
+        "`airflow byo test --spec flows/orders.yaml data/a.csv`",
+        sample,
+        code,
+        Arg(("--function",), help="a library function: name or name@version"),
+        Arg(("--spec",), help="a flow spec file: its function, packages and runtime config"),
+        function_name,
+        packages,
+        Arg(("--runtime-config",), help="runtime variables & configuration as JSON"),
+        Arg(("--conn-id",), help="connection to read a remote sample with"),
+        Arg(("--python",), help="run in this interpreter instead of building the flow's virtualenv"),
+    )
+    validate = action(
+        "validate",
+        "Check flow spec files (or folders of them) and report every problem with file, line and "
+        "field, e.g. `airflow byo validate dags/flows`",
+        Arg(("paths",), nargs="+", help="spec files or folders"),
+    )
+    functions = GroupCommand(
+        name="functions",
+        help="The reusable function library ([byo] function_library)",
+        subcommands=(
+            action("list", "List library functions and their versions", output, func="functions_list"),
+            action(
+                "show",
+                "Show a function's code, packages, author and date, e.g. `... show clean@2`",
+                Arg(("ref",), help="name or name@version"),
+                output,
+                func="functions_show",
+            ),
+            action(
+                "save",
+                "Validate and save a function as the next version, e.g. "
+                "`airflow byo functions save clean --code clean.py --packages 'unidecode==1.3.8'`",
+                Arg(("name",), help="the function's library name"),
+                Arg(("--code",), help="the Python file holding the function", required=True),
+                function_name,
+                packages,
+                Arg(("--description",), help="what the function does", default=""),
+                func="functions_save",
+            ),
+            action(
+                "delete",
+                "Delete one version not used by any flow spec, e.g. `... delete clean@1 --specs dags/flows`",
+                Arg(("ref",), help="name@version"),
+                Arg(
+                    ("--specs",),
+                    help="folder of flow specs that must not use it",
+                    action="append",
+                    default=[],
+                ),
+                func="functions_delete",
+            ),
+        ),
+    )
     return [
         GroupCommand(
-            name="byo", help="airflow-byo: bring-your-own-function data flows", subcommands=(ledger,)
+            name="byo",
+            help="airflow-byo: bring-your-own-function data flows",
+            subcommands=(test, validate, functions, ledger),
         )
     ]

@@ -266,6 +266,10 @@ class ByoFlowOperator(BaseOperator):
             )
         return result
 
+    def preview(self, sample: str) -> dict[str, Any]:
+        """Test mode outside a task (``airflow byo test``): run on ``sample``, write nothing."""
+        return self._execute_test(sample, self._checked_config())
+
     def _execute_test(self, test_file: str, config: RuntimeConfig) -> dict[str, Any]:
         if "://" in test_file and not test_file.startswith("file://"):
             parent, _, name = test_file.rstrip("/").rpartition("/")
