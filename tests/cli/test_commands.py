@@ -12,7 +12,11 @@ import pytest
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "dags_examples" / "data" / "orders" / "orders_2024-05-02.csv"
-UPPER = "def process(file, ctx):\n    ctx.insight('lines', len(file.open().readlines()))\n    return file.open().read().upper()\n"
+UPPER = (
+    "def process(file, ctx):\n"
+    "    ctx.insight('lines', len(file.open().readlines()))\n"
+    "    return file.open().read().upper()\n"
+)
 
 
 @pytest.fixture
