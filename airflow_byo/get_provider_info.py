@@ -25,6 +25,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "cli": ["airflow_byo.cli.definition.get_byo_cli_commands"],
+        "task-decorators": [{"class-name": "airflow_byo.decorators.byo.byo_task", "name": "byo"}],
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_byo.operators.byo_flow"]}
         ],
@@ -39,6 +40,15 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "byo_ledger",
+                        "default": "",
+                    },
+                    "function_library": {
+                        "description": "Directory of the reusable function library, readable by every "
+                        "worker: e.g. a folder in the DAGs bundle (versioned with the DAGs) or a shared "
+                        "volume. Empty means $AIRFLOW_HOME/byo/functions.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/dags/byo_functions",
                         "default": "",
                     },
                     "venv_cache_path": {

@@ -140,3 +140,31 @@ def test_batched_example_maps_over_new_files_once(example_env: dict[str, str], t
     assert names == ["customers_2024-05-01.jsonl", "customers_2024-05-02.jsonl", "customers_2024-05-03.jsonl"]
     assert json.loads((output / "customers_2024-05-01.jsonl").read_text())["rows"] == 4
     assert "3 new file(s) of 3 listed, in 2 batch(es)" in log
+
+
+def test_decorator_example_runs(example_env: dict[str, str], tmp_path: Path) -> None:
+    result = airflow("dags", "test", "byo_decorator_orders", env=example_env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    output = tmp_path / "output" / "orders_by_sku"
+    first = [
+        json.loads(line) for line in (output / "orders_2024-05-01.by_sku.jsonl").read_text().splitlines()
+    ]
+    assert first == [
+        {"sku": "BOOK-001", "quantity": 2, "revenue": 25.0},
+        {"sku": "PEN-010", "quantity": 10, "revenue": 12.0},
+    ]  # the USD order and the one without a quantity are left out: currency="EUR" reached the function
+
+
+def test_spec_factory_example_runs(example_env: dict[str, str]) -> None:
+    output = EXAMPLES / "output" / "spec_customers"
+    shutil.rmtree(output, ignore_errors=True)
+    try:
+        result = airflow("dags", "test", "byo_spec_customers", env=example_env)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        assert sorted(p.name for p in output.iterdir()) == [
+            "customers_2024-05-01.jsonl",
+            "customers_2024-05-02.jsonl",
+            "customers_2024-05-03.jsonl",
+        ]
+    finally:
+        shutil.rmtree(output, ignore_errors=True)

@@ -243,3 +243,24 @@ def _upload_in_progress(backend: Backend) -> bool:
         TEMP_MARKER in name and (backend.root / "out" / name).stat().st_size > 0  # type: ignore[attr-defined]
         for name in backend.names("out")
     )
+
+
+def test_large_s3_listing_pages_through_every_object(s3_server: Any, connections: Any) -> None:
+    """10,500 objects: more than ten pages of ListObjectsV2, listed once, filters applied."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = S3Backend(s3_server, connections("byo_s3_many", s3_server.connection()))
+    names = [
+        f"in/{index // 1000:02d}/f{index:05d}.{'csv' if index % 2 else 'txt'}" for index in range(10_500)
+    ]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(
+            pool.map(
+                lambda name: backend.client.put_object(Bucket=backend.bucket, Key=name, Body=b"x"), names
+            )
+        )
+    source = backend.location("in", "source")
+    every = source.list_files()
+    assert len(every) == 10_500
+    assert [f.relative_path for f in every[:2]] == ["00/f00000.txt", "00/f00001.csv"]
+    assert len(source.list_files(FileFilter(include=("*.csv",)))) == 5_250
