@@ -16,6 +16,7 @@ Figures:
   raw ``uv venv`` + ``uv pip install`` of the same packages (target <= 1.3x); and the warm
   cache-hit overhead (target <= 100 ms). Both use the same uv download cache.
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
+* S1 -- parsing 200 flow specs into DAGs: see ``bench/spec_parse.py``.
 
 No benchmark asserts a time: machines are shared and noisy. Results go to bench/RESULTS.md.
 """
@@ -214,7 +215,7 @@ def main() -> int:
     for noisy in ("airflow", "airflow.task", "airflow.providers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
-    from bench import ledger_scale
+    from bench import ledger_scale, spec_parse
 
     rows = bench_b1(workdir, 200 if options.smoke else 5000, repeat)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -222,6 +223,7 @@ def main() -> int:
     rows += ledger_scale.run(
         workdir, recorded=1000 if options.smoke else 100_000, new=100, repeat=max(repeat, 3)
     )
+    rows += spec_parse.run(workdir, specs=20 if options.smoke else 200, repeat=repeat)
     table = _table(rows)
     print(table)
     if not options.smoke:
