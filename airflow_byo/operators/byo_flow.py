@@ -12,9 +12,11 @@ from airflow.sdk import BaseOperator
 
 from airflow_byo.config import RuntimeConfig, parse_runtime_config
 from airflow_byo.discovery import NewFiles
-from airflow_byo.exceptions import ByoConfigError, ByoFilesFailedError
+from airflow_byo.exceptions import ByoConfigError, ByoError, ByoFilesFailedError
 from airflow_byo.flow import FlowRunner
+from airflow_byo.insights import asset_uri, compact, emit_metrics, lineage
 from airflow_byo.ledger.tracking import LedgerTracker
+from airflow_byo.notifications.channels import LEVELS, Notification, NotificationRouter, parse_channels
 from airflow_byo.packages import parse_packages
 from airflow_byo.processor import ProcessorSource, resolve_processor
 from airflow_byo.storage import Location
@@ -79,6 +81,12 @@ class ByoFlowOperator(BaseOperator):
     :param quarantine_conn_id: connection for ``quarantine`` (default: the destination's).
     :param files: the files to process instead of listing the source: a sensor's or planner's
         XCom, ``{"snapshot": id}`` or ``{"snapshot": id, "batch": i, "of": n}`` (templated).
+    :param notifications: channels for ``ctx.notify()`` messages (webhook, email, slack, file;
+        see :mod:`airflow_byo.notifications.channels`).
+    :param fail_on_notification_error: fail the task when a notification cannot be delivered
+        (by default it is logged and counted in the summary).
+    :param emit_asset_event: declare the destination as the task's Asset outlet and attach the
+        run summary to its event (default), so downstream DAGs can be scheduled on new data.
     """
 
     template_fields: Sequence[str] = (
@@ -123,9 +131,20 @@ class ByoFlowOperator(BaseOperator):
         quarantine: str | None = None,
         quarantine_conn_id: str | None = None,
         files: dict[str, Any] | str | None = None,
+        notifications: list[dict[str, Any]] | None = None,
+        fail_on_notification_error: bool = False,
+        emit_asset_event: bool = True,
         **kwargs: Any,
     ) -> None:
+        if emit_asset_event and "outlets" not in kwargs and not _is_templated(destination):
+            from airflow.sdk import Asset
+
+            kwargs["outlets"] = [Asset(asset_uri(destination))]
         super().__init__(**kwargs)
+        self.notifications = parse_channels(notifications)
+        self.fail_on_notification_error = fail_on_notification_error
+        self.emit_asset_event = emit_asset_event
+        self._lineage: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
         self.source = source
         self.destination = destination
         self.source_conn_id = source_conn_id
@@ -187,12 +206,34 @@ class ByoFlowOperator(BaseOperator):
         cache = Path(self.venv_cache_path) if self.venv_cache_path else None
         return str(ensure_environment(requirements, cache))
 
-    def _runner(self, config: RuntimeConfig, quarantine: Location | None = None) -> tuple[FlowRunner, float]:
+    def _runner(
+        self,
+        config: RuntimeConfig,
+        quarantine: Location | None = None,
+        router: NotificationRouter | None = None,
+        flow_id: str = "",
+    ) -> tuple[FlowRunner, float]:
         started = time.monotonic()
         python = self._python()
         runner = FlowRunner(
             processor=self.processor_source, config=config, python=python, log=self.log, quarantine=quarantine
         )
+        if router is not None:
+            log_it = runner.on_notify
+
+            def deliver(url: str, event: dict[str, Any]) -> None:
+                log_it(url, event)
+                router.submit(
+                    Notification(
+                        level=event.get("level", "info") if event.get("level") in LEVELS else "info",
+                        message=event.get("message", ""),
+                        fields=event.get("fields") or {},
+                        file=url,
+                        flow=flow_id,
+                    )
+                )
+
+            runner.on_notify = deliver
         return runner, time.monotonic() - started
 
     def _quarantine_location(self, destination: Location) -> Location:
@@ -243,18 +284,37 @@ class ByoFlowOperator(BaseOperator):
                 if config.job_config.error_policy == "quarantine"
                 else None
             )
-            runner, environment_seconds = self._runner(config, quarantine)
+            router = NotificationRouter(self.notifications, self.log) if self.notifications else None
+            runner, environment_seconds = self._runner(config, quarantine, router, new_files.flow_id)
             ledger = new_files.ledger()
-            if ledger is None:
-                summary = runner.run(source, destination, files)
-            else:
-                with LedgerTracker(ledger, lease_seconds=config.job_config.lease_seconds) as tracker:
-                    summary = runner.run(source, destination, files, tracker)
-                summary.files_taken_elsewhere = tracker.taken_elsewhere
+            try:
+                if ledger is None:
+                    summary = runner.run(source, destination, files)
+                else:
+                    with LedgerTracker(ledger, lease_seconds=config.job_config.lease_seconds) as tracker:
+                        summary = runner.run(source, destination, files, tracker)
+                    summary.files_taken_elsewhere = tracker.taken_elsewhere
+            finally:
+                if router is not None:
+                    router.close()
+            if router is not None:
+                summary.counters["notifications_delivered"] = router.delivered
+                summary.counters["notifications_failed"] = router.failed
             summary.environment_seconds = environment_seconds
         summary.files_listed = listed
         self.log.info("%s", summary.format_table())
         result = summary.as_dict()
+        self._publish_insights(context, summary, result, new_files.flow_id)
+        if (
+            self.notifications
+            and self.fail_on_notification_error
+            and summary.counters.get("notifications_failed")
+        ):
+            context["ti"].xcom_push(key="return_value", value=result)
+            raise ByoError(
+                f"{int(summary.counters['notifications_failed'])} notification(s) could not be delivered "
+                "and fail_on_notification_error is set; the log names each channel and error"
+            )
         if summary.failed:
             # The task fails, but the summary still reaches XCom so the failures can be inspected.
             context["ti"].xcom_push(key="return_value", value=result)
@@ -265,6 +325,28 @@ class ByoFlowOperator(BaseOperator):
                 "The log above shows each error and traceback; the XCom holds the run summary"
             )
         return result
+
+    def _publish_insights(
+        self, context: Context, summary: RunSummary, result: dict[str, Any], flow_id: str
+    ) -> None:
+        """Metrics, the destination's Asset event, and what OpenLineage will ask for."""
+        emit_metrics(result, flow_id)
+        if self.emit_asset_event and self.outlets:
+            outlet_events = context.get("outlet_events")
+            if outlet_events is not None:
+                outlet_events[self.outlets[0]].extra = compact(result)
+        self._lineage = lineage(summary, self.destination)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input files in, outputs out (capped): read by the OpenLineage provider when installed."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        inputs, outputs = self._lineage
+        return OperatorLineage(
+            inputs=[Dataset(namespace=ns, name=name) for ns, name in inputs],
+            outputs=[Dataset(namespace=ns, name=name) for ns, name in outputs],
+        )
 
     def preview(self, sample: str) -> dict[str, Any]:
         """Test mode outside a task (``airflow byo test``): run on ``sample``, write nothing."""
