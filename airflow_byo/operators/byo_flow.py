@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -139,7 +140,11 @@ class ByoFlowOperator(BaseOperator):
         if emit_asset_event and "outlets" not in kwargs and not _is_templated(destination):
             from airflow.sdk import Asset
 
-            kwargs["outlets"] = [Asset(asset_uri(destination))]
+            # Providers validate Asset URIs (e.g. sftp:// needs a host, which lives in the
+            # connection and is not looked up at parse time): such destinations get no default
+            # outlet; pass outlets=[Asset(...)] explicitly for them.
+            with contextlib.suppress(ValueError):
+                kwargs["outlets"] = [Asset(asset_uri(destination))]
         super().__init__(**kwargs)
         self.notifications = parse_channels(notifications)
         self.fail_on_notification_error = fail_on_notification_error
