@@ -25,6 +25,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "cli": ["airflow_byo.cli.definition.get_byo_cli_commands"],
+        "notifications": ["airflow_byo.notifications.notifier.ByoFlowNotifier"],
         "task-decorators": [{"class-name": "airflow_byo.decorators.byo.byo_task", "name": "byo"}],
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_byo.operators.byo_flow"]}

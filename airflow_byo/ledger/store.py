@@ -333,6 +333,14 @@ class Ledger:
             ).all()
         return {str(row[0]): int(row[1]) for row in rows}
 
+    def last_seen(self) -> float | None:
+        """When the flow last saw a new file (UNIX time), or None."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(func.max(files.c.first_seen)).where(files.c.flow_id == self.flow_id)
+            ).scalar()
+        return None if value is None else float(value)
+
     def history(self, path: str) -> list[dict[str, Any]]:
         """Every event of one file (all fingerprints), oldest first."""
         with self.engine.connect() as connection:
