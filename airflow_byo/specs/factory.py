@@ -68,6 +68,30 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
 
     flow_id = f"{spec.name}.flow"
     doc = f"{spec.description}\n\nGenerated from flow spec `{spec_file}`." if spec_file else spec.description
+    callbacks: dict[str, Any] = {}
+    notifications = spec.notifications
+    if notifications:
+        from airflow_byo.notifications.notifier import ByoFlowNotifier
+
+        channels = notifications.channels
+        on_success = [
+            ByoFlowNotifier(channels=channels, event=e) for e in notifications.events if e != "failed"
+        ]
+        if notifications.data_delay_minutes:
+            on_success.append(
+                ByoFlowNotifier(
+                    channels=channels,
+                    event="data_delay",
+                    level="warning",
+                    delay_minutes=notifications.data_delay_minutes,
+                )
+            )
+        if on_success:
+            callbacks["on_success_callback"] = on_success
+        if "failed" in notifications.events:
+            callbacks["on_failure_callback"] = [
+                ByoFlowNotifier(channels=channels, event="failed", level="error")
+            ]
     with DAG(
         dag_id=spec.name,
         description=spec.description or None,
@@ -110,6 +134,9 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
             packages=packages,
             runtime_config=processing.runtime_config,
             files=files,
+            notifications=notifications.channels if notifications else None,
+            fail_on_notification_error=bool(notifications and notifications.fail_on_error),
+            **callbacks,
             **filters,
         )
     return dag

@@ -136,6 +136,32 @@ class SensorSpec(_Spec):
     timeout: float = Field(3600, gt=0, description="Give up (skip the run) after this many seconds.")
 
 
+class NotificationsSpec(_Spec):
+    """Where ctx.notify() messages and flow events go."""
+
+    channels: list[dict[str, Any]] = Field(
+        min_length=1, description="Channels: {type: webhook|email|slack|file, ..., levels: [...]}."
+    )
+    events: list[Literal["succeeded", "failed", "quarantined"]] = Field(
+        default_factory=lambda: ["failed", "quarantined"], description="Flow events sent to the channels."
+    )
+    data_delay_minutes: float | None = Field(
+        None, gt=0, description="Alert when no new file arrived for this many minutes."
+    )
+    fail_on_error: bool = Field(False, description="Fail the flow when a notification cannot be delivered.")
+
+    @field_validator("channels")
+    @classmethod
+    def _valid_channels(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from airflow_byo.notifications.channels import parse_channels
+
+        try:
+            parse_channels(value, source="channels")
+        except ByoError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class FlowSpec(_Spec):
     """One BYO flow: name, source, processing logic, destination, schedule."""
 
@@ -150,7 +176,7 @@ class FlowSpec(_Spec):
         "a cron expression, or asset:<uri> to run when that Asset is updated.",
     )
     sensor: SensorSpec | None = Field(None, description="Wait for new files first.")
-    notifications: list[dict[str, Any]] = Field(default_factory=list, description="Notification channels.")
+    notifications: NotificationsSpec | None = Field(None, description="Notification channels and events.")
     tags: list[str] = Field(default_factory=list, description="Tags shown in the Airflow UI.")
     owner: str = Field("airflow", description="The DAG's owner.")
 

@@ -243,3 +243,22 @@ def test_parsing_never_touches_connections_or_environments(
 
 def _forbidden(*args: Any, **kwargs: Any) -> None:
     raise AssertionError("no environment may be built at parse time")
+
+
+def test_spec_notifications_become_channels_and_callbacks(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    spec = VALID + (
+        "notifications:\n  channels: [{type: webhook, url: 'http://127.0.0.1:9/hook', levels: [error]}]\n"
+        "  events: [succeeded, failed]\n  data_delay_minutes: 60\n"
+    )
+    write(flows, "n.yaml", spec)
+    flow = build_dags(flows)["byo_flow__orders"].get_task("flow")
+    assert [c.type for c in flow.notifications] == ["webhook"]
+    assert [n.event for n in flow.on_success_callback] == ["succeeded", "data_delay"]
+    assert [n.event for n in flow.on_failure_callback] == ["failed"]
+    write(flows, "n.yaml", spec.replace("type: webhook, url: 'http://127.0.0.1:9/hook'", "type: pager"))
+    with pytest.raises(
+        ByoFlowSpecError, match=r"notifications\.channels: .*Channel types: webhook, email, slack, file"
+    ):
+        load_spec(flows / "n.yaml")
