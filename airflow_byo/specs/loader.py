@@ -6,7 +6,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 from pydantic import ValidationError
 
 from airflow_byo.exceptions import ByoFlowSpecError

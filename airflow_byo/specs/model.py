@@ -136,14 +136,18 @@ class SensorSpec(_Spec):
     timeout: float = Field(3600, gt=0, description="Give up (skip the run) after this many seconds.")
 
 
+FlowEvent = Literal["succeeded", "failed", "quarantined"]
+_DEFAULT_EVENTS: list[FlowEvent] = ["failed", "quarantined"]
+
+
 class NotificationsSpec(_Spec):
     """Where ctx.notify() messages and flow events go."""
 
     channels: list[dict[str, Any]] = Field(
         min_length=1, description="Channels: {type: webhook|email|slack|file, ..., levels: [...]}."
     )
-    events: list[Literal["succeeded", "failed", "quarantined"]] = Field(
-        default_factory=lambda: ["failed", "quarantined"], description="Flow events sent to the channels."
+    events: list[FlowEvent] = Field(
+        default_factory=lambda: list(_DEFAULT_EVENTS), description="Flow events sent to the channels."
     )
     data_delay_minutes: float | None = Field(
         None, gt=0, description="Alert when no new file arrived for this many minutes."
@@ -203,7 +207,7 @@ def schedule_of(value: str) -> Any:
         from airflow.sdk import Asset
 
         return [Asset(text.removeprefix("asset:"))]
-    from croniter import croniter  # type: ignore[import-untyped]
+    from croniter import croniter
 
     if croniter.is_valid(text):
         return text
