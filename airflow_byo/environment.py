@@ -12,11 +12,11 @@ Two flows with the same packages therefore share one environment -- with each ot
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 from airflow_byo.exceptions import ByoPackageError
+from airflow_byo.settings import byo_home, setting
 
 __all__ = ["default_venv_cache_path", "ensure_environment"]
 
@@ -27,13 +27,8 @@ PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 def default_venv_cache_path() -> Path:
     """``[byo] venv_cache_path`` from Airflow's configuration, else ``$AIRFLOW_HOME/byo/venvs``."""
-    from airflow.providers.common.compat.sdk import conf
-
-    configured = conf.get("byo", "venv_cache_path", fallback="")
-    if configured:
-        return Path(configured).expanduser()
-    airflow_home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback="~/airflow")
-    return Path(airflow_home).expanduser() / "byo" / "venvs"
+    configured = setting("venv_cache_path")
+    return Path(configured).expanduser() if configured else byo_home("venvs")
 
 
 def _noop() -> None:

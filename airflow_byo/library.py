@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.packages import parse_packages
 from airflow_byo.processor import DEFAULT_FUNCTION_NAME, ProcessorSource, resolve_processor
+from airflow_byo.settings import byo_home, setting
 
 __all__ = ["LibraryFunction", "delete", "get", "library_path", "list_functions", "save"]
 
@@ -52,13 +52,8 @@ class LibraryFunction:
 
 def library_path() -> Path:
     """``[byo] function_library``, else ``$AIRFLOW_HOME/byo/functions``."""
-    from airflow.providers.common.compat.sdk import conf
-
-    configured = conf.get("byo", "function_library", fallback="")
-    if configured:
-        return Path(configured).expanduser()
-    home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback="~/airflow")
-    return Path(home).expanduser() / "byo" / "functions"
+    configured = setting("function_library")
+    return Path(configured).expanduser() if configured else byo_home("functions")
 
 
 def _versions(name: str, root: Path) -> list[int]:

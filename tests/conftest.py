@@ -33,6 +33,17 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the ``airflow`` command of this environment, as a user would."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     """The session's ``AIRFLOW_HOME`` with a migrated SQLite metadata DB."""

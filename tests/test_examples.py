@@ -6,30 +6,19 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.conftest import run_airflow as airflow
 from tests.servers import S3Server, SftpServer
 
 EXAMPLES = ROOT / "dags_examples"
 CUSTOMERS = EXAMPLES / "data" / "customers"
 
 pytestmark = pytest.mark.slow
-
-
-def airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import threading
 import time
 import uuid
@@ -41,6 +40,7 @@ from sqlalchemy import (
 
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.ledger.schema import CLAIMED, DONE, FAILED, QUARANTINED, events, files, metadata, snapshots
+from airflow_byo.settings import byo_home, setting
 from airflow_byo.storage import SourceFile
 
 if TYPE_CHECKING:
@@ -66,13 +66,10 @@ def ledger_url(conn_id: str | None = None) -> str:
     The SQLAlchemy URL of the ledger: connection ``conn_id`` (or ``[byo] ledger_conn_id``), else
     a SQLite file at ``$AIRFLOW_HOME/byo/ledger.db``.
     """
-    from airflow.providers.common.compat.sdk import conf
-
-    conn_id = conn_id or conf.get("byo", "ledger_conn_id", fallback="") or None
+    conn_id = conn_id or setting("ledger_conn_id") or None
     if conn_id is None:
-        home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback="~/airflow")
-        path = os.path.join(os.path.expanduser(home), "byo", "ledger.db")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        path = byo_home("ledger.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
     from airflow_byo.filesystems import get_connection
 

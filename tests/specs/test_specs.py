@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from airflow_byo.specs.factory import build_dags
 from airflow_byo.specs.loader import load_spec
 from airflow_byo.specs.model import SCHEMA_FILE, FlowSpec, json_schema
 from tests.conftest import ROOT
+from tests.conftest import run_airflow as airflow
 
 EXAMPLE_SPEC = ROOT / "dags_examples" / "flows" / "customers_to_jsonl.yaml"
 SCHEMA_PATH = ROOT / "airflow_byo" / "specs" / SCHEMA_FILE
@@ -175,16 +174,6 @@ def test_library_versions_and_pinning(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 # -- a real parse by Airflow ------------------------------------------------------------------------
-
-
-def airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
 
 
 def json_lines(stdout: str) -> Any:
