@@ -256,3 +256,20 @@ def test_metrics_and_asset_event_of_a_real_run(tmp_path: Path, airflow_home: Pat
     assert summary["destination"] == str(tmp_path / "output" / "orders_by_sku")
     assert "files" not in summary  # compact: counts and insights, no per-file list
     assert ROOT.exists()
+
+
+def test_slack_without_the_slack_provider_is_a_clear_counted_failure() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("airflow.providers.slack") is not None:
+        pytest.skip("the Slack provider is installed here")
+    from airflow_byo.notifications.channels import Notification, NotificationRouter
+    from tests.conftest import RecordingLogger
+
+    log = RecordingLogger()
+    router = NotificationRouter(parse_channels([{"type": "slack", "conn_id": "slack"}]), log, retry_delay=0)
+    router.submit(Notification(level="error", message="boom"))
+    router.close()
+    assert router.failed == 1
+    assert "pip install apache-airflow-providers-slack" in router.errors[0]
+    assert "Notification not delivered after 3 attempts" in log.text
