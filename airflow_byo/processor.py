@@ -99,9 +99,9 @@ def _sys_path_for(module_name: str) -> list[str]:
     if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
         return []
     origin = Path(spec.origin).resolve()
-    installed = {
-        Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
-    }
+    paths = sysconfig.get_paths()
+    # Installed and standard-library modules are not shipped: the child gets its own.
+    installed = {Path(paths[key]).resolve() for key in ("purelib", "platlib", "stdlib", "platstdlib")}
     if any(parent in installed for parent in origin.parents):
         return []
     root = origin.parent.parent if spec.submodule_search_locations else origin.parent

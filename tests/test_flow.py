@@ -463,3 +463,21 @@ def test_killed_worker_takes_its_child_along_and_the_next_run_sweeps_its_scratch
     assert all(p.exists() for p in leftovers)  # SIGKILL: nobody could clean up ...
     assert sorted(sweep(str(tmp_path / "out"))) == sorted(str(p) for p in leftovers)  # ... the next run does
     assert published(tmp_path / "out") == {}
+
+
+def annotated_processor(file: InputFileAlias, ctx: Any) -> list[dict[str, Any]]:  # noqa: F821
+    return [{"name": file.name}]
+
+
+def test_a_callable_with_annotations_unknown_to_the_child_runs(tmp_path: Path) -> None:
+    make_files(tmp_path / "in", {"a.txt": "x"})
+    runner = FlowRunner(
+        processor=resolve_processor(annotated_processor),
+        config=parse_runtime_config(None),
+        python=sys.executable,
+        log=RecordingLogger(),
+    )
+    source = Location(str(tmp_path / "in"))
+    summary = runner.run(source, Location(str(tmp_path / "out")), source.list_files())
+    assert summary.failed == []
+    assert json.loads((tmp_path / "out" / "a.jsonl").read_text()) == {"name": "a.txt"}

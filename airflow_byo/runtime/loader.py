@@ -7,6 +7,7 @@ the virtualenv on the real function object (``load_processor``). Standard librar
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import importlib
@@ -148,7 +149,11 @@ def load_processor(
         linecache.cache[INLINE_FILENAME] = (len(code), None, code.splitlines(True), INLINE_FILENAME)
         namespace: dict[str, Any] = {"__name__": "byo_processor", "__file__": INLINE_FILENAME}
         try:
-            exec(compile(code, INLINE_FILENAME, "exec"), namespace)
+            # Annotations stay strings (PEP 563): a function shipped from a DAG file may annotate
+            # with names (Any, DataFrame) that its module imported but the child has not.
+            exec(
+                compile(code, INLINE_FILENAME, "exec", flags=__future__.annotations.compiler_flag), namespace
+            )
         except Exception as exc:  # noqa: BLE001 - any error of the user's module code is reported
             raise ProcessorLoadError(
                 f"processor code failed while loading: {type(exc).__name__}: {exc}",
