@@ -56,6 +56,16 @@ def airflow_home() -> Path:
     return _SESSION_HOME
 
 
+def fresh_ledger_env(directory: Path) -> dict[str, str]:
+    """Environment for an ``airflow`` subprocess with its own, empty ledger (tests stay independent)."""
+    return {
+        "AIRFLOW_CONN_BYO_TEST_LEDGER": json.dumps(
+            {"conn_type": "sqlite", "host": str(directory / "ledger.db")}
+        ),
+        "AIRFLOW__BYO__LEDGER_CONN_ID": "byo_test_ledger",
+    }
+
+
 @pytest.fixture(scope="session")
 def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One venv cache for the session, so each set of packages is built once."""

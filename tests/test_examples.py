@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_ledger_env
 from tests.conftest import run_airflow as airflow
 from tests.servers import S3Server, SftpServer
 
@@ -23,10 +23,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def example_env(airflow_home: Path, venv_cache: Path, tmp_path: Path) -> dict[str, str]:
-    return os.environ | {
-        "BYO_EXAMPLE_OUTPUT": str(tmp_path / "output"),
-        "AIRFLOW__BYO__VENV_CACHE_PATH": str(venv_cache),
-    }
+    return (
+        os.environ
+        | fresh_ledger_env(tmp_path)
+        | {
+            "BYO_EXAMPLE_OUTPUT": str(tmp_path / "output"),
+            "AIRFLOW__BYO__VENV_CACHE_PATH": str(venv_cache),
+        }
+    )
 
 
 def test_every_example_dag_imports_without_errors() -> None:

@@ -20,7 +20,7 @@ from airflow_byo.exceptions import ByoConfigError, ByoError
 from airflow_byo.notifications.channels import parse_channels
 from airflow_byo.notifications.notifier import ByoFlowNotifier
 from airflow_byo.operators.byo_flow import ByoFlowOperator
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_ledger_env
 from tests.notifications.servers import SmtpServer, WebhookServer
 from tests.operators.test_byo_flow import FakeTaskInstance, context
 from tests.servers import free_port
@@ -214,14 +214,18 @@ def test_metrics_and_asset_event_of_a_real_run(tmp_path: Path, airflow_home: Pat
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    env = os.environ | {
-        "BYO_EXAMPLE_OUTPUT": str(tmp_path / "output"),
-        "AIRFLOW__BYO__VENV_CACHE_PATH": str(venv_cache),
-        "AIRFLOW__METRICS__STATSD_ON": "True",
-        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-        "AIRFLOW__METRICS__STATSD_PORT": str(port),
-        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
-    }
+    env = (
+        os.environ
+        | fresh_ledger_env(tmp_path)
+        | {
+            "BYO_EXAMPLE_OUTPUT": str(tmp_path / "output"),
+            "AIRFLOW__BYO__VENV_CACHE_PATH": str(venv_cache),
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(port),
+            "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        }
+    )
     result = subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "dags", "test", "byo_decorator_orders"],
         capture_output=True,
