@@ -235,8 +235,44 @@ class FlowRunner:
         self.log.log(level, "notify from %s: %s %s", url, event.get("message"), event.get("fields") or "")
 
     # -- one file ------------------------------------------------------------------------------
+    @staticmethod
+    def _request(file: SourceFile, seq: int, local_path: str, out_root: str) -> dict[str, Any]:
+        return {
+            "seq": seq,
+            "path": local_path,
+            "url": file.url,
+            "name": file.name,
+            "relative_path": file.relative_path,
+            "size": file.size,
+            "out_dir": os.path.join(out_root, f"{seq:06d}"),
+        }
+
+    def _queue_ahead(self, ahead: tuple[int, SourceFile, Future[str]] | None, out_root: str) -> None:
+        """
+        Hand the next file to the child before waiting for this one, so the child works while
+        the worker publishes. Only without in-run retries (a retry must not queue behind the
+        next file) and not into a child that is about to be replaced.
+        """
+        child = self._child
+        if ahead is None or self.job.retries or child is None or not child.alive:
+            return
+        if child.files_handled + 2 > self.job.batch_size:
+            return
+        seq, file, local = ahead
+        try:
+            local_path = local.result()
+        except ByoStorageError:
+            return  # reported when that file's turn comes
+        child.queue(self._request(file, seq, local_path, out_root))
+
     def _process(
-        self, file: SourceFile, seq: int, local: Future[str], out_dir: str, source: Location
+        self,
+        file: SourceFile,
+        seq: int,
+        local: Future[str],
+        out_root: str,
+        source: Location,
+        ahead: tuple[int, SourceFile, Future[str]] | None = None,
     ) -> FileOutcome:
         """
         Run the child on one (downloaded) file, with ``job_config.retries`` more attempts after a
@@ -247,18 +283,16 @@ class FlowRunner:
             local_path = local.result()
         except ByoStorageError as exc:
             return FileOutcome(status="error", error_type="ByoStorageError", error=str(exc))
-        request = {
-            "seq": seq,
-            "path": local_path,
-            "url": file.url,
-            "name": file.name,
-            "relative_path": file.relative_path,
-            "size": file.size,
-            "out_dir": out_dir,
-        }
+        request = self._request(file, seq, local_path, out_root)
+        out_dir = request["out_dir"]
+        child = self._ready_child()
+        child.queue(request)
+        self._queue_ahead(ahead, out_root)
         try:
             for attempt in range(1, self.job.retries + 2):
-                outcome = self._ready_child().process(request, self.job.timeout_seconds)
+                outcome = (child if attempt == 1 else self._ready_child()).process(
+                    request, self.job.timeout_seconds
+                )
                 outcome.attempts = attempt
                 if outcome.ok:
                     break
@@ -335,14 +369,19 @@ class FlowRunner:
             uploads: deque[_Pending] = deque()
             try:
                 handled: set[str] = set()
-                for seq, file, local in _prefetch(pool, source, tracker.claimed(files), staging, depth):
+                items = _prefetch(pool, source, tracker.claimed(files), staging, depth)
+                current = next(items, None)
+                while current is not None:
+                    seq, file, local = current
                     while uploads and (len(uploads) >= depth or uploads[0].upload.done()):
                         self._finish(uploads.popleft(), summary, tracker)
                     if self.job.error_policy == "fail_fast" and summary.failed:
                         break
                     handled.add(file.url)
                     out_dir = os.path.join(out_root, f"{seq:06d}")
-                    outcome = self._process(file, seq, local, out_dir, source)
+                    ahead = next(items, None)
+                    outcome = self._process(file, seq, local, out_root, source, ahead)
+                    current = ahead
                     result = FileResult(
                         url=file.url, status="failed", size=file.size, seconds=outcome.seconds
                     )
@@ -442,7 +481,7 @@ class FlowRunner:
                 local.set_result(source.local_copy(file, staging))
             except ByoStorageError as exc:
                 local.set_exception(exc)
-            outcome = self._process(file, 0, local, os.path.join(out_root, "000000"), source)
+            outcome = self._process(file, 0, local, out_root, source)
             result = FileResult(
                 url=file.url,
                 status="processed" if outcome.ok else "failed",

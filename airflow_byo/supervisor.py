@@ -163,6 +163,7 @@ class ChildProcess:
         self._stderr_thread = threading.Thread(target=self._relay_stderr, daemon=True)
         self._stderr_thread.start()
         self.files_handled = 0
+        self._queued: set[int] = set()  # sequence numbers sent and not answered yet
         self._send(init | {"op": "init"})
         self._await_ready()
 
@@ -195,16 +196,32 @@ class ChildProcess:
             raise ByoProcessorError(f"{message['message']}{where}{hint}")
         self._task_log.info("Processor loaded in Python %s (%s)", message["python"], message["executable"])
 
+    def queue(self, request: dict[str, Any]) -> bool:
+        """
+        Send a file request without waiting, so the child starts it as soon as it finishes the
+        current one (the worker meanwhile publishes the previous file's outputs).
+        """
+        if request["seq"] in self._queued:
+            return True
+        try:
+            self._send(request | {"op": "file"})
+        except (BrokenPipeError, OSError):
+            return False
+        self._queued.add(request["seq"])
+        return True
+
     def process(self, request: dict[str, Any], timeout_seconds: float) -> FileOutcome:
-        """Run the processor on one file; kill the child if it exceeds ``timeout_seconds``."""
+        """
+        Run the processor on one file (sending it unless :meth:`queue` did); kill the child if it
+        exceeds ``timeout_seconds``. Requests are answered in the order they were sent.
+        """
         self.files_handled += 1
         started = time.monotonic()
         deadline = started + timeout_seconds
         notifications: list[dict[str, Any]] = []
-        try:
-            self._send(request | {"op": "file"})
-        except BrokenPipeError:
+        if not self.queue(request):
             return self._crashed(started, notifications)
+        self._queued.discard(request["seq"])
         while True:
             line = self._reader.readline(deadline)
             if line is None:
@@ -223,6 +240,11 @@ class ChildProcess:
                 return self._crashed(started, notifications)
             message = json.loads(line)
             event = message.pop("ev")
+            if message.get("seq") != request["seq"]:
+                raise ByoProcessorError(
+                    f"protocol error: answer for file #{message.get('seq')} "
+                    f"while waiting for #{request['seq']}"
+                )
             if event == "notify":
                 notifications.append(message)
                 continue
