@@ -9,6 +9,7 @@ and a configuration, and returns a :class:`~airflow_byo.summary.RunSummary`.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -134,6 +135,13 @@ class _Progress:
         )
 
 
+def _remove_outputs(prefix: str) -> None:
+    """Delete what one input file left in the staging folder (``<prefix>-<n>``), e.g. after a failure."""
+    for path in glob.glob(glob.escape(prefix) + "-*"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def _download(source: Location, file: SourceFile, staging: str) -> str:
     local = source.local_copy(file, staging)
     crash_point("downloaded")
@@ -244,7 +252,7 @@ class FlowRunner:
             "name": file.name,
             "relative_path": file.relative_path,
             "size": file.size,
-            "out_dir": os.path.join(out_root, f"{seq:06d}"),
+            "out_prefix": os.path.join(out_root, f"{seq:06d}"),
         }
 
     def _queue_ahead(self, ahead: tuple[int, SourceFile, Future[str]] | None, out_root: str) -> None:
@@ -284,7 +292,7 @@ class FlowRunner:
         except ByoStorageError as exc:
             return FileOutcome(status="error", error_type="ByoStorageError", error=str(exc))
         request = self._request(file, seq, local_path, out_root)
-        out_dir = request["out_dir"]
+        out_prefix = request["out_prefix"]
         child = self._ready_child()
         child.queue(request)
         self._queue_ahead(ahead, out_root)
@@ -296,7 +304,7 @@ class FlowRunner:
                 outcome.attempts = attempt
                 if outcome.ok:
                     break
-                shutil.rmtree(out_dir, ignore_errors=True)
+                _remove_outputs(out_prefix)
                 if attempt <= self.job.retries:
                     self.log.warning("%s failed (attempt %d): %s; retrying", file.url, attempt, outcome.error)
             crash_point("processed")
@@ -378,7 +386,7 @@ class FlowRunner:
                     if self.job.error_policy == "fail_fast" and summary.failed:
                         break
                     handled.add(file.url)
-                    out_dir = os.path.join(out_root, f"{seq:06d}")
+                    out_prefix = os.path.join(out_root, f"{seq:06d}")
                     ahead = next(items, None)
                     outcome = self._process(file, seq, local, out_root, source, ahead)
                     current = ahead
@@ -387,9 +395,9 @@ class FlowRunner:
                     )
                     upload: Future[None] = Future()
                     if self._check_outputs(outcome, result, reserved):
-                        upload = pool.submit(self._publish, destination, outcome, result, out_dir)
+                        upload = pool.submit(self._publish, destination, outcome, result, out_prefix)
                     else:
-                        shutil.rmtree(out_dir, ignore_errors=True)
+                        _remove_outputs(out_prefix)
                         upload.set_result(None)
                     uploads.append(_Pending(file, result, outcome, upload, seq + 1, len(files)))
                 while uploads:
@@ -423,7 +431,9 @@ class FlowRunner:
             reserved[output["name"]] = result.url
         return True
 
-    def _publish(self, destination: Location, outcome: FileOutcome, result: FileResult, out_dir: str) -> None:
+    def _publish(
+        self, destination: Location, outcome: FileOutcome, result: FileResult, out_prefix: str
+    ) -> None:
         """Publish one file's outputs (in a transfer thread); the result says how it went."""
         try:
             for output in outcome.outputs:
@@ -435,7 +445,7 @@ class FlowRunner:
         except ByoStorageError as exc:
             result.error_type, result.error = "ByoStorageError", str(exc)
         finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            _remove_outputs(out_prefix)
 
     def _finish(self, pending: _Pending, summary: RunSummary, tracker: FileTracker) -> None:
         pending.upload.result()

@@ -132,8 +132,7 @@ class _Runner:
             relative_path=msg["relative_path"],
             size=msg["size"],
         )
-        out_dir = msg["out_dir"]
-        os.makedirs(out_dir, exist_ok=True)
+        out_prefix = msg["out_prefix"]
 
         def emit(event: dict[str, Any]) -> None:
             self.channel.send({**event, "seq": seq})
@@ -143,7 +142,7 @@ class _Runner:
             variables=self.variables,
             log=self.log,
             input_file=input_file,
-            output_dir=out_dir,
+            output_prefix=out_prefix,
             emit=emit,
         )
         started = time.perf_counter()

@@ -198,14 +198,14 @@ class Context:
         variables: Mapping[str, Any],
         log: logging.Logger,
         input_file: InputFile,
-        output_dir: str,
+        output_prefix: str,
         emit: Callable[[dict[str, Any]], None],
     ) -> None:
         self.job_config = dict(job_config)
         self.variables = dict(variables)
         self.log = log
         self.input = input_file
-        self._output_dir = output_dir
+        self._output_prefix = output_prefix
         self._emit = emit
         self._outputs: dict[str, OutputSpec] = {}
         self._open_handles: list[tuple[OutputSpec, IO[Any]]] = []
@@ -250,7 +250,8 @@ class Context:
         safe = safe_output_name(name)
         if safe in self._outputs:
             raise OutputError(f"output {safe!r} was already written for this input file")
-        local_path = os.path.join(self._output_dir, f"{len(self._outputs):05d}")
+        # Flat names (<prefix>-<n>) in the run's staging folder: no directory per input file.
+        local_path = f"{self._output_prefix}-{len(self._outputs):05d}"
         spec = OutputSpec(safe, local_path)
         self._outputs[safe] = spec
         return spec
