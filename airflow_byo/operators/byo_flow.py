@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import datetime
 
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_byo.storage import SourceFile
 
@@ -131,7 +131,7 @@ class ByoFlowOperator(BaseOperator):
         ledger_conn_id: str | None = None,
         quarantine: str | None = None,
         quarantine_conn_id: str | None = None,
-        files: dict[str, Any] | str | None = None,
+        files: dict[str, Any] | str | XComArg | None = None,
         notifications: list[dict[str, Any]] | None = None,
         fail_on_notification_error: bool = False,
         emit_asset_event: bool = True,
