@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.runtime.contract import FORMAT_EXTENSIONS
+from airflow_byo.runtime.contract import FORMAT_EXTENSIONS, OutputError, safe_output_name
 
 __all__ = ["CustomCode", "JobConfig", "RuntimeConfig", "parse_runtime_config"]
 
@@ -105,6 +105,11 @@ class JobConfig(BaseModel):
             raise ValueError(
                 f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(OUTPUT_NAME_FIELDS)}"
             )
+        sample = value.format(name="a.csv", stem="a", suffix=".csv", ext="jsonl", rel_dir="sub")
+        try:
+            safe_output_name(sample)
+        except OutputError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @property

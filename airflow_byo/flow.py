@@ -383,7 +383,7 @@ class FlowRunner:
                     seq, file, local = current
                     while uploads and (len(uploads) >= depth or uploads[0].upload.done()):
                         self._finish(uploads.popleft(), summary, tracker)
-                    if self.job.error_policy == "fail_fast" and summary.failed:
+                    if self.job.error_policy == "fail_fast" and self._any_failure(summary, uploads):
                         break
                     handled.add(file.url)
                     out_prefix = os.path.join(out_root, f"{seq:06d}")
@@ -410,6 +410,11 @@ class FlowRunner:
                 pool.shutdown(wait=True, cancel_futures=True)
         summary.seconds = time.monotonic() - started
         return summary
+
+    @staticmethod
+    def _any_failure(summary: RunSummary, uploads: deque[_Pending]) -> bool:
+        """A failure so far, counting files whose outcome is known but not yet summarised."""
+        return bool(summary.failed) or any(p.upload.done() and p.result.status == "failed" for p in uploads)
 
     def _check_outputs(self, outcome: FileOutcome, result: FileResult, reserved: dict[str, str]) -> bool:
         """True when the outputs can be published: the file succeeded and its names are its own."""

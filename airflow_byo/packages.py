@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["parse_packages"]
 
 _SHELL_CHARS = re.compile(r"[`$|&\\\n\r\t]|\$\(")
-_SINGLE_EQUALS = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)=([^=].*)$")
+_SINGLE_EQUALS = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)=([^=<>!~].*)$")
 _VERSION_OPERATOR_START = ("<", ">", "=", "!", "~")
 
 

@@ -121,7 +121,12 @@ def resolve_processor(
     """
     if callable(processor):
         return _source_of_callable(processor)
-    if not isinstance(processor, str) or not processor.strip():
+    if not isinstance(processor, str):
+        raise ByoProcessorError(
+            "processor must be inline code, a 'package.module:function' reference or a Python "
+            f"function, got {type(processor).__name__}"
+        )
+    if not processor.strip():
         raise ByoProcessorError(
             "processor is empty: give inline code defining `def process(file, ctx): ...`, "
             "a reference 'package.module:function', or a Python function"

@@ -288,14 +288,17 @@ def test_path_traversal_output_names_are_rejected(tmp_path: Path, body: str, mes
 
 
 def test_output_name_template_cannot_escape_the_destination(tmp_path: Path) -> None:
-    summary, out = run_flow(
-        tmp_path,
-        "def process(file, ctx):\n    return 'x'\n",
-        {"a.txt": ""},
-        {"job_config": {"output_name": "../{stem}"}},
-    )
-    assert "leaves the destination" in summary.failed[0].error
-    assert published(out) == {}
+    """Caught when the configuration is read, before any file."""
+    from airflow_byo.exceptions import ByoConfigError
+
+    with pytest.raises(ByoConfigError, match=r"job_config\.output_name: .*leaves the destination"):
+        run_flow(
+            tmp_path,
+            "def process(file, ctx):\n    return 'x'\n",
+            {"a.txt": ""},
+            {"job_config": {"output_name": "../{stem}"}},
+        )
+    assert published(tmp_path / "out") == {}
     assert not (tmp_path / "a").exists()
 
 

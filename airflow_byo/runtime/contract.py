@@ -57,7 +57,7 @@ def safe_output_name(name: str) -> str:
     """
     if not isinstance(name, str) or not name.strip():
         raise OutputError(f"output name must be a non-empty string, got {name!r}")
-    if any(ord(ch) < 32 for ch in name) or "\\" in name:
+    if any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in name) or "\\" in name:
         raise OutputError(f"output name {name!r} contains a control character or a backslash")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise OutputError(

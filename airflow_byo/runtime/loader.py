@@ -13,6 +13,8 @@ import ast
 import importlib
 import inspect
 import linecache
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,6 +105,19 @@ def _defined_functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.Asyn
     }
 
 
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Names bound at module level by assignments and imports (``process = make()``)."""
+    names: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            names.add(stmt.target.id)
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in stmt.names)
+    return names
+
+
 def check_source(code: str, function_name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
     """Check inline code without running it: it parses, defines ``function_name``, and binds."""
     try:
@@ -112,12 +127,9 @@ def check_source(code: str, function_name: str, args: list[Any], kwargs: dict[st
     functions = _defined_functions(tree)
     node = functions.get(function_name)
     if node is None:
-        assigned = any(
-            isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.Import, ast.ImportFrom))
-            and function_name in ast.unparse(stmt)
-            for stmt in tree.body
-        )
-        if assigned:  # e.g. `process = make_processor()` -- checked for real in the child
+        if function_name in _bound_names(
+            tree
+        ):  # e.g. `process = make_processor()` -- checked for real in the child
             return
         known = ", ".join(sorted(functions)) or "none"
         raise ProcessorLoadError(
@@ -147,7 +159,11 @@ def load_processor(
         check_source(code, function_name, args, kwargs)
         # Register the source so tracebacks from the user's function show its lines.
         linecache.cache[INLINE_FILENAME] = (len(code), None, code.splitlines(True), INLINE_FILENAME)
-        namespace: dict[str, Any] = {"__name__": "byo_processor", "__file__": INLINE_FILENAME}
+        # A real module in sys.modules: dataclasses and typing.get_type_hints look it up.
+        module = types.ModuleType("byo_processor")
+        module.__file__ = INLINE_FILENAME
+        sys.modules["byo_processor"] = module
+        namespace: dict[str, Any] = module.__dict__
         try:
             # Annotations stay strings (PEP 563): a function shipped from a DAG file may annotate
             # with names (Any, DataFrame) that its module imported but the child has not.
