@@ -64,10 +64,13 @@ class RunSummary:
     notifications: int = 0
     seconds: float = 0.0
     environment_seconds: float = 0.0
+    _failed: list[FileResult] = field(default_factory=list, repr=False)
 
     def add(self, result: FileResult, insights: dict[str, Any], counters: dict[str, float]) -> None:
         """Record one file; insights of later files overwrite earlier ones, counters add up."""
         self.files.append(result)
+        if result.status == "failed":
+            self._failed.append(result)
         self.insights.update(insights)
         for name, value in counters.items():
             self.counters[name] = self.counters.get(name, 0) + value
@@ -77,7 +80,8 @@ class RunSummary:
 
     @property
     def failed(self) -> list[FileResult]:
-        return self._with_status("failed")
+        # Kept as files are added (a result's status is final by then): fail_fast asks per file.
+        return self._failed
 
     def as_dict(self) -> dict[str, Any]:
         """The compact, JSON-serialisable form pushed to XCom."""

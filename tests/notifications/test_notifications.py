@@ -20,7 +20,7 @@ from airflow_byo.exceptions import ByoConfigError, ByoError
 from airflow_byo.notifications.channels import parse_channels
 from airflow_byo.notifications.notifier import ByoFlowNotifier
 from airflow_byo.operators.byo_flow import ByoFlowOperator
-from tests.conftest import ROOT, fresh_ledger_env
+from tests.conftest import fresh_ledger_env
 from tests.notifications.servers import SmtpServer, WebhookServer
 from tests.operators.test_byo_flow import FakeTaskInstance, context
 from tests.servers import free_port
@@ -259,7 +259,6 @@ def test_metrics_and_asset_event_of_a_real_run(tmp_path: Path, airflow_home: Pat
     assert summary["files_processed"] == 2
     assert summary["destination"] == str(tmp_path / "output" / "orders_by_sku")
     assert "files" not in summary  # compact: counts and insights, no per-file list
-    assert ROOT.exists()
 
 
 def test_slack_without_the_slack_provider_is_a_clear_counted_failure() -> None:
