@@ -1,0 +1,449 @@
+"""
+The bubblewrap sandbox, tried as a hostile processor would: real bwrap, real child processes.
+
+Every escape runs twice: with the worker as root (as CI runs) and as a throwaway ordinary user
+(``setpriv`` drops to it just before bwrap, which is then unprivileged and relies on user
+namespaces, like a production worker running as ``airflow``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from airflow_byo import sandbox
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.sandbox import SandboxSpec, sandbox_command
+
+HOSTILE = Path(__file__).parent / "sandbox" / "hostile.py"
+CANARY = "postgres://u:s3cr3t@h/db"
+FERNET = "fernet-canary-0123456789abcdef"
+TEST_USER = "byosandbox"
+CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+pytestmark = pytest.mark.skipif(
+    not sandbox.bubblewrap_status()[0], reason=f"bubblewrap cannot work here: {sandbox.bubblewrap_status()[1]}"
+)
+
+
+@dataclass
+class Worker:
+    """Who runs bwrap, with what interpreter, next to which fake worker files."""
+
+    kind: str
+    uid: int
+    gid: int
+    prefix: list[str]  # prepended to the sandbox command: drops to the user for "user"
+    python: str  # the flow's venv interpreter (inside the fake AIRFLOW_HOME)
+    airflow_home: Path
+    home: Path
+    dags: Path
+    base: Path
+
+    def dir(self, name: str) -> Path:
+        """A fresh directory owned by the worker (the sandbox maps to the worker's uid)."""
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
+        os.chown(path, self.uid, self.gid)
+        return path
+
+    def spec(self, **overrides: object) -> SandboxSpec:
+        values: dict[str, object] = {
+            "interpreter": self.python,
+            "read_only": (str(HOSTILE.parent), str(self.dags / "flow_lib")),
+            "env": CHILD_ENV,
+        }
+        return SandboxSpec(**(values | overrides))  # type: ignore[arg-type]
+
+    def start(self, attack: str, arg: dict, spec: SandboxSpec) -> subprocess.Popen[str]:
+        argv = [self.python, "-I", str(HOSTILE), attack, json.dumps(arg)]
+        # env is inherited on purpose (canary included): the sandbox must not depend on the caller
+        # filtering it.
+        return subprocess.Popen(
+            self.prefix + sandbox_command(argv, spec),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    def run(self, attack: str, arg: dict, spec: SandboxSpec | None = None, timeout: float = 60) -> dict:
+        process = self.start(attack, arg, spec or self.spec())
+        out, err = process.communicate(timeout=timeout)
+        assert CANARY not in out + err and FERNET not in out + err
+        assert process.returncode == 0, err
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def _make_venv(base_python: str, airflow_home: Path) -> str:
+    """A venv in the fake AIRFLOW_HOME's cache, as the provider builds them, with one module."""
+    venv = airflow_home / "byo" / "venvs" / "venv-sandboxtest"
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    (site / "byo_venv_probe.py").write_text("VALUE = 'from the venv'\n")
+    return str(venv / "bin" / "python")
+
+
+def _fake_worker_files(base: Path) -> tuple[Path, Path, Path]:
+    airflow_home = base / "airflow_home"
+    airflow_home.mkdir()
+    (airflow_home / "airflow.cfg").write_text(f"[core]\nfernet_key = {FERNET}\n")
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        db.execute("create table connection (uri text)")
+        db.execute("insert into connection values (?)", (CANARY,))
+    home = base / "home"
+    home.mkdir()
+    (home / ".netrc").write_text(f"machine h login u password {CANARY}\n")
+    dags = base / "dags"
+    (dags / "flow_lib").mkdir(parents=True)
+    (dags / "flow_lib" / "byo_dags_helper.py").write_text("VALUE = 'from the DAGs folder'\n")
+    (dags / "other_flow.py").write_text(f"PASSWORD = {CANARY!r}\n")
+    return airflow_home, home, dags
+
+
+def _test_user(home: Path) -> pwd.struct_passwd:
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+            check=True,
+            capture_output=True,
+        )
+    subprocess.run(["usermod", "--home", str(home), TEST_USER], check=True, capture_output=True)
+    return pwd.getpwnam(TEST_USER)
+
+
+WORKERS = ["root", "user"] if os.geteuid() == 0 else ["user"]
+
+
+@pytest.fixture(scope="module", params=WORKERS)
+def worker(request: pytest.FixtureRequest) -> object:
+    # Not pytest's tmp_path: /tmp/pytest-of-root is 0700, and the user must reach its own files.
+    base = Path(tempfile.mkdtemp(prefix="byo-sandbox-test-"))
+    base.chmod(0o755)
+    airflow_home, home, dags = _fake_worker_files(base)
+    if request.param == "root":
+        # The project's own base interpreter (pyenv under /root): the prefix must be bound, not /root.
+        python = _make_venv(os.path.realpath(sys.executable), airflow_home)
+        uid, gid, prefix = 0, 0, []
+    elif os.geteuid() == 0:
+        system_python = shutil.which("python3.11", path="/usr/bin") or shutil.which("python3", path="/usr/bin")
+        if system_python is None:
+            pytest.skip("an ordinary user needs an interpreter it can reach: /usr/bin/python3 is missing")
+        python = _make_venv(system_python, airflow_home)
+        entry = _test_user(home)
+        uid, gid = entry.pw_uid, entry.pw_gid
+        prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+        for item in [base, *base.rglob("*")]:
+            os.chown(item, uid, gid, follow_symlinks=False)
+        (home / ".netrc").chmod(0o600)
+        (airflow_home / "airflow.cfg").chmod(0o600)
+    else:  # the suite itself runs as an ordinary user
+        python = _make_venv(os.path.realpath(sys.executable), airflow_home)
+        uid, gid, prefix = os.getuid(), os.getgid(), []
+    yield Worker(request.param, uid, gid, prefix, python, airflow_home, home, dags, base)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def canary_in_worker_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection password in the worker's environment, as Airflow puts it there."""
+    monkeypatch.setenv("AIRFLOW_CONN_CANARY", CANARY)
+
+
+def _host_pids_with(token: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _wait_gone(token: str, seconds: float = 5) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _host_pids_with(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+# --- what the child can do ----------------------------------------------------------------------
+
+
+def test_interpreter_venv_and_dags_module_work(worker: Worker) -> None:
+    cwd = worker.dir("cwd")
+    got = worker.run("probe", {"sys_path": str(worker.dags / "flow_lib")}, worker.spec(writable=(str(cwd),), cwd=str(cwd)))
+    assert (got["uid"], got["gid"]) == (sandbox.SANDBOX_UID, sandbox.SANDBOX_UID)
+    assert got["hostname"] == "byo-sandbox"
+    assert got["prefix"] == str(Path(worker.python).parent.parent)  # the venv, not the base
+    assert (got["venv_module"], got["dags_module"]) == ("from the venv", "from the DAGs folder")
+    assert got["cwd"] == str(cwd)
+    assert got["env"] == CHILD_ENV | {"HOME": "/tmp", "TMPDIR": "/tmp", "PWD": str(cwd)}
+    assert got["pids"] == [1, 2]  # bwrap's init and the child: no other process is visible
+
+
+# --- what it must not see -----------------------------------------------------------------------
+
+
+def test_worker_environment_is_not_readable(worker: Worker) -> None:
+    got = worker.run("secrets", {"worker_pid": os.getpid()})  # run() asserts the canary is absent
+    assert got[f"/proc/{os.getpid()}/environ"]["ok"] is False
+    assert got["/proc/1/environ"] == {"ok": True, "value": ""}  # bwrap itself starts with no env
+    assert not any(key.startswith("AIRFLOW") for key in got["self"])
+
+
+def test_worker_files_are_not_visible(worker: Worker) -> None:
+    host_tmp = Path(tempfile.mkdtemp(prefix="byo-host-tmp-"))
+    paths = {
+        "airflow.cfg": worker.airflow_home / "airflow.cfg",
+        "metadata DB": worker.airflow_home / "airflow.db",
+        "other DAG": worker.dags / "other_flow.py",
+        "home": worker.home / ".netrc",
+        "shadow": Path("/etc/shadow"),
+        "run": Path("/run"),
+        "home dirs": Path("/home"),
+        "host /tmp": host_tmp,
+        "ssh config": Path("/etc/ssh"),
+    }
+    try:
+        got = worker.run("read", {"paths": [str(p) for p in paths.values()]})
+    finally:
+        host_tmp.rmdir()
+    for name, path in paths.items():
+        assert got[str(path)]["ok"] is False, f"{name} is visible: {got[str(path)]}"
+        assert "FileNotFoundError" in got[str(path)]["error"], name  # absent, not just forbidden
+    venvs = worker.airflow_home / "byo" / "venvs"
+    root = worker.run("read", {"paths": ["/root", "/etc", str(worker.airflow_home), str(venvs)]})
+    # AIRFLOW_HOME is only the empty path down to the flow's own venv, which bwrap had to create.
+    assert root[str(worker.airflow_home)]["value"] == ["byo"]
+    assert root[str(venvs)]["value"] == ["venv-sandboxtest"]
+    # Only the interpreter's own prefix under /root (pyenv) exists; no dotfiles, no keys.
+    assert set(root["/root"].get("value", [])) <= {".pyenv"}
+    assert set(root["/etc"]["value"]) <= {"ld.so.cache", "localtime", "passwd", "group", "alternatives"}
+
+
+def test_network_is_off_unless_the_flow_turns_it_on(worker: Worker) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.sendall(b"hello from the worker's network")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        off = worker.run("connect", {"port": port})
+        on = worker.run("connect", {"port": port}, worker.spec(network=True))
+    finally:
+        server.close()
+    assert off["ok"] is False and "ConnectionRefusedError" in off["error"]  # its own empty loopback
+    assert on == {"ok": True, "value": "hello from the worker's network"}
+
+
+# --- everything dies with the child ------------------------------------------------------------
+
+
+def test_a_setsid_daemon_dies_with_the_child(worker: Worker) -> None:
+    token = f"byo-daemon-{uuid.uuid4().hex}"
+    process = worker.start("daemon", {"token": token}, worker.spec())
+    assert process.stdout is not None and process.stdin is not None
+    assert json.loads(process.stdout.readline()) == {"ready": True}
+    assert _host_pids_with(token), "the daemon should run while the child does (else this proves nothing)"
+    process.stdin.write("exit\n")
+    process.stdin.flush()
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert _wait_gone(token) == [], "the daemon outlived the child"
+
+
+def test_killing_the_sandbox_kills_the_daemon_too(worker: Worker) -> None:
+    """What ChildProcess.kill does on a timeout: SIGKILL to the process group of the outer bwrap."""
+    token = f"byo-daemon-{uuid.uuid4().hex}"
+    process = worker.start("daemon", {"token": token}, worker.spec())
+    assert process.stdout is not None
+    assert json.loads(process.stdout.readline()) == {"ready": True}
+    assert _host_pids_with(token)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert _wait_gone(token) == []
+
+
+def test_fork_then_exit_closes_the_pipe_promptly(worker: Worker) -> None:
+    process = worker.start("fork_exit", {}, worker.spec())
+    started = time.monotonic()
+    out, _ = process.communicate(timeout=60)  # would hang for 600 s if the grandchild kept stdout
+    elapsed = time.monotonic() - started
+    assert json.loads(out) == {"forked": True}
+    assert process.returncode == 3  # the child's own exit code, as a crash
+    assert elapsed < 5, f"EOF took {elapsed:.1f}s"
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def test_only_the_writable_directory_and_private_tmp_take_writes(worker: Worker) -> None:
+    staging, destination = worker.dir("staging"), worker.dir("destination")
+    read_only = worker.dir("inputs")
+    marker = f"byo-private-{uuid.uuid4().hex}"
+    targets = {
+        "staging": staging / "out-00001",
+        "tmp": Path("/tmp") / marker,
+        "read-only input dir": read_only / "x",
+        "venv": Path(worker.python).parent / "x",
+        "DAGs module folder": worker.dags / "flow_lib" / "x",
+        "root": Path("/x"),
+        "etc": Path("/etc/x"),
+        "usr": Path("/usr/x"),
+        "dev": Path("/dev/x"),
+        "destination (not bound)": destination / "x",
+    }
+    spec = worker.spec(writable=(str(staging),), read_only=(*worker.spec().read_only, str(read_only)))
+    got = worker.run("write", {"paths": [str(p) for p in targets.values()]}, spec)
+    assert got[str(targets["staging"])]["ok"] and got[str(targets["tmp"])]["ok"]
+    for name in list(targets)[2:]:
+        assert got[str(targets[name])]["ok"] is False, f"{name} took a write"
+    assert not (Path("/tmp") / marker).exists()  # the sandbox's /tmp is its own
+    out = targets["staging"]
+    assert (out.stat().st_uid, out.stat().st_gid) == (worker.uid, worker.gid)  # the worker owns it
+    move = f"import os; os.replace({str(out)!r}, {str(destination / 'out.txt')!r})"
+    subprocess.run([*worker.prefix, sys.executable if not worker.prefix else "/usr/bin/python3", "-c", move], check=True)
+    assert (destination / "out.txt").read_text() == "x" * 10
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+def test_cpu_time_limit_stops_the_child_with_a_named_key(worker: Worker) -> None:
+    spec = worker.spec(cpu_seconds=1)
+    process = worker.start("spin", {}, spec)
+    out, _ = process.communicate(timeout=60)
+    assert json.loads(out) == {"spinning": True}
+    assert process.returncode == 128 + signal.SIGXCPU  # bwrap reports a signal as 128+N
+    assert "job_config.cpu_seconds=1" in sandbox.describe_exit(process.returncode, spec)
+
+
+def test_process_limit(worker: Worker) -> None:
+    spec = worker.spec(max_processes=8)
+    got = worker.run("forks", {"cap": 50}, spec)
+    if worker.uid == 0:
+        # Linux never applies RLIMIT_NPROC to uid 0; the module says so instead of pretending.
+        assert got == {"started": 50}
+        assert "job_config.max_processes=8 is not enforced" in (sandbox.limits_warning(spec) or "")
+        return
+    assert got["error_type"] == "BlockingIOError" and got["started"] < 8
+    hint = sandbox.limit_error_hint(got["error_type"], got["error"], spec)
+    assert hint is not None and "job_config.max_processes=8" in hint
+
+
+def test_file_size_limit(worker: Worker) -> None:
+    staging = worker.dir("staging")
+    spec = worker.spec(writable=(str(staging),), max_file_bytes=1000)
+    got = worker.run("write", {"paths": [str(staging / "big")], "size": 5000}, spec)
+    error = got[str(staging / "big")]["error"]
+    assert "File too large" in error
+    assert "job_config.max_file_bytes=1000" in (sandbox.limit_error_hint("OSError", error, spec) or "")
+
+
+# --- the module itself ---------------------------------------------------------------------------
+
+
+def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -> None:
+    """The worker side as the user: import (stdlib only), status probe, interpreter probe, run."""
+    if worker.kind != "user":
+        pytest.skip("the root worker is the test process itself")
+    code = (
+        "import sys, subprocess; sys.path.insert(0, sys.argv[1]); from airflow_byo import sandbox as s\n"
+        "assert not [m for m in sys.modules if m.startswith('airflow.')], 'Airflow imported'\n"
+        "assert s.bubblewrap_status()[0], s.bubblewrap_status()\n"
+        "spec = s.SandboxSpec(interpreter=sys.argv[2])\n"
+        "r = subprocess.run(s.sandbox_command([sys.argv[2], '-c', 'import os; print(os.getuid())'], spec),"
+        " capture_output=True, text=True)\n"
+        "print(r.stdout.strip(), r.stderr)"
+    )
+    root = str(Path(sandbox.__file__).parent.parent)
+    result = subprocess.run(
+        [*worker.prefix, "/usr/bin/python3", "-I", "-c", code, root, worker.python],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == str(sandbox.SANDBOX_UID)
+
+
+def test_command_shape() -> None:
+    spec = SandboxSpec(interpreter=sys.executable, read_only=("/srv/in",), writable=("/srv",), env={"A": "1"})
+    argv = sandbox_command([sys.executable, "-c", "pass"], spec)
+    assert argv[1] == "-i" and argv[2].endswith("/bwrap")  # env -i: bwrap itself starts empty
+    assert "--unshare-net" in argv and "/etc/resolv.conf" not in argv
+    # The writable parent is bound first, then the read-only folder inside it on top.
+    assert argv.index("/srv") < argv.index("/srv/in") and argv[argv.index("/srv/in") - 1] == "--ro-bind"
+    assert argv[argv.index("A") - 1 : argv.index("A") + 2] == ["--setenv", "A", "1"]
+    networked = sandbox_command([sys.executable], replace(spec, network=True))
+    assert "--unshare-net" not in networked and "/etc/resolv.conf" in networked
+    with pytest.raises(ValueError, match="both read-only and writable"):
+        sandbox_command([sys.executable], replace(spec, read_only=("/srv",)))
+
+
+def test_resolve_mode() -> None:
+    works, broken = (True, "bubblewrap 0.8.0"), (False, "bubblewrap (bwrap) is not installed: install ...")
+    assert sandbox.resolve_mode("auto", works) == ("bubblewrap", None)
+    assert sandbox.resolve_mode("", works) == ("bubblewrap", None)
+    assert sandbox.resolve_mode("required", works) == ("bubblewrap", None)
+    assert sandbox.resolve_mode("off", works) == ("off", None)
+    mode, warning = sandbox.resolve_mode("auto", broken)
+    assert mode == "off" and warning is not None and "WITHOUT a sandbox" in warning
+    with pytest.raises(ByoConfigError, match=r"sandbox = required, but bubblewrap \(bwrap\) is not installed"):
+        sandbox.resolve_mode("required", broken)
+    with pytest.raises(ByoConfigError, match=r"\[byo\] sandbox = 'yes' is not valid: use one of required, auto, off"):
+        sandbox.resolve_mode("yes", works)
+
+
+def test_status_names_the_package_when_bwrap_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sandbox, "_tool", lambda name: None)
+    sandbox.bubblewrap_status.cache_clear()
+    try:
+        works, reason = sandbox.bubblewrap_status()
+    finally:
+        sandbox.bubblewrap_status.cache_clear()
+    assert not works and "install the Debian package bubblewrap" in reason
+
+
+def test_start_time_overhead(worker: Worker) -> None:
+    """Not an assertion on time: prints the sandbox's start cost next to a plain start."""
+    plain = [worker.python, "-I", "-c", "pass"]
+    sandboxed = sandbox_command(plain, worker.spec())
+
+    def median_ms(argv: list[str]) -> float:
+        samples = []
+        for _ in range(15):
+            started = time.perf_counter()
+            subprocess.run(worker.prefix + argv, check=True)
+            samples.append((time.perf_counter() - started) * 1000)
+        return statistics.median(samples)
+
+    base, boxed = median_ms(plain), median_ms(sandboxed)
+    print(f"\n[{worker.kind}] python start: plain {base:.1f} ms, sandboxed {boxed:.1f} ms, overhead {boxed - base:.1f} ms")
