@@ -1,0 +1,187 @@
+"""
+Scale-out on CeleryExecutor, end to end (issue 16): a batched flow, S3 in and out, PostgreSQL
+ledger, two workers; every input is processed exactly once, also when a worker is SIGKILLed
+in the middle of its batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.e2e.deployment import WORKERS, Deployment
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "byo_e2e_celery_batches"
+TASK_ID = "process"
+FLOW_ID = f"{DAG_ID}.{TASK_ID}"
+BUCKET = "byo-e2e-celery"
+FILES_PER_BATCH = 3
+
+DAG_FILE = '''
+"""Batched BYO flow for the Celery end-to-end test: S3 -> S3, one mapped task per batch."""
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airflow_byo.operators.byo_flow import ByoFlowOperator
+from airflow_byo.operators.plan_batches import ByoBatchPlanOperator
+
+SOURCE = "s3://{bucket}/in"
+DESTINATION = "s3://{bucket}/out"
+
+# Sleeps per file (dag_run.conf "seconds"), so a worker can be killed while its batch runs.
+PROCESS = """
+import time
+
+def process(file, ctx, *, seconds="0"):
+    time.sleep(float(seconds))
+    with file.open("rb") as handle:
+        data = handle.read()
+    return {{"file": file.name, "bytes": len(data)}}
+"""
+
+with DAG(
+    dag_id="{dag_id}",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    tags=["byo", "e2e"],
+):
+    plan = ByoBatchPlanOperator(
+        task_id="plan",
+        source=SOURCE,
+        source_conn_id="{conn_id}",
+        include=["*.csv"],
+        flow_id="{flow_id}",
+        files_per_batch={files_per_batch},
+    )
+    ByoFlowOperator.partial(
+        task_id="{task_id}",
+        flow_id="{flow_id}",
+        source=SOURCE,
+        source_conn_id="{conn_id}",
+        destination=DESTINATION,
+        destination_conn_id="{conn_id}",
+        include=["*.csv"],
+        processor=PROCESS,
+        runtime_config={{
+            "custom_code": {{"kwargs": {{"seconds": "{{{{ dag_run.conf.get('seconds', 0) }}}}"}}}},
+            # A dead worker's claims expire after 6 s, well before its task is declared dead (20 s).
+            "job_config": {{"lease_seconds": 6, "timeout_seconds": 60}},
+        }},
+        retries=1,
+        retry_delay=timedelta(seconds=2),
+    ).expand(files=plan.output)
+'''
+
+
+def _put_inputs(s3: Any, names: list[str]) -> None:
+    for name in names:
+        s3.put_object(Bucket=BUCKET, Key=f"in/{name}", Body=f"id,name\n1,{name}\n".encode())
+
+
+def _outputs(s3: Any) -> Counter[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="out/")
+    return Counter(obj["Key"].removeprefix("out/") for page in pages for obj in page.get("Contents", []))
+
+
+def _assert_exactly_once(deployment: Deployment, s3: Any, inputs: list[str]) -> None:
+    outputs = _outputs(s3)
+    expected = {name.replace(".csv", ".jsonl") for name in inputs}
+    assert set(outputs) == expected, f"outputs {sorted(outputs)} != one .jsonl per input"
+    for name in inputs:
+        body = s3.get_object(Bucket=BUCKET, Key=f"out/{name.replace('.csv', '.jsonl')}")["Body"].read()
+        records = [json.loads(line) for line in body.decode().splitlines()]
+        assert records == [{"file": name, "bytes": len(f"id,name\n1,{name}\n")}], name
+    rows = deployment.ledger_rows(FLOW_ID)
+    states = Counter((row["path"], row["state"]) for row in rows)
+    assert {path for path, _ in states} == {f"in/{n}" for n in inputs} or {path for path, _ in states} == set(
+        inputs
+    ), f"ledger paths {sorted(states)}"
+    assert all(state == "done" for _, state in states), f"ledger states {states}"
+    assert all(count == 1 for count in states.values()), f"duplicate ledger rows {states}"
+    done_events = deployment.ledger_events(FLOW_ID, "done")
+    assert all(count == 1 for count in done_events.values()), f"a file was marked done twice: {done_events}"
+    assert len(done_events) == len(inputs)
+
+
+def test_batches_spread_over_both_workers_and_survive_a_killed_worker(deployment: Deployment) -> None:
+    s3 = deployment.s3.client()
+    s3.create_bucket(Bucket=BUCKET)
+    deployment.write_dag_file(
+        f"{DAG_ID}.py",
+        DAG_FILE.format(
+            bucket=BUCKET,
+            dag_id=DAG_ID,
+            task_id=TASK_ID,
+            flow_id=FLOW_ID,
+            conn_id=deployment.s3_conn_id,
+            files_per_batch=FILES_PER_BATCH,
+        ),
+    )
+    first = [f"first_{i:02d}.csv" for i in range(12)]
+    _put_inputs(s3, first)
+    dag = deployment.wait_for_dag(DAG_ID)
+    assert dag["is_paused"], "declared DAGs start paused"
+    deployment.unpause(DAG_ID)
+
+    # 1. Twelve files in four batches: every file once, and both workers took batches.
+    run_id = deployment.trigger(DAG_ID, {"seconds": 0.3})
+    deployment.wait_for_run(DAG_ID, run_id, timeout=240)
+    _assert_exactly_once(deployment, s3, first)
+    hosts = deployment.hostnames(DAG_ID, run_id, TASK_ID)
+    assert len(hosts) == 4, hosts
+    assert set(hosts.values()) == set(WORKERS), f"batches ran on {hosts}"
+    summaries = [deployment.xcom(DAG_ID, run_id, TASK_ID, map_index=i) for i in range(4)]
+    assert sum(s["files_processed"] for s in summaries) == len(first), summaries
+
+    # 2. Six new files in two slow batches; SIGKILL a worker while both batches are half done.
+    second = [f"second_{i:02d}.csv" for i in range(6)]
+    _put_inputs(s3, second)
+    run_id = deployment.trigger(DAG_ID, {"seconds": 2})
+    tokens = deployment.wait_until(
+        lambda: _both_batches_half_done(deployment, second),
+        timeout=180,
+        what="both batches of the second run half done",
+        dag_id=DAG_ID,
+        run_id=run_id,
+    )
+    running = {
+        ti["map_index"]: ti["hostname"]
+        for ti in deployment.task_instances(DAG_ID, run_id)
+        if ti["task_id"] == TASK_ID and ti["state"] == "running"
+    }
+    assert len(running) == 2, (running, tokens)
+    assert set(running.values()) == set(WORKERS), (running, tokens)
+    victim_index = 0
+    victim = running[victim_index]
+    killed = deployment.kill_worker(victim)
+    assert len(killed) >= 3, f"worker, task supervisor and task process: {killed}"
+
+    deployment.wait_for_run(DAG_ID, run_id, timeout=240)
+    _assert_exactly_once(deployment, s3, first + second)
+    tries = deployment.tries(DAG_ID, run_id, TASK_ID, victim_index)
+    survivor = next(name for name in WORKERS if name != victim)
+    assert [t["try_number"] for t in tries] == [1, 2], tries
+    assert tries[0]["hostname"] == victim, tries
+    assert tries[1]["hostname"] == survivor, tries
+    retried = deployment.xcom(DAG_ID, run_id, TASK_ID, map_index=victim_index)
+    assert retried["files_processed"] >= 1, retried
+
+    deployment.start_worker(victim)  # leave the shared deployment whole for the next tests
+
+
+def _both_batches_half_done(deployment: Deployment, names: list[str]) -> dict[str, Counter[str]] | None:
+    """Per claim token (one per running batch): its done and claimed counts, once both are mid-way."""
+    wanted = {f"in/{n}" for n in names} | set(names)
+    per_token: dict[str, Counter[str]] = {}
+    for row in deployment.ledger_rows(FLOW_ID):
+        if row["path"] in wanted:
+            per_token.setdefault(row["claimed_by"], Counter())[row["state"]] += 1
+    mid_way = [c for c in per_token.values() if c["done"] >= 1 and c["claimed"] >= 1]
+    return per_token if len(mid_way) == 2 else None
