@@ -21,9 +21,11 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "SANDBOX_UID",
@@ -107,8 +109,8 @@ def bubblewrap_status() -> tuple[bool, str]:
         return False, f"bubblewrap (bwrap) is not installed: {_INSTALL}"
     if prlimit is None:  # the limits are applied inside the sandbox by util-linux's prlimit
         return False, "prlimit is not installed: install the Debian package util-linux"
-    probe = SandboxSpec(interpreter="/usr/bin/true", cwd="/")
-    argv = _bwrap_argv(bwrap, probe, interpreter_dirs=()) + ["/usr/bin/true"]
+    probe = SandboxSpec(interpreter="/usr/bin/true")
+    argv = [*_bwrap_argv(bwrap, probe, interpreter_dirs=()), "/usr/bin/true"]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -235,7 +237,10 @@ def _bwrap_argv(bwrap: str, spec: SandboxSpec, interpreter_dirs: tuple[str, ...]
     writable = {os.path.abspath(p) for p in spec.writable}
     if read_only & writable:
         raise ValueError(f"paths both read-only and writable in the sandbox: {sorted(read_only & writable)}")
-    binds = dict.fromkeys(interpreter_dirs, "--ro-bind")
+    if not any(_inside(spec.cwd, p) for p in ("/tmp", *read_only, *writable)):
+        raise ValueError(f"the sandbox's cwd {spec.cwd!r} is not inside /tmp or a bound path")
+    # An interpreter under /usr (Debian's python3) is already there with /usr.
+    binds = dict.fromkeys((p for p in interpreter_dirs if not _inside(p, "/usr")), "--ro-bind")
     binds |= dict.fromkeys(read_only, "--ro-bind") | dict.fromkeys(writable, "--bind")
     # Parents before children, so a read-only input folder inside a writable one stays read-only.
     for path, option in sorted(binds.items(), key=lambda item: (item[0].count("/"), item[0])):

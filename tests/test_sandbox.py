@@ -38,7 +38,8 @@ TEST_USER = "byosandbox"
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 pytestmark = pytest.mark.skipif(
-    not sandbox.bubblewrap_status()[0], reason=f"bubblewrap cannot work here: {sandbox.bubblewrap_status()[1]}"
+    not sandbox.bubblewrap_status()[0],
+    reason=f"bubblewrap cannot work here: {sandbox.bubblewrap_status()[1]}",
 )
 
 
@@ -86,7 +87,8 @@ class Worker:
     def run(self, attack: str, arg: dict, spec: SandboxSpec | None = None, timeout: float = 60) -> dict:
         process = self.start(attack, arg, spec or self.spec())
         out, err = process.communicate(timeout=timeout)
-        assert CANARY not in out + err and FERNET not in out + err
+        assert CANARY not in out + err
+        assert FERNET not in out + err
         assert process.returncode == 0, err
         return json.loads(out.strip().splitlines()[-1])
 
@@ -144,7 +146,9 @@ def worker(request: pytest.FixtureRequest) -> object:
         python = _make_venv(os.path.realpath(sys.executable), airflow_home)
         uid, gid, prefix = 0, 0, []
     elif os.geteuid() == 0:
-        system_python = shutil.which("python3.11", path="/usr/bin") or shutil.which("python3", path="/usr/bin")
+        system_python = shutil.which("python3.11", path="/usr/bin") or shutil.which(
+            "python3", path="/usr/bin"
+        )
         if system_python is None:
             pytest.skip("an ordinary user needs an interpreter it can reach: /usr/bin/python3 is missing")
         python = _make_venv(system_python, airflow_home)
@@ -191,7 +195,9 @@ def _wait_gone(token: str, seconds: float = 5) -> list[int]:
 
 def test_interpreter_venv_and_dags_module_work(worker: Worker) -> None:
     cwd = worker.dir("cwd")
-    got = worker.run("probe", {"sys_path": str(worker.dags / "flow_lib")}, worker.spec(writable=(str(cwd),), cwd=str(cwd)))
+    got = worker.run(
+        "probe", {"sys_path": str(worker.dags / "flow_lib")}, worker.spec(writable=(str(cwd),), cwd=str(cwd))
+    )
     assert (got["uid"], got["gid"]) == (sandbox.SANDBOX_UID, sandbox.SANDBOX_UID)
     assert got["hostname"] == "byo-sandbox"
     assert got["prefix"] == str(Path(worker.python).parent.parent)  # the venv, not the base
@@ -199,6 +205,18 @@ def test_interpreter_venv_and_dags_module_work(worker: Worker) -> None:
     assert got["cwd"] == str(cwd)
     assert got["env"] == CHILD_ENV | {"HOME": "/tmp", "TMPDIR": "/tmp", "PWD": str(cwd)}
     assert got["pids"] == [1, 2]  # bwrap's init and the child: no other process is visible
+
+
+def test_control_the_same_attacks_succeed_without_the_sandbox(worker: Worker) -> None:
+    """The hostile script does find the secrets when run plainly: the tests below can fail."""
+
+    def plain(attack: str, arg: dict) -> str:
+        argv = [*worker.prefix, worker.python, "-I", str(HOSTILE), attack, json.dumps(arg)]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    assert CANARY in plain("secrets", {"worker_pid": os.getpid()})
+    assert FERNET in plain("read", {"paths": [str(worker.airflow_home / "airflow.cfg")]})
+    assert CANARY in plain("read", {"paths": [str(worker.dags / "other_flow.py")]})
 
 
 # --- what it must not see -----------------------------------------------------------------------
@@ -260,7 +278,8 @@ def test_network_is_off_unless_the_flow_turns_it_on(worker: Worker) -> None:
         on = worker.run("connect", {"port": port}, worker.spec(network=True))
     finally:
         server.close()
-    assert off["ok"] is False and "ConnectionRefusedError" in off["error"]  # its own empty loopback
+    assert off["ok"] is False
+    assert "ConnectionRefusedError" in off["error"]
     assert on == {"ok": True, "value": "hello from the worker's network"}
 
 
@@ -270,7 +289,8 @@ def test_network_is_off_unless_the_flow_turns_it_on(worker: Worker) -> None:
 def test_a_setsid_daemon_dies_with_the_child(worker: Worker) -> None:
     token = f"byo-daemon-{uuid.uuid4().hex}"
     process = worker.start("daemon", {"token": token}, worker.spec())
-    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout is not None
+    assert process.stdin is not None
     assert json.loads(process.stdout.readline()) == {"ready": True}
     assert _host_pids_with(token), "the daemon should run while the child does (else this proves nothing)"
     process.stdin.write("exit\n")
@@ -323,14 +343,17 @@ def test_only_the_writable_directory_and_private_tmp_take_writes(worker: Worker)
     }
     spec = worker.spec(writable=(str(staging),), read_only=(*worker.spec().read_only, str(read_only)))
     got = worker.run("write", {"paths": [str(p) for p in targets.values()]}, spec)
-    assert got[str(targets["staging"])]["ok"] and got[str(targets["tmp"])]["ok"]
+    assert got[str(targets["staging"])]["ok"]
+    assert got[str(targets["tmp"])]["ok"]
     for name in list(targets)[2:]:
         assert got[str(targets[name])]["ok"] is False, f"{name} took a write"
     assert not (Path("/tmp") / marker).exists()  # the sandbox's /tmp is its own
     out = targets["staging"]
     assert (out.stat().st_uid, out.stat().st_gid) == (worker.uid, worker.gid)  # the worker owns it
     move = f"import os; os.replace({str(out)!r}, {str(destination / 'out.txt')!r})"
-    subprocess.run([*worker.prefix, sys.executable if not worker.prefix else "/usr/bin/python3", "-c", move], check=True)
+    subprocess.run(
+        [*worker.prefix, sys.executable if not worker.prefix else "/usr/bin/python3", "-c", move], check=True
+    )
     assert (destination / "out.txt").read_text() == "x" * 10
 
 
@@ -354,9 +377,11 @@ def test_process_limit(worker: Worker) -> None:
         assert got == {"started": 50}
         assert "job_config.max_processes=8 is not enforced" in (sandbox.limits_warning(spec) or "")
         return
-    assert got["error_type"] == "BlockingIOError" and got["started"] < 8
+    assert got["error_type"] == "BlockingIOError"
+    assert got["started"] < 8
     hint = sandbox.limit_error_hint(got["error_type"], got["error"], spec)
-    assert hint is not None and "job_config.max_processes=8" in hint
+    assert hint is not None
+    assert "job_config.max_processes=8" in hint
 
 
 def test_file_size_limit(worker: Worker) -> None:
@@ -397,13 +422,17 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
 def test_command_shape() -> None:
     spec = SandboxSpec(interpreter=sys.executable, read_only=("/srv/in",), writable=("/srv",), env={"A": "1"})
     argv = sandbox_command([sys.executable, "-c", "pass"], spec)
-    assert argv[1] == "-i" and argv[2].endswith("/bwrap")  # env -i: bwrap itself starts empty
-    assert "--unshare-net" in argv and "/etc/resolv.conf" not in argv
+    assert argv[1] == "-i"
+    assert argv[2].endswith("/bwrap")
+    assert "--unshare-net" in argv
+    assert "/etc/resolv.conf" not in argv
     # The writable parent is bound first, then the read-only folder inside it on top.
-    assert argv.index("/srv") < argv.index("/srv/in") and argv[argv.index("/srv/in") - 1] == "--ro-bind"
+    assert argv.index("/srv") < argv.index("/srv/in")
+    assert argv[argv.index("/srv/in") - 1] == "--ro-bind"
     assert argv[argv.index("A") - 1 : argv.index("A") + 2] == ["--setenv", "A", "1"]
     networked = sandbox_command([sys.executable], replace(spec, network=True))
-    assert "--unshare-net" not in networked and "/etc/resolv.conf" in networked
+    assert "--unshare-net" not in networked
+    assert "/etc/resolv.conf" in networked
     with pytest.raises(ValueError, match="both read-only and writable"):
         sandbox_command([sys.executable], replace(spec, read_only=("/srv",)))
 
@@ -415,21 +444,30 @@ def test_resolve_mode() -> None:
     assert sandbox.resolve_mode("required", works) == ("bubblewrap", None)
     assert sandbox.resolve_mode("off", works) == ("off", None)
     mode, warning = sandbox.resolve_mode("auto", broken)
-    assert mode == "off" and warning is not None and "WITHOUT a sandbox" in warning
-    with pytest.raises(ByoConfigError, match=r"sandbox = required, but bubblewrap \(bwrap\) is not installed"):
+    assert mode == "off"
+    assert warning is not None
+    assert "WITHOUT a sandbox" in warning
+    with pytest.raises(
+        ByoConfigError, match=r"sandbox = required, but bubblewrap \(bwrap\) is not installed"
+    ):
         sandbox.resolve_mode("required", broken)
-    with pytest.raises(ByoConfigError, match=r"\[byo\] sandbox = 'yes' is not valid: use one of required, auto, off"):
+    with pytest.raises(
+        ByoConfigError, match=r"\[byo\] sandbox = 'yes' is not valid: use one of required, auto, off"
+    ):
         sandbox.resolve_mode("yes", works)
 
 
-def test_status_names_the_package_when_bwrap_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_status_names_the_package_when_bwrap_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(sandbox, "_tool", lambda name: None)
     sandbox.bubblewrap_status.cache_clear()
     try:
         works, reason = sandbox.bubblewrap_status()
     finally:
         sandbox.bubblewrap_status.cache_clear()
-    assert not works and "install the Debian package bubblewrap" in reason
+    assert not works
+    assert "install the Debian package bubblewrap" in reason
 
 
 def test_start_time_overhead(worker: Worker) -> None:
@@ -446,4 +484,7 @@ def test_start_time_overhead(worker: Worker) -> None:
         return statistics.median(samples)
 
     base, boxed = median_ms(plain), median_ms(sandboxed)
-    print(f"\n[{worker.kind}] python start: plain {base:.1f} ms, sandboxed {boxed:.1f} ms, overhead {boxed - base:.1f} ms")
+    print(
+        f"\n[{worker.kind}] python start: plain {base:.1f} ms, sandboxed {boxed:.1f} ms, "
+        f"overhead {boxed - base:.1f} ms"
+    )

@@ -13,7 +13,7 @@ import sys
 import time
 
 
-def _try(action):  # noqa: ANN001, ANN202 - tiny helper for a script run in foreign interpreters
+def _try(action):
     try:
         return {"ok": True, "value": action()}
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
@@ -34,8 +34,8 @@ def probe(arg: dict) -> dict:
     import ssl
 
     sys.path.insert(0, arg["sys_path"])
-    import byo_dags_helper  # type: ignore[import-not-found]  # noqa: PLC0415
-    import byo_venv_probe  # type: ignore[import-not-found]  # noqa: PLC0415
+    import byo_dags_helper  # type: ignore[import-not-found]
+    import byo_venv_probe  # type: ignore[import-not-found]
 
     return {
         "uid": os.getuid(),
