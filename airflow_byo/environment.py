@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from airflow_byo.exceptions import ByoPackageError
-from airflow_byo.settings import byo_home, setting
+from airflow_byo.provider_config import byo_home, setting
 
 __all__ = ["default_venv_cache_path", "ensure_environment"]
 

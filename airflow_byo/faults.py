@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["POINTS", "crash_point"]
-
-POINTS = ("listed", "claimed", "downloaded", "processed", "uploading", "published", "committed")
+__all__ = ["crash_point"]
 
 _armed = os.environ.get("BYO_CRASH_AT", "")
 _name, _, _nth = _armed.partition(":")

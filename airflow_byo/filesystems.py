@@ -23,6 +23,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_byo.connections import get_connection, secrets_of
 from airflow_byo.exceptions import ByoStorageError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from fsspec import AbstractFileSystem
 
-__all__ = ["LOCAL_PROTOCOLS", "StorageErrors", "filesystem", "get_connection", "with_retries"]
+__all__ = ["LOCAL_PROTOCOLS", "StorageErrors", "filesystem", "with_retries"]
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +45,6 @@ _INSTALL_HINTS = {
 }
 
 T = TypeVar("T")
-
-
-def get_connection(conn_id: str, where: str) -> Any:
-    """The Airflow connection ``conn_id``, or an error naming what needed it and how to define it."""
-    from airflow.sdk import BaseHook
-
-    try:
-        return BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException lives in several modules
-        if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
-            env = f"AIRFLOW_CONN_{conn_id.upper()}"
-            raise ByoStorageError(
-                f"connection {conn_id!r} for {where} is not defined: create it in Admin -> Connections "
-                f"or set the environment variable {env}"
-            ) from None
-        raise
-
-
-def _secrets_of(connection: Any) -> list[str]:
-    """Values that must never appear in a message: password and secret-looking extras."""
-    values = [connection.password or ""]
-    for key, value in (connection.extra_dejson or {}).items():
-        if any(word in key.lower() for word in ("secret", "password", "passphrase", "private_key", "token")):
-            values.append(str(value))
-    return [v for v in values if len(v) >= 4]
 
 
 def _known_hosts(connection: Any, extras: dict[str, Any]) -> Any:
@@ -107,7 +83,7 @@ def _sftp_options(conn_id: str, where: str) -> tuple[dict[str, Any], list[str]]:
         options["client_keys"] = [key]
     if timeout := extras.get("conn_timeout"):
         options["connect_timeout"] = float(timeout)
-    return options, _secrets_of(connection)
+    return options, secrets_of(connection)
 
 
 def filesystem(protocol: str, conn_id: str | None, where: str) -> tuple[AbstractFileSystem, StorageErrors]:
@@ -123,7 +99,7 @@ def filesystem(protocol: str, conn_id: str | None, where: str) -> tuple[Abstract
     if conn_id and protocol in SFTP_PROTOCOLS:
         options, secrets = _sftp_options(conn_id, where)
     elif conn_id and protocol not in LOCAL_PROTOCOLS:
-        secrets = _secrets_of(get_connection(conn_id, where))
+        secrets = secrets_of(get_connection(conn_id, where))
     errors = StorageErrors(where, conn_id, secrets)
     try:
         fs = get_fs(protocol, conn_id, options or None)

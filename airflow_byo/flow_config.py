@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.runtime.contract import FORMAT_EXTENSIONS, OutputError, safe_output_name
+from airflow_byo.runtime.contract import OutputError, safe_output_name
 
 __all__ = ["CustomCode", "JobConfig", "RuntimeConfig", "parse_runtime_config"]
 
@@ -112,10 +112,6 @@ class JobConfig(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    @property
-    def extension(self) -> str:
-        return FORMAT_EXTENSIONS[self.output_format]
-
 
 class RuntimeConfig(BaseModel):
     """The whole runtime configuration; ``variables`` holds every key that is not special."""
@@ -126,14 +122,6 @@ class RuntimeConfig(BaseModel):
     job_config: JobConfig = Field(default_factory=JobConfig)
     variables: dict[str, Any] = Field(default_factory=dict)
 
-    def child_init(self) -> dict[str, Any]:
-        """The parts of the configuration the child process receives."""
-        return {
-            "job_config": self.job_config.model_dump(),
-            "variables": self.variables,
-            "args": list(self.custom_code.args),
-            "kwargs": dict(self.custom_code.kwargs),
-        }
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

@@ -28,8 +28,17 @@ def get_provider_info() -> dict[str, Any]:
         "notifications": ["airflow_byo.notifications.notifier.ByoFlowNotifier"],
         "task-decorators": [{"class-name": "airflow_byo.decorators.byo.byo_task", "name": "byo"}],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_byo.operators.byo_flow"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_byo.operators.byo_flow",
+                    "airflow_byo.operators.plan_batches",
+                    "airflow_byo.operators.source_files",
+                ],
+            }
         ],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.sensors.new_files"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.triggers.new_files"]}],
         "config": {
             "byo": {
                 "description": "Settings of the airflow-byo provider.",

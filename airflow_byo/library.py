@@ -20,10 +20,10 @@ from typing import Any
 
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.packages import parse_packages
-from airflow_byo.processor import DEFAULT_FUNCTION_NAME, ProcessorSource, resolve_processor
-from airflow_byo.settings import byo_home, setting
+from airflow_byo.processor import DEFAULT_FUNCTION_NAME, resolve_processor
+from airflow_byo.provider_config import byo_home, setting
 
-__all__ = ["LibraryFunction", "delete", "get", "library_path", "list_functions", "save"]
+__all__ = ["LibraryFunction", "delete", "get", "library_path", "list_functions", "resolve", "save", "uses"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
@@ -45,9 +45,6 @@ class LibraryFunction:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
-
-    def processor(self) -> ProcessorSource:
-        return ProcessorSource(function_name=self.function_name, code=self.code)
 
 
 def library_path() -> Path:
@@ -113,6 +110,15 @@ def get(ref: str, *, root: Path | None = None) -> LibraryFunction:
     return LibraryFunction(**data)
 
 
+def resolve(ref: str, packages: str | list[str] | None = None) -> tuple[str, str, Any]:
+    """
+    A library function as a flow's processor: ``(code, function_name, packages)``, where the
+    flow's own ``packages`` (when given) replace the ones saved with the function.
+    """
+    entry = get(ref)
+    return entry.code, entry.function_name, packages if packages is not None else entry.packages
+
+
 def list_functions(root: Path | None = None) -> dict[str, list[int]]:
     """Every function name with its versions."""
     root = root or library_path()
@@ -139,7 +145,3 @@ def uses(spec_function: str, ref: LibraryFunction, latest: int) -> bool:
     if name != ref.name:
         return False
     return int(version) == ref.version if version else latest == ref.version
-
-
-def describe(entry: LibraryFunction) -> dict[str, Any]:
-    return asdict(entry)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoProcessorError
-from airflow_byo.runtime.loader import ProcessorLoadError, check_source
+from airflow_byo.runtime.function_loader import ProcessorLoadError, check_source
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,14 +40,6 @@ class ProcessorSource:
     code: str | None = None
     reference: str | None = None
     sys_path: list[str] = field(default_factory=list)
-
-    def child_init(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "reference": self.reference,
-            "function_name": self.function_name,
-            "sys_path": list(self.sys_path),
-        }
 
     def check(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Check inline code against the custom_code args/kwargs, without running it."""

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["scratch", "scratch_dir", "sweep"]
+__all__ = ["TEMP_MARKER", "scratch", "scratch_dir", "sweep"]
 
-_PREFIX = ".byo-"
+#: Every temporary name airflow-byo creates contains this marker; listings skip such paths.
+TEMP_MARKER = ".byo-"
 _NAME = re.compile(r"^\.byo-[a-z]+-(?P<host>[A-Za-z0-9_.-]+)-(?P<pid>\d+)-[^-]+$")
 
 
@@ -31,7 +32,7 @@ def _host() -> str:
 
 def scratch_dir(kind: str, parent: str | None = None) -> str:
     """Create a scratch directory for ``kind`` (letters only) in ``parent`` or the temp dir."""
-    return tempfile.mkdtemp(prefix=f"{_PREFIX}{kind}-{_host()}-{os.getpid()}-", dir=parent)
+    return tempfile.mkdtemp(prefix=f"{TEMP_MARKER}{kind}-{_host()}-{os.getpid()}-", dir=parent)
 
 
 @contextlib.contextmanager

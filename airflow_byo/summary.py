@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["MAX_FILES_IN_SUMMARY", "FileResult", "RunSummary"]
+if TYPE_CHECKING:
+    from airflow_byo.runner.child_messages import StagedOutput
+
+__all__ = ["MAX_FILES_IN_SUMMARY", "FileResult", "FileStatus", "RunSummary"]
 
 #: Per-file statuses kept in the summary; the rest are only counted (XCom must stay small).
 MAX_FILES_IN_SUMMARY = 100
 _MAX_ERROR_CHARS = 500
+
+FileStatus = Literal["processed", "failed", "quarantined", "skipped"]
 
 
 @dataclass
@@ -23,21 +28,24 @@ class FileResult:
     """The outcome of one input file."""
 
     url: str
-    status: str  # "processed" | "failed" | "quarantined" | "skipped"
+    status: FileStatus
     size: int = 0
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
+    output_urls: list[str] = field(default_factory=list)
     bytes_out: int = 0
     records_out: int | None = None
     error_type: str = ""
     error: str = ""
 
-    def add_output(self, output: dict[str, Any]) -> None:
-        """Count one output reported by the child (``name``, ``size``, ``records``)."""
-        self.outputs.append(output["name"])
-        self.bytes_out += output["size"]
-        if output["records"] is not None:
-            self.records_out = (self.records_out or 0) + output["records"]
+    def add_output(self, output: StagedOutput, url: str | None) -> None:
+        """Count one output; ``url`` is where it was published (``None`` in test mode)."""
+        self.outputs.append(output.name)
+        if url is not None:
+            self.output_urls.append(url)
+        self.bytes_out += output.size
+        if output.records is not None:
+            self.records_out = (self.records_out or 0) + output.records
 
     def as_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"url": self.url, "status": self.status, "seconds": round(self.seconds, 4)}
@@ -75,7 +83,7 @@ class RunSummary:
         for name, value in counters.items():
             self.counters[name] = self.counters.get(name, 0) + value
 
-    def _with_status(self, status: str) -> list[FileResult]:
+    def _with_status(self, status: FileStatus) -> list[FileResult]:
         return [f for f in self.files if f.status == status]
 
     @property

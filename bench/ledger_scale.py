@@ -37,7 +37,7 @@ def _populate(ledger: Any, files: list[Any]) -> None:
     """Record ``files`` as done, straight through SQL (setting up, not measured)."""
     from airflow_byo.ledger.schema import DONE
     from airflow_byo.ledger.schema import files as table
-    from airflow_byo.ledger.store import fingerprint
+    from airflow_byo.ledger.state import fingerprint
 
     now = time.time()
     rows = [
@@ -60,8 +60,8 @@ def _populate(ledger: Any, files: list[Any]) -> None:
 
 
 def run(workdir: Path, *, recorded: int, new: int, repeat: int) -> list[tuple[str, float, float, str]]:
-    from airflow_byo.discovery import NewFiles
-    from airflow_byo.ledger.store import Ledger
+    from airflow_byo.ledger.state import Ledger
+    from airflow_byo.new_files import NewFiles
     from airflow_byo.storage import Location, SourceFile
 
     source = workdir / "ledger-source"

@@ -127,9 +127,9 @@ def _transform_in_process(path: Path, out_dir: Path) -> None:
 
 
 def bench_b1(files: int, repeat: int) -> list[Row]:
-    from airflow_byo.config import parse_runtime_config
-    from airflow_byo.flow import FlowRunner
+    from airflow_byo.flow_config import parse_runtime_config
     from airflow_byo.processor import resolve_processor
+    from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.storage import Location
 
     source_dir = WORK / f"b1-in-{files}"

@@ -165,7 +165,7 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
             "schema": name,
         },
     }
-    from airflow_byo.ledger.store import _engine
+    from airflow_byo.ledger.database import engine as _engine
 
     _engine.cache_clear()  # engines of this process hold connections to the database
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

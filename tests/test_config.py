@@ -1,4 +1,4 @@
-"""Runtime variables & configuration (airflow_byo.config): parsing, defaults and every error message."""
+"""Runtime variables & configuration (airflow_byo.flow_config): parsing, defaults and every error message."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from airflow_byo.config import JobConfig, RuntimeConfig, parse_runtime_config
 from airflow_byo.exceptions import ByoConfigError, ByoError
+from airflow_byo.flow_config import JobConfig, RuntimeConfig, parse_runtime_config
 
 # -- accepted input -------------------------------------------------------------------------------
 
@@ -34,14 +34,6 @@ def test_job_config_defaults() -> None:
     assert job.output_format == "jsonl"
     assert job.output_name == "{stem}.{ext}"
     assert job.max_memory_mb == 2048
-
-
-@pytest.mark.parametrize(
-    ("output_format", "extension"),
-    [("jsonl", "jsonl"), ("json", "json"), ("csv", "csv"), ("text", "txt"), ("bytes", "bin")],
-)
-def test_extension_follows_output_format(output_format: str, extension: str) -> None:
-    assert JobConfig(output_format=output_format).extension == extension  # type: ignore[arg-type]
 
 
 def test_json_string_and_dict_give_the_same_config() -> None:
@@ -77,19 +69,6 @@ def test_other_keys_pass_through_as_variables() -> None:
 def test_an_already_parsed_config_is_returned_as_is() -> None:
     config = parse_runtime_config({"job_config": {"retries": 2}})
     assert parse_runtime_config(config) is config
-
-
-def test_child_init_carries_what_the_child_needs() -> None:
-    config = parse_runtime_config(
-        {"custom_code": {"args": [1], "kwargs": {"k": "v"}}, "job_config": {"batch_size": 7}, "x": 1}
-    )
-    init = config.child_init()
-    assert init["args"] == [1]
-    assert init["kwargs"] == {"k": "v"}
-    assert init["variables"] == {"x": 1}
-    assert init["job_config"]["batch_size"] == 7
-    assert init["job_config"]["output_name"] == "{stem}.{ext}"
-    json.dumps(init)  # it crosses a process boundary as JSON
 
 
 def test_models_are_frozen() -> None:

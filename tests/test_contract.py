@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from airflow_byo.runner.child_process import stage_runtime
 from airflow_byo.runtime.contract import (
     Context,
     InputFile,
@@ -27,7 +28,6 @@ from airflow_byo.runtime.contract import (
     safe_output_name,
     write_records,
 )
-from airflow_byo.supervisor import stage_runtime
 
 # -- safe_output_name -----------------------------------------------------------------------------
 
@@ -390,4 +390,4 @@ def test_staged_runtime_holds_only_the_runtime(tmp_path: Path) -> None:
     staged = Path(stage_runtime(str(tmp_path)))
     assert sorted(p.name for p in (staged / "airflow_byo").iterdir()) == ["__init__.py", "runtime"]
     names = {p.name for p in (staged / "airflow_byo" / "runtime").iterdir()}
-    assert {"__init__.py", "child.py", "contract.py", "loader.py"} <= names
+    assert {"__init__.py", "child.py", "contract.py", "function_loader.py", "protocol.py"} <= names

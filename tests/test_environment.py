@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_byo.config import parse_runtime_config
 from airflow_byo.environment import ensure_environment
 from airflow_byo.exceptions import ByoPackageError
-from airflow_byo.flow import FlowRunner
+from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.packages import parse_packages
 from airflow_byo.processor import resolve_processor
+from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.storage import Location
 from tests.conftest import RecordingLogger
 

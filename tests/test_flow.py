@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from airflow_byo.config import parse_runtime_config
 from airflow_byo.exceptions import ByoProcessorError
-from airflow_byo.flow import FlowRunner
+from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.processor import resolve_processor
+from airflow_byo.runner.flow_runner import FlowRunner
+from airflow_byo.runner.preview import preview_file
 from airflow_byo.storage import TEMP_MARKER, Location
 from airflow_byo.summary import RunSummary
 from tests.conftest import RecordingLogger
@@ -398,7 +399,7 @@ def test_test_mode_previews_and_writes_nothing(tmp_path: Path) -> None:
         log=RecordingLogger(),
     )
     location = Location(str(source))
-    summary, previews = runner.test(location, location.file_info("a.csv"))
+    summary, previews = preview_file(runner, location, location.file_info("a.csv"))
     [preview] = previews
     assert preview.name == "a.jsonl"
     assert preview.records == 50
@@ -411,8 +412,9 @@ def test_test_mode_previews_and_writes_nothing(tmp_path: Path) -> None:
 
 _KILLED_WORKER = """
 import sys, logging
-from airflow_byo.config import parse_runtime_config
-from airflow_byo.flow import FlowRunner
+from airflow_byo.flow_config import parse_runtime_config
+from airflow_byo.runner.flow_runner import FlowRunner
+from airflow_byo.runner.preview import preview_file
 from airflow_byo.processor import resolve_processor
 from airflow_byo.storage import Location
 code = '''

@@ -1,6 +1,6 @@
 """
 Where a flow's function comes from (airflow_byo.processor) and how it is checked and loaded
-(airflow_byo.runtime.loader): inline code, callables and ``module:function`` references.
+(airflow_byo.runtime.function_loader): inline code, callables and ``module:function`` references.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from airflow_byo.exceptions import ByoError, ByoProcessorError
 from airflow_byo.processor import DEFAULT_FUNCTION_NAME, ProcessorSource, resolve_processor
-from airflow_byo.runtime.loader import (
+from airflow_byo.runtime.function_loader import (
     INLINE_FILENAME,
     ProcessorLoadError,
     check_source,
@@ -193,16 +193,6 @@ def test_single_file_module_ships_its_directory(tmp_path: Path, monkeypatch: pyt
 @pytest.mark.parametrize("reference", ["json:dumps", "json.decoder:JSONDecoder", "pydantic:BaseModel"])
 def test_standard_library_and_installed_modules_are_not_shipped(reference: str) -> None:
     assert resolve_processor(reference).sys_path == []
-
-
-def test_child_init() -> None:
-    source = resolve_processor("pkg.mod:func")
-    assert source.child_init() == {
-        "code": None,
-        "reference": "pkg.mod:func",
-        "function_name": "func",
-        "sys_path": [],
-    }
 
 
 # -- resolve_processor: inline code and bad strings -----------------------------------------------

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from airflow_byo.config import parse_runtime_config
 from airflow_byo.exceptions import ByoConfigError, ByoPackageError, ByoProcessorError
+from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.packages import parse_packages
 from airflow_byo.processor import resolve_processor
+from airflow_byo.runner.child_process import stage_runtime
 from airflow_byo.runtime.contract import OutputError, safe_output_name
-from airflow_byo.supervisor import stage_runtime
 
 # -- packages -------------------------------------------------------------------------------------
 

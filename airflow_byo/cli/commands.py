@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -9,7 +10,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoConfigError, ByoError
-from airflow_byo.ledger import operations
+from airflow_byo.ledger.schema import FAILED, QUARANTINED
+from airflow_byo.ledger.state import Ledger
+from airflow_byo.storage.selection import parse_datetime
 
 if TYPE_CHECKING:
     import argparse
@@ -57,19 +60,23 @@ def _print_table(result: Any) -> None:
         print(result)
 
 
+def _ledger(args: argparse.Namespace) -> Ledger:
+    return Ledger.of(args.flow_id, args.ledger_conn_id)
+
+
 @_cli
 def ledger_status(args: argparse.Namespace) -> dict[str, int]:
-    return operations.status(args.flow_id, args.ledger_conn_id) or {"files": 0}
+    return _ledger(args).counts() or {"files": 0}
 
 
 @_cli
 def ledger_history(args: argparse.Namespace) -> list[dict[str, Any]]:
-    return operations.history(args.flow_id, args.path, args.ledger_conn_id)
+    return _ledger(args).history(args.path)
 
 
 @_cli
 def ledger_quarantined(args: argparse.Namespace) -> list[dict[str, Any]]:
-    rows = operations.quarantined(args.flow_id, args.ledger_conn_id)
+    rows = _ledger(args).records([QUARANTINED, FAILED])
     return [
         {
             "path": r["path"],
@@ -84,25 +91,27 @@ def ledger_quarantined(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 @_cli
 def ledger_reset(args: argparse.Namespace) -> str:
-    count = operations.reset(args.flow_id, args.ledger_conn_id)
+    count = _ledger(args).forget(reason="reset")
     return f"forgot {count} file(s); the next run processes them again"
 
 
 @_cli
 def ledger_reprocess(args: argparse.Namespace) -> str:
-    count = operations.reprocess(args.flow_id, args.pattern, args.ledger_conn_id)
+    count = _ledger(args).forget(pattern=args.pattern, reason=f"reprocess {args.pattern}")
     return f"{count} file(s) matching {args.pattern!r} will be processed again by the next run"
 
 
 @_cli
 def ledger_rewind(args: argparse.Namespace) -> str:
-    count = operations.rewind(args.flow_id, args.since, args.ledger_conn_id)
+    moment = parse_datetime(args.since, "since")
+    assert moment is not None  # argparse requires the argument
+    count = _ledger(args).forget(since=moment.timestamp(), reason=f"rewind to {moment.isoformat()}")
     return f"{count} file(s) settled since {args.since} will be processed again by the next run"
 
 
 @_cli
 def ledger_replay(args: argparse.Namespace) -> str:
-    count = operations.replay(args.flow_id, args.pattern, args.ledger_conn_id)
+    count = _ledger(args).forget(pattern=args.pattern, states=[QUARANTINED], reason="replay")
     return f"{count} quarantined file(s) will be processed again by the next run"
 
 
@@ -123,28 +132,20 @@ def test(args: argparse.Namespace) -> str:
 
     from airflow_byo import library
     from airflow_byo.operators.byo_flow import ByoFlowOperator
+    from airflow_byo.runner.preview import format_previews
     from airflow_byo.specs.loader import load_spec
 
     given = [name for name in ("code", "function", "spec") if getattr(args, name)]
     if len(given) != 1:
         raise ByoConfigError("give exactly one of --code FILE, --function NAME[@VERSION] or --spec FILE")
-    processor: Any
     function_name, packages, runtime_config = args.function_name, args.packages, args.runtime_config
     if args.code:
-        processor = _read(args.code, "--code")
+        processor: Any = _read(args.code, "--code")
     elif args.function:
-        entry = library.get(args.function)
-        processor, function_name = entry.code, entry.function_name
-        packages = packages if packages is not None else entry.packages
+        processor, function_name, packages = library.resolve(args.function, packages)
     else:
         spec = load_spec(args.spec)
-        if spec.processing.function:
-            entry = library.get(spec.processing.function)
-            processor, function_name = entry.code, entry.function_name
-        else:
-            processor = spec.processing.code or spec.processing.reference
-            function_name = spec.processing.function_name
-        packages = packages if packages is not None else spec.processing.packages
+        processor, function_name, packages = spec.processing.resolved(packages)
         runtime_config = runtime_config or spec.processing.runtime_config
     operator = ByoFlowOperator(
         task_id="byo_test",
@@ -161,15 +162,7 @@ def test(args: argparse.Namespace) -> str:
     if not args.verbose:
         logging.getLogger("airflow").setLevel(logging.WARNING)
     result = operator.preview(args.sample)
-    lines = []
-    for preview in result["preview"]:
-        records = f", {preview['records']} records" if preview["records"] is not None else ""
-        lines.append(f"== {preview['name']} ({preview['size']} bytes{records})")
-        lines.extend(f"   {line}" for line in preview["lines"])
-        if preview["truncated"]:
-            lines.append("   ...")
-    if not result["preview"]:
-        lines.append("(no output)")
+    lines = format_previews(result["preview"], heading="== ") or ["(no output)"]
     for key, value in {
         **result["insights"],
         **{f"counter {k}": v for k, v in result["counters"].items()},
@@ -215,7 +208,7 @@ def functions_show(args: argparse.Namespace) -> Any:
 
     entry = library.get(args.ref)
     if args.output == "json":
-        return library.describe(entry)
+        return dataclasses.asdict(entry)
     created = datetime.fromtimestamp(entry.created_at, UTC).isoformat(timespec="seconds")
     return (
         f"{entry.ref}  function {entry.function_name}  by {entry.created_by} at {created}\n"

@@ -1,4 +1,4 @@
-"""The ledger as the flow runner's :class:`~airflow_byo.flow.FileTracker`: claim, renew, settle."""
+"""The ledger as the runner's :class:`~airflow_byo.runner.flow_runner.FileTracker`: claim, renew, settle."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import uuid
 from typing import TYPE_CHECKING
 
 from airflow_byo.faults import crash_point
-from airflow_byo.ledger.store import LeaseKeeper, Ledger
+from airflow_byo.ledger.leases import LeaseKeeper
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from types import TracebackType
 
-    from airflow_byo.storage import SourceFile
+    from airflow_byo.ledger.state import Ledger
+    from airflow_byo.storage.location import SourceFile
     from airflow_byo.summary import FileResult
 
 __all__ = ["LedgerTracker"]

@@ -28,7 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from airflow_byo.exceptions import ByoConfigError, ByoError
 
 if TYPE_CHECKING:
-    from airflow_byo.supervisor import TaskLog
+    from collections.abc import Callable
+
+    from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runtime.protocol import Notify
 
 __all__ = ["LEVELS", "Notification", "NotificationRouter", "parse_channels"]
 
@@ -63,7 +66,7 @@ class WebhookChannel(_Channel):
     def send(self, message: dict[str, Any]) -> None:
         headers = {"Content-Type": "application/json"}
         if self.conn_id:
-            from airflow_byo.filesystems import get_connection
+            from airflow_byo.connections import get_connection
 
             connection = get_connection(self.conn_id, f"webhook {self.url}")
             if connection.password:
@@ -185,13 +188,29 @@ class NotificationRouter:
         self.retry_delay = retry_delay
         self.delivered = 0
         self.failed = 0
-        self.errors: list[str] = []
         self._queue: queue.Queue[Notification | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="byo-notify", daemon=True)
         self._thread.start()
 
     def submit(self, notification: Notification) -> None:
         self._queue.put(notification)
+
+    def child_notifications(self, flow: str) -> Callable[[str, Notify], None]:
+        """A runner's ``on_notify``: each ``ctx.notify()`` of the function, for the channels."""
+
+        def submit(url: str, event: Notify) -> None:
+            level = event["level"] if event["level"] in LEVELS else "info"
+            self.submit(
+                Notification(
+                    level=level,
+                    message=event["message"],
+                    fields=event["fields"],
+                    file=url,
+                    flow=flow,
+                )
+            )
+
+        return submit
 
     def _work(self) -> None:
         while (notification := self._queue.get()) is not None:
@@ -212,7 +231,6 @@ class NotificationRouter:
                     time.sleep(self.retry_delay * attempt)
                     continue
                 self.failed += 1
-                self.errors.append(error[:300])
                 self.log.warning("Notification not delivered after %d attempts: %s", self.attempts, error)
 
     def close(self) -> None:

@@ -94,8 +94,7 @@ class ByoFlowNotifier(BaseNotifier):
     @staticmethod
     def _minutes_since_last_file(task: Any, flow: str) -> float | None:
         """Minutes since the flow last saw a new file, from its ledger (None: never saw one)."""
-        from airflow_byo.ledger.store import Ledger, ledger_url
+        from airflow_byo.ledger.state import Ledger
 
-        ledger = Ledger(flow, ledger_url(getattr(task, "ledger_conn_id", None)))
-        last = ledger.last_seen()
+        last = Ledger.of(flow, getattr(task, "ledger_conn_id", None)).last_seen()
         return None if last is None else (time.time() - last) / 60

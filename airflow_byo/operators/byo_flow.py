@@ -4,32 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
-from airflow_byo.config import RuntimeConfig, parse_runtime_config
-from airflow_byo.discovery import NewFiles
 from airflow_byo.exceptions import ByoConfigError, ByoError, ByoFilesFailedError
-from airflow_byo.flow import FlowRunner
-from airflow_byo.insights import asset_uri, compact, emit_metrics, lineage
+from airflow_byo.flow_config import RuntimeConfig, parse_runtime_config
 from airflow_byo.ledger.tracking import LedgerTracker
-from airflow_byo.notifications.channels import LEVELS, Notification, NotificationRouter, parse_channels
+from airflow_byo.lineage import asset_uri, compact, lineage
+from airflow_byo.metrics import emit_metrics
+from airflow_byo.notifications.channels import NotificationRouter, parse_channels
+from airflow_byo.operators.source_files import SourceFilesOperator, is_templated
 from airflow_byo.packages import parse_packages
 from airflow_byo.processor import ProcessorSource, resolve_processor
-from airflow_byo.storage import Location
+from airflow_byo.runner.flow_runner import FlowRunner
+from airflow_byo.runner.preview import format_previews, locate_test_file, preview_file
+from airflow_byo.storage.location import Location
 from airflow_byo.summary import RunSummary
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable, Sequence
-    from datetime import datetime
 
     from airflow.sdk import Context, XComArg
 
-    from airflow_byo.storage import SourceFile
+    from airflow_byo.new_files import NewFiles
 
 __all__ = ["ByoFlowOperator"]
 
@@ -37,13 +36,7 @@ __all__ = ["ByoFlowOperator"]
 TEST_FILE_PARAM = "test_file"
 
 
-def _is_templated(value: Any) -> bool:
-    """True when ``value`` still holds Jinja markup, i.e. can only be validated after rendering."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return "{{" in text or "{%" in text
-
-
-class ByoFlowOperator(BaseOperator):
+class ByoFlowOperator(SourceFilesOperator):
     """
     Run your own Python function on every file of a source, in an isolated virtualenv.
 
@@ -53,18 +46,14 @@ class ByoFlowOperator(BaseOperator):
     test <dag> <task> -t '{"test_file": "/path/sample.csv"}'``) it runs the function on that one
     file, logs a preview of the outputs and writes nothing.
 
-    :param source: directory or URL to read files from (templated).
+    The source and file-selection arguments (``source``, ``source_conn_id``, ``include``,
+    ``exclude``, ``recursive``, ``modified_after``, ``min_size``, ``max_size``,
+    ``ledger_conn_id``) are :class:`~airflow_byo.operators.source_files.SourceFilesOperator`'s.
+
     :param destination: directory or URL to write outputs to (templated).
     :param processor: inline code, ``"package.module:function"``, or a Python function.
     :param function_name: function to call in inline code (default ``process``).
-    :param source_conn_id: Airflow connection for a remote source (templated).
     :param destination_conn_id: Airflow connection for a remote destination (templated).
-    :param include: globs a file must match, on its relative path or name (templated).
-    :param exclude: globs that exclude a file (templated).
-    :param recursive: also list files in sub-directories.
-    :param modified_after: only files modified after this time (datetime or ISO string, templated).
-    :param min_size: only files of at least this many bytes.
-    :param max_size: only files of at most this many bytes.
     :param packages: PEP 508 requirements, ``"p1==1.0.1,p2==0.0.2"`` or a list (templated).
     :param runtime_config: runtime variables & configuration, a dict or JSON string with optional
         ``custom_code`` and ``job_config`` keys (templated).
@@ -75,8 +64,6 @@ class ByoFlowOperator(BaseOperator):
     :param track_files: record processed files in the ledger and process each file once (default);
         ``False`` processes every matching file on every run.
     :param flow_id: the flow's name in the ledger (default ``<dag_id>.<task_id>``).
-    :param ledger_conn_id: connection of the ledger database (default ``[byo] ledger_conn_id``,
-        else SQLite under ``$AIRFLOW_HOME/byo``).
     :param quarantine: where ``error_policy: quarantine`` puts failed inputs and their error
         records (default ``<destination>/_quarantine``; templated).
     :param quarantine_conn_id: connection for ``quarantine`` (default: the destination's).
@@ -91,13 +78,9 @@ class ByoFlowOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "source",
-        "source_conn_id",
+        *SourceFilesOperator.template_fields,
         "destination",
         "destination_conn_id",
-        "include",
-        "exclude",
-        "modified_after",
         "packages",
         "runtime_config",
         "quarantine",
@@ -109,18 +92,10 @@ class ByoFlowOperator(BaseOperator):
     def __init__(
         self,
         *,
-        source: str,
         destination: str,
         processor: str | Callable[..., Any],
         function_name: str | None = None,
-        source_conn_id: str | None = None,
         destination_conn_id: str | None = None,
-        include: Sequence[str] | str = ("*",),
-        exclude: Sequence[str] | str = (),
-        recursive: bool = True,
-        modified_after: datetime | str | None = None,
-        min_size: int | None = None,
-        max_size: int | None = None,
         packages: str | Sequence[str] | None = None,
         runtime_config: str | dict[str, Any] | None = None,
         allow_direct_urls: bool = False,
@@ -128,7 +103,6 @@ class ByoFlowOperator(BaseOperator):
         venv_cache_path: str | os.PathLike[str] | None = None,
         track_files: bool = True,
         flow_id: str | None = None,
-        ledger_conn_id: str | None = None,
         quarantine: str | None = None,
         quarantine_conn_id: str | None = None,
         files: dict[str, Any] | str | XComArg | None = None,
@@ -137,7 +111,7 @@ class ByoFlowOperator(BaseOperator):
         emit_asset_event: bool = True,
         **kwargs: Any,
     ) -> None:
-        if emit_asset_event and "outlets" not in kwargs and not _is_templated(destination):
+        if emit_asset_event and "outlets" not in kwargs and not is_templated(destination):
             from airflow.sdk import Asset
 
             # Providers validate Asset URIs (e.g. sftp:// needs a host, which lives in the
@@ -150,16 +124,8 @@ class ByoFlowOperator(BaseOperator):
         self.fail_on_notification_error = fail_on_notification_error
         self.emit_asset_event = emit_asset_event
         self._lineage: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
-        self.source = source
         self.destination = destination
-        self.source_conn_id = source_conn_id
         self.destination_conn_id = destination_conn_id
-        self.include = include
-        self.exclude = exclude
-        self.recursive = recursive
-        self.modified_after = modified_after
-        self.min_size = min_size
-        self.max_size = max_size
         self.packages = packages
         self.runtime_config = runtime_config
         self.allow_direct_urls = allow_direct_urls
@@ -167,7 +133,6 @@ class ByoFlowOperator(BaseOperator):
         self.venv_cache_path = venv_cache_path
         self.track_files = track_files
         self.flow_id = flow_id
-        self.ledger_conn_id = ledger_conn_id
         self.quarantine = quarantine
         self.quarantine_conn_id = quarantine_conn_id
         self.files = files
@@ -180,28 +145,21 @@ class ByoFlowOperator(BaseOperator):
                 "the flow's own virtualenv; install them into that interpreter instead, or drop "
                 "python_interpreter"
             )
-        if not _is_templated(packages):
+        if not is_templated(packages):
             parse_packages(packages, allow_direct_urls=allow_direct_urls)
-        if not _is_templated(runtime_config):
+        if not is_templated(runtime_config):
             self._checked_config()
-        if not _is_templated([include, exclude, modified_after]):
-            self._new_files(None)
 
-    # -- validation ----------------------------------------------------------------------------
+    # -- what a run is made of -----------------------------------------------------------------
     def _checked_config(self) -> RuntimeConfig:
         config = parse_runtime_config(self.runtime_config)
         self.processor_source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
         return config
 
-    def _new_files(self, config: RuntimeConfig | None) -> NewFiles:
-        return NewFiles.of_task(
-            self,
-            flow_id=self.flow_id or f"{self.dag_id}.{self.task_id}",
-            on_change=config.job_config.on_change if config else "reprocess",
-            track_files=self.track_files,
-        )
+    @property
+    def resolved_flow_id(self) -> str:
+        return self.flow_id or f"{self.dag_id}.{self.task_id}"
 
-    # -- environment ---------------------------------------------------------------------------
     def _python(self) -> str:
         if self.python_interpreter:
             return self.python_interpreter
@@ -214,31 +172,20 @@ class ByoFlowOperator(BaseOperator):
     def _runner(
         self,
         config: RuntimeConfig,
+        *,
         quarantine: Location | None = None,
         router: NotificationRouter | None = None,
-        flow_id: str = "",
     ) -> tuple[FlowRunner, float]:
+        """The runner, and the seconds it took to get the flow's environment ready."""
         started = time.monotonic()
-        python = self._python()
         runner = FlowRunner(
-            processor=self.processor_source, config=config, python=python, log=self.log, quarantine=quarantine
+            processor=self.processor_source,
+            config=config,
+            python=self._python(),
+            log=self.log,
+            on_notify=router.child_notifications(self.resolved_flow_id) if router else None,
+            quarantine=quarantine,
         )
-        if router is not None:
-            log_it = runner.on_notify
-
-            def deliver(url: str, event: dict[str, Any]) -> None:
-                log_it(url, event)
-                router.submit(
-                    Notification(
-                        level=event.get("level", "info") if event.get("level") in LEVELS else "info",
-                        message=event.get("message", ""),
-                        fields=event.get("fields") or {},
-                        file=url,
-                        flow=flow_id,
-                    )
-                )
-
-            runner.on_notify = deliver
         return runner, time.monotonic() - started
 
     def _quarantine_location(self, destination: Location) -> Location:
@@ -246,101 +193,88 @@ class ByoFlowOperator(BaseOperator):
             return Location(self.quarantine, self.quarantine_conn_id, role="quarantine")
         return Location(f"{destination.url}/_quarantine", destination.conn_id, role="quarantine")
 
-    def _snapshot(self, new_files: NewFiles) -> list[SourceFile] | None:
-        """The file list handed over by a sensor or planner (``files=``), if any."""
-        if not self.files:
-            return None
-        pointer = json.loads(self.files) if isinstance(self.files, str) else self.files
-        if not isinstance(pointer, dict) or not pointer.get("snapshot"):
-            raise ByoConfigError(
-                f"files must be a sensor's or planner's XCom like {{'snapshot': '<id>'}}, got {self.files!r}"
-            )
-        ledger = new_files.ledger()
-        if ledger is None:
-            raise ByoConfigError("files= needs the ledger (track_files=True): snapshots are stored there")
-        return ledger.load_snapshot(
-            str(pointer["snapshot"]), batch=int(pointer.get("batch", 0)), of=int(pointer.get("of", 1))
-        )
-
     # -- execution -----------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         config = self._checked_config()
-        params = context.get("params") or {}
-        test_file = params.get(TEST_FILE_PARAM)
+        test_file = (context.get("params") or {}).get(TEST_FILE_PARAM)
         if test_file:
             return self._execute_test(str(test_file), config)
-
-        new_files = self._new_files(config)
-        source = new_files.location()
+        new_files = self.new_files(
+            self.resolved_flow_id, on_change=config.job_config.on_change, track_files=self.track_files
+        )
         destination = Location(self.destination, self.destination_conn_id, role="destination")
-        listed, files = new_files.find(self._snapshot(new_files))
+        snapshot = new_files.load_snapshot(_parsed(self.files)) if self.files else None
+        listed, files = new_files.find(snapshot)
         self.log.info(
             "%d file(s) in %s, %d not processed yet by flow %r",
             listed,
-            source.describe(),
+            new_files.location.describe(),
             len(files),
             new_files.flow_id,
         )
-        if not files:
-            summary = RunSummary(source=source.url, destination=destination.url)
+        if files:
+            summary = self._process(config, new_files, destination, files)
         else:
-            quarantine = (
-                self._quarantine_location(destination)
-                if config.job_config.error_policy == "quarantine"
-                else None
-            )
-            router = NotificationRouter(self.notifications, self.log) if self.notifications else None
-            runner, environment_seconds = self._runner(config, quarantine, router, new_files.flow_id)
-            ledger = new_files.ledger()
-            try:
-                if ledger is None:
-                    summary = runner.run(source, destination, files)
-                else:
-                    with LedgerTracker(ledger, lease_seconds=config.job_config.lease_seconds) as tracker:
-                        summary = runner.run(source, destination, files, tracker)
-                    summary.files_taken_elsewhere = tracker.taken_elsewhere
-            finally:
-                if router is not None:
-                    router.close()
-            if router is not None:
-                summary.counters["notifications_delivered"] = router.delivered
-                summary.counters["notifications_failed"] = router.failed
-            summary.environment_seconds = environment_seconds
+            summary = RunSummary(source=new_files.location.url, destination=destination.url)
         summary.files_listed = listed
+        return self._report(context, summary, new_files.flow_id)
+
+    def _process(
+        self, config: RuntimeConfig, new_files: NewFiles, destination: Location, files: list[Any]
+    ) -> RunSummary:
+        """Claim, process, publish and settle ``files``; notifications delivered as they come."""
+        job = config.job_config
+        quarantine = self._quarantine_location(destination) if job.error_policy == "quarantine" else None
+        router = NotificationRouter(self.notifications, self.log) if self.notifications else None
+        try:
+            runner, environment_seconds = self._runner(config, quarantine=quarantine, router=router)
+            if new_files.ledger is None:
+                summary = runner.run(new_files.location, destination, files)
+            else:
+                with LedgerTracker(new_files.ledger, lease_seconds=job.lease_seconds) as tracker:
+                    summary = runner.run(new_files.location, destination, files, tracker)
+                summary.files_taken_elsewhere = tracker.taken_elsewhere
+        finally:
+            if router is not None:
+                router.close()
+        if router is not None:
+            summary.counters["notifications_delivered"] = router.delivered
+            summary.counters["notifications_failed"] = router.failed
+        summary.environment_seconds = environment_seconds
+        return summary
+
+    def _report(self, context: Context, summary: RunSummary, flow_id: str) -> dict[str, Any]:
+        """Log, publish and return the summary; fail the task (summary still in XCom) on failures."""
         self.log.info("%s", summary.format_table())
         result = summary.as_dict()
-        self._publish_insights(context, summary, result, new_files.flow_id)
-        if (
-            self.notifications
-            and self.fail_on_notification_error
-            and summary.counters.get("notifications_failed")
-        ):
-            context["ti"].xcom_push(key="return_value", value=result)
-            raise ByoError(
-                f"{int(summary.counters['notifications_failed'])} notification(s) could not be delivered "
-                "and fail_on_notification_error is set; the log names each channel and error"
-            )
-        if summary.failed:
-            # The task fails, but the summary still reaches XCom so the failures can be inspected.
-            context["ti"].xcom_push(key="return_value", value=result)
-            names = ", ".join(f.url for f in summary.failed[:10])
-            more = f" and {len(summary.failed) - 10} more" if len(summary.failed) > 10 else ""
-            raise ByoFilesFailedError(
-                f"{len(summary.failed)} of {summary.files_seen} file(s) failed: {names}{more}. "
-                "The log above shows each error and traceback; the XCom holds the run summary"
-            )
-        return result
-
-    def _publish_insights(
-        self, context: Context, summary: RunSummary, result: dict[str, Any], flow_id: str
-    ) -> None:
-        """Metrics, the destination's Asset event, and what OpenLineage will ask for."""
         emit_metrics(result, flow_id)
         if self.emit_asset_event and self.outlets:
             outlet_events = context.get("outlet_events")
             if outlet_events is not None:
                 outlet_events[self.outlets[0]].extra = compact(result)
-        self._lineage = lineage(summary, self.destination)
+        self._lineage = lineage(summary)
+        undelivered = int(summary.counters.get("notifications_failed") or 0)
+        if self.notifications and self.fail_on_notification_error and undelivered:
+            _fail_with_summary(
+                context,
+                result,
+                ByoError(
+                    f"{undelivered} notification(s) could not be delivered and "
+                    "fail_on_notification_error is set; the log names each channel and error"
+                ),
+            )
+        if summary.failed:
+            names = ", ".join(f.url for f in summary.failed[:10])
+            more = f" and {len(summary.failed) - 10} more" if len(summary.failed) > 10 else ""
+            _fail_with_summary(
+                context,
+                result,
+                ByoFilesFailedError(
+                    f"{len(summary.failed)} of {summary.files_seen} file(s) failed: {names}{more}. "
+                    "The log above shows each error and traceback; the XCom holds the run summary"
+                ),
+            )
+        return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input files in, outputs out (capped): read by the OpenLineage provider when installed."""
@@ -353,35 +287,35 @@ class ByoFlowOperator(BaseOperator):
             outputs=[Dataset(namespace=ns, name=name) for ns, name in outputs],
         )
 
+    # -- test mode -----------------------------------------------------------------------------
     def preview(self, sample: str) -> dict[str, Any]:
         """Test mode outside a task (``airflow byo test``): run on ``sample``, write nothing."""
         return self._execute_test(sample, self._checked_config())
 
     def _execute_test(self, test_file: str, config: RuntimeConfig) -> dict[str, Any]:
-        if "://" in test_file and not test_file.startswith("file://"):
-            parent, _, name = test_file.rstrip("/").rpartition("/")
-            location = Location(parent, self.source_conn_id, role="test_file")
-        else:
-            path = os.path.abspath(os.path.expanduser(test_file.removeprefix("file://")))
-            parent, name = os.path.split(path)
-            location = Location(parent, role="test_file")
-        file = location.file_info(name)
+        location, file = locate_test_file(test_file, self.source_conn_id)
         self.log.info(
             "Test mode: running the processor on %s; nothing is written to the destination", file.url
         )
         runner, environment_seconds = self._runner(config)
-        summary, previews = runner.test(location, file)
+        summary, previews = preview_file(runner, location, file)
         summary.environment_seconds = environment_seconds
-        for preview in previews:
-            records = f", {preview.records} records" if preview.records is not None else ""
-            body = "\n".join(f"    {line}" for line in preview.lines)
-            more = "\n    ..." if preview.truncated else ""
-            self.log.info("Output %s (%d bytes%s):\n%s%s", preview.name, preview.size, records, body, more)
-        if not previews:
-            self.log.info("The processor produced no output for %s", file.url)
-        self.log.info("%s", summary.format_table())
         result = summary.as_dict() | {"preview": [p.as_dict() for p in previews]}
+        text = format_previews(result["preview"], heading="Output ")
+        self.log.info("%s", "\n".join(text) if text else f"The processor produced no output for {file.url}")
+        self.log.info("%s", summary.format_table())
         if summary.failed:
             failure = summary.failed[0]
             raise ByoFilesFailedError(f"test run failed on {file.url}: {failure.error_type}: {failure.error}")
         return result
+
+
+def _parsed(files: Any) -> Any:
+    """``files=`` as rendered: a dict, or its JSON text."""
+    return json.loads(files) if isinstance(files, str) else files
+
+
+def _fail_with_summary(context: Context, result: dict[str, Any], error: ByoError) -> None:
+    """Fail the task, with the run summary still pushed to XCom so the failures can be inspected."""
+    context["ti"].xcom_push(key="return_value", value=result)
+    raise error

@@ -6,20 +6,17 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
-from airflow.sdk import BaseOperator
 
-from airflow_byo.discovery import NewFiles
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.operators.source_files import SourceFilesOperator
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from datetime import datetime
-
     from airflow.sdk import Context
 
 __all__ = ["ByoBatchPlanOperator"]
 
 
-class ByoBatchPlanOperator(BaseOperator):
+class ByoBatchPlanOperator(SourceFilesOperator):
     """
     List the source once, find the files flow ``flow_id`` has not processed, store them as a
     ledger snapshot and return one pointer per batch, for
@@ -29,59 +26,27 @@ class ByoBatchPlanOperator(BaseOperator):
     ``[core] max_map_length``. Each mapped task still claims its files in the ledger, so batches
     can never process a file twice, even when runs overlap.
 
-    :param source: directory or URL of the flow's source (templated).
+    The source and file-selection arguments are
+    :class:`~airflow_byo.operators.source_files.SourceFilesOperator`'s, the same as the flow
+    operator's.
+
     :param flow_id: the flow's name in the ledger; set the same ``flow_id`` on the mapped task.
     :param files_per_batch: target number of files per mapped task.
-    :param source_conn_id: connection for a remote source (templated).
-    :param include: globs a file must match (templated).
-    :param exclude: globs that drop a file (templated).
-    :param recursive: also list sub-directories.
-    :param modified_after: only files modified after this time (templated).
-    :param min_size: only files of at least this many bytes.
-    :param max_size: only files of at most this many bytes.
-    :param ledger_conn_id: the ledger database (as the flow operator's).
     :param on_change: ``reprocess`` or ``ignore`` changed files, as the flow's ``job_config``.
     """
 
-    template_fields: Sequence[str] = ("source", "source_conn_id", "include", "exclude", "modified_after")
-
     def __init__(
-        self,
-        *,
-        source: str,
-        flow_id: str,
-        files_per_batch: int = 1000,
-        source_conn_id: str | None = None,
-        include: Sequence[str] | str = ("*",),
-        exclude: Sequence[str] | str = (),
-        recursive: bool = True,
-        modified_after: datetime | str | None = None,
-        min_size: int | None = None,
-        max_size: int | None = None,
-        ledger_conn_id: str | None = None,
-        on_change: str = "reprocess",
-        **kwargs: Any,
+        self, *, flow_id: str, files_per_batch: int = 1000, on_change: str = "reprocess", **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         if files_per_batch < 1:
-            from airflow_byo.exceptions import ByoConfigError
-
             raise ByoConfigError(f"files_per_batch must be at least 1, got {files_per_batch}")
-        self.source = source
         self.flow_id = flow_id
         self.files_per_batch = files_per_batch
-        self.source_conn_id = source_conn_id
-        self.include = include
-        self.exclude = exclude
-        self.recursive = recursive
-        self.modified_after = modified_after
-        self.min_size = min_size
-        self.max_size = max_size
-        self.ledger_conn_id = ledger_conn_id
         self.on_change = on_change
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        spec = NewFiles.of_task(self, flow_id=self.flow_id, on_change=self.on_change)
+        spec = self.new_files(self.flow_id, on_change=self.on_change)
         listed, new = spec.find()
         if not new:
             self.log.info("%d file(s) listed, none new for flow %r: nothing to map", listed, self.flow_id)

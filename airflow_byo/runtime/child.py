@@ -1,13 +1,9 @@
 """
 The long-lived child process: loads the processor once, then runs it on file after file.
 
-Protocol (one JSON object per line):
-
-* worker -> child, on stdin: ``{"op": "init", ...}`` once, then ``{"op": "file", ...}`` per file
-  and ``{"op": "stop"}`` at the end (EOF also stops the child).
-* child -> worker, on the original stdout: ``{"ev": "ready"}`` or ``{"ev": "load_error"}`` after
-  init; per file zero or more ``{"ev": "notify"}`` then exactly one ``{"ev": "done"}`` or
-  ``{"ev": "error"}``.
+The protocol (one JSON object per line, the messages typed in :mod:`.protocol`): an init
+request, then file requests; this process answers each with zero or more notifications and
+exactly one ``done`` or ``error``.
 
 The user's own ``print()`` output and logging go to stderr, which the worker copies into the task
 log, so they can never corrupt the protocol. Timeouts are enforced by the worker (it kills this
@@ -26,18 +22,14 @@ import time
 import traceback
 from typing import IO, TYPE_CHECKING, Any
 
-from .contract import (
-    FORMAT_EXTENSIONS,
-    Context,
-    InputFile,
-    OutputError,
-    OutputSpec,
-    safe_output_name,
-)
-from .loader import ProcessorLoadError, load_processor
+from .contract import FORMAT_EXTENSIONS, Context, InputFile, OutputError
+from .function_loader import ProcessorLoadError, load_processor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from .contract import OutputSpec
+    from .protocol import ChildMessage, Done, FileRequest, InitRequest, Notify
 
 MAX_TRACEBACK_CHARS = 8000
 
@@ -49,7 +41,7 @@ class _Channel:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: ChildMessage) -> None:
         line = json.dumps(message, default=str)
         with self._lock:
             self._stream.write(line + "\n")
@@ -108,7 +100,7 @@ def _format_traceback(exc: BaseException) -> str:
 
 
 class _Runner:
-    def __init__(self, init: dict[str, Any], channel: _Channel, log: logging.Logger) -> None:
+    def __init__(self, init: InitRequest, channel: _Channel, log: logging.Logger) -> None:
         self.channel = channel
         self.log = log
         self.job_config: dict[str, Any] = init["job_config"]
@@ -116,14 +108,14 @@ class _Runner:
         self.args: list[Any] = init["args"]
         self.kwargs: dict[str, Any] = init["kwargs"]
         self.func: Callable[..., Any] = load_processor(
-            code=init.get("code"),
+            code=init["code"],
             function_name=init["function_name"],
-            reference=init.get("reference"),
+            reference=init["reference"],
             args=self.args,
             kwargs=self.kwargs,
         )
 
-    def run_file(self, msg: dict[str, Any]) -> None:
+    def run_file(self, msg: FileRequest) -> None:
         seq = msg["seq"]
         input_file = InputFile(
             path=msg["path"],
@@ -135,7 +127,8 @@ class _Runner:
         out_prefix = msg["out_prefix"]
 
         def emit(event: dict[str, Any]) -> None:
-            self.channel.send({**event, "seq": seq})
+            notify: Notify = {**event, "seq": seq}  # type: ignore[typeddict-item]  # built by ctx.notify()
+            self.channel.send(notify)
 
         ctx = Context(
             job_config=self.job_config,
@@ -157,19 +150,15 @@ class _Runner:
         except BaseException as exc:  # noqa: BLE001 - a user's SystemExit is a file error too
             self._send_error(seq, type(exc).__name__, str(exc), _format_traceback(exc), started)
             return
-        self.channel.send(
-            {
-                "ev": "done",
-                "seq": seq,
-                "seconds": time.perf_counter() - started,
-                "outputs": [
-                    {**spec.as_dict(), "local_path": spec.local_path, "name": safe_output_name(spec.name)}
-                    for spec in outputs
-                ],
-                "insights": ctx.insights,
-                "counters": ctx.counters,
-            }
-        )
+        done: Done = {
+            "ev": "done",
+            "seq": seq,
+            "seconds": time.perf_counter() - started,
+            "outputs": [spec.as_dict() for spec in outputs],  # in order: the n-th is at output_path(n)
+            "insights": ctx.insights,
+            "counters": ctx.counters,
+        }
+        self.channel.send(done)
 
     def _memory_message(self) -> str:
         return (
@@ -212,8 +201,8 @@ def main() -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     log = logging.getLogger("byo.processor")
 
-    init = json.loads(sys.stdin.readline())
-    sys.path[:0] = init.get("sys_path", [])
+    init: InitRequest = json.loads(sys.stdin.readline())
+    sys.path[:0] = init["sys_path"]
     _set_memory_limit(init["job_config"].get("max_memory_mb"))
     try:
         runner = _Runner(init, channel, log)

@@ -28,8 +28,12 @@ import posixpath
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from .protocol import output_path
+
 if TYPE_CHECKING:
     import logging
+
+    from .protocol import OutputReport
 
 __all__ = [
     "Context",
@@ -128,7 +132,7 @@ class OutputSpec:
         self.size = size
         self.records = records
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> OutputReport:
         return {"name": self.name, "size": self.size, "records": self.records}
 
 
@@ -250,8 +254,7 @@ class Context:
         safe = safe_output_name(name)
         if safe in self._outputs:
             raise OutputError(f"output {safe!r} was already written for this input file")
-        # Flat names (<prefix>-<n>) in the run's staging folder: no directory per input file.
-        local_path = f"{self._output_prefix}-{len(self._outputs):05d}"
+        local_path = output_path(self._output_prefix, len(self._outputs))
         spec = OutputSpec(safe, local_path)
         self._outputs[safe] = spec
         return spec

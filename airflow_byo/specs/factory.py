@@ -47,17 +47,7 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
     from airflow_byo.sensors.new_files import ByoNewFilesSensor
 
     processing = spec.processing
-    if processing.function:
-        from airflow_byo import library
-
-        entry = library.get(processing.function)
-        processor: Any = entry.processor().code
-        function_name: str | None = entry.function_name
-        packages: Any = processing.packages if processing.packages is not None else entry.packages
-    else:
-        processor = processing.code or processing.reference
-        function_name = processing.function_name
-        packages = processing.packages
+    processor, function_name, packages = processing.resolved()
     source = spec.source
 
     def url(location: Any) -> str:

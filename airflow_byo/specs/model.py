@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_byo.config import parse_runtime_config
 from airflow_byo.exceptions import ByoError
+from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.packages import parse_packages
 
 __all__ = ["DestinationSpec", "FlowSpec", "ProcessingSpec", "SensorSpec", "SourceSpec", "schedule_of"]
@@ -108,6 +108,18 @@ class ProcessingSpec(_Spec):
                 f"give exactly one of code, function or reference (got {', '.join(given) or 'none'})"
             )
         return self
+
+    def resolved(self, packages: str | list[str] | None = None) -> tuple[str, str | None, Any]:
+        """
+        ``(processor, function_name, packages)`` for the flow operator, a library function looked
+        up: ``packages`` (e.g. from the command line) over the spec's over the library's.
+        """
+        packages = packages if packages is not None else self.packages
+        if self.function:
+            from airflow_byo import library
+
+            return library.resolve(self.function, packages)
+        return str(self.code or self.reference), self.function_name, packages
 
     @field_validator("packages")
     @classmethod

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_byo.discovery import NewFiles
+from airflow_byo.new_files import NewFiles
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,7 +38,7 @@ class ByoNewFilesTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        spec = NewFiles(**self.new_files)
+        spec = NewFiles.from_kwargs(self.new_files)
         while True:
             try:
                 listed, new = await asyncio.to_thread(spec.find)

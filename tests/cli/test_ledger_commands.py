@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_byo.ledger.store import Ledger
+from airflow_byo.ledger.state import Ledger
 from airflow_byo.storage import SourceFile
 
 FLOW = "my_dag.clean"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from airflow_byo.ledger.store import Ledger
+from airflow_byo.ledger.state import Ledger
 from airflow_byo.storage import TEMP_MARKER
 from tests.backends import Backend, LocalBackend, S3Backend, SftpBackend
 from tests.conftest import FAULT_POINTS_COVERED, ROOT
@@ -251,9 +251,8 @@ def test_bad_files_are_quarantined_and_replayed(
     assert summary["files_seen"] == 0
 
     # After the fix, a replay processes exactly the quarantined files.
-    from airflow_byo.ledger.operations import replay
-
-    assert replay(scenario.flow_id, conn_id="byo_ledger") == 3
+    replayed = scenario.ledger_view().forget(states=["quarantined"], reason="replay")
+    assert replayed == 3
     before = {name: scenario.executions(name) for name in scenario.names}
     code, summary, log = scenario.run(job_config=job, fixed=True)
     assert code == 0, log[-3000:]

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.ledger.store import Ledger, fingerprint
+from airflow_byo.ledger.snapshots import load_snapshot, save_snapshot
+from airflow_byo.ledger.state import Ledger, fingerprint
 from airflow_byo.storage import SourceFile
 
 
@@ -123,12 +124,12 @@ def test_flows_do_not_see_each_other(ledger_db: dict[str, Any]) -> None:
 
 def test_snapshots_round_trip_in_batches(ledger: Ledger) -> None:
     listing = files(*(f"f{i}" for i in range(7)))
-    snapshot = ledger.save_snapshot(listing)
-    assert ledger.load_snapshot(snapshot) == listing
-    batches = [ledger.load_snapshot(snapshot, batch=b, of=3) for b in range(3)]
+    snapshot = save_snapshot(ledger, listing)
+    assert load_snapshot(ledger, snapshot) == listing
+    batches = [load_snapshot(ledger, snapshot, batch=b, of=3) for b in range(3)]
     assert sorted(f.relative_path for batch in batches for f in batch) == sorted(
         f.relative_path for f in listing
     )
     assert all(batches)
     with pytest.raises(ByoConfigError, match=r"snapshot 'nope' of flow 'dag.task' does not exist"):
-        ledger.load_snapshot("nope")
+        load_snapshot(ledger, "nope")

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_byo.ledger.store import Ledger
+from airflow_byo.ledger.snapshots import load_snapshot
+from airflow_byo.ledger.state import Ledger
 from airflow_byo.operators.byo_flow import ByoFlowOperator
 from airflow_byo.operators.plan_batches import ByoBatchPlanOperator
 from airflow_byo.sensors.new_files import ByoNewFilesSensor
@@ -113,13 +114,13 @@ def test_deferrable_sensor_defers_to_the_trigger(source: Path, ledger_conn: str)
     assert event.payload["sample"] == ["late.txt"]
     pointer = task.execute_complete(context(), event.payload)
     assert (
-        Ledger("dag.flow", kwargs_url(ledger_conn)).load_snapshot(pointer["snapshot"])[0].relative_path
+        load_snapshot(Ledger("dag.flow", kwargs_url(ledger_conn)), pointer["snapshot"])[0].relative_path
         == "late.txt"
     )
 
 
 def kwargs_url(conn_id: str) -> str:
-    from airflow_byo.ledger.store import ledger_url
+    from airflow_byo.ledger.state import ledger_url
 
     return ledger_url(conn_id)
 

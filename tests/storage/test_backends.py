@@ -82,7 +82,7 @@ def test_read_a_local_copy(backend: Backend, tmp_path: Path) -> None:
     [file] = source.list_files()
     staging = tmp_path / "staging"
     staging.mkdir()
-    local = source.local_copy(file, str(staging))
+    local = source.stage(file, str(staging)).path
     assert Path(local).read_bytes() == b"id,name\n1,x\n"
 
 
@@ -169,7 +169,7 @@ destination = Location(sys.argv[3], sys.argv[2] or None)
 source.fs, destination.fs  # connect before measuring
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with tempfile.TemporaryDirectory() as staging:
-    local = source.local_copy(file, staging)
+    local = source.stage(file, staging).path
     destination.publish(local, "copy.bin")
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"size": file.size, "peak_growth_kb": after - before}))

@@ -1,0 +1,98 @@
+"""
+The ledger's database: its SQLAlchemy URL from an Airflow connection, one engine per URL (tables
+created on first use), and the dialect details that keep SQLite and PostgreSQL behaving alike.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table, create_engine, event
+
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.ledger.schema import metadata
+from airflow_byo.provider_config import byo_home, setting
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["chunks", "engine", "insert_ignore", "ledger_url"]
+
+_CHUNK = 500  # rows per statement when writing many
+
+
+def ledger_url(conn_id: str | None = None) -> str:
+    """
+    The SQLAlchemy URL of the ledger: connection ``conn_id`` (or ``[byo] ledger_conn_id``), else
+    a SQLite file at ``$AIRFLOW_HOME/byo/ledger.db``.
+    """
+    conn_id = conn_id or setting("ledger_conn_id") or None
+    if conn_id is None:
+        path = byo_home("ledger.db")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    from airflow_byo.connections import get_connection
+
+    connection = get_connection(conn_id, "the ledger")
+    kind = (connection.conn_type or "").lower()
+    if kind == "sqlite":
+        return f"sqlite:///{connection.host}"
+    if kind in ("postgres", "postgresql"):
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg2",
+            username=connection.login,
+            password=connection.password,
+            host=connection.host,
+            port=connection.port,
+            database=connection.schema,
+        ).render_as_string(hide_password=False)
+    raise ByoConfigError(
+        f"ledger connection {conn_id!r} has type {kind!r}: use a 'postgres' connection (shared by all "
+        "workers) or 'sqlite' (one machine)"
+    )
+
+
+@cache
+def engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        # Writers take the lock when a transaction begins (BEGIN IMMEDIATE), so concurrent
+        # processes queue on the busy timeout instead of failing to upgrade a read lock.
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA busy_timeout=60000")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Workers starting together must not race to create the tables.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(70790318)")
+        metadata.create_all(connection)
+    return engine
+
+
+def insert_ignore(engine: Engine, table: Table) -> Any:
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

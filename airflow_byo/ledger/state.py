@@ -1,0 +1,340 @@
+"""
+The processed-file ledger: which file identities a flow has claimed, done, failed or quarantined.
+
+Why a SQL table (reached through an Airflow connection) rather than Airflow's asset state store
+or a manifest beside the data: claims must be atomic across workers on different machines
+(CeleryExecutor), and finding the new files among millions of recorded ones must not cost a
+request per recorded file. A primary key on (flow, path, fingerprint) makes a claim one
+``INSERT ... ON CONFLICT DO NOTHING``; a join of the listing against the table finds new files in
+one query. The asset state store has no compare-and-set and no listing; a manifest on S3/SFTP
+would need conditional writes that SFTP lacks. SQLite (a file under ``$AIRFLOW_HOME``) is the
+embedded default for one machine; PostgreSQL is the shared production backend.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Column,
+    MetaData,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from airflow_byo.ledger.database import chunks, engine, insert_ignore, ledger_url
+from airflow_byo.ledger.schema import CLAIMED, DONE, FAILED, QUARANTINED, events, files
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from sqlalchemy.engine import Connection
+
+    from airflow_byo.storage.location import SourceFile
+
+__all__ = ["Ledger", "fingerprint", "ledger_url"]
+
+
+def fingerprint(file: SourceFile) -> str:
+    """A file's version: its ETag when the store has one, else size and modification time."""
+    if file.etag:
+        return f"etag:{file.etag}"
+    mtime = "" if file.mtime is None else f"{file.mtime:.6f}"
+    return f"size:{file.size}:mtime:{mtime}"
+
+
+class Ledger:
+    """
+    One flow's view of the ledger.
+
+    :param flow_id: the flow's identity (by default ``<dag_id>.<task_id>``).
+    :param url: SQLAlchemy URL (see :func:`ledger_url`).
+    """
+
+    def __init__(self, flow_id: str, url: str) -> None:
+        self.flow_id = flow_id
+        self.url = url
+        self.engine = engine(url)
+
+    @classmethod
+    def of(cls, flow_id: str, conn_id: str | None = None) -> Ledger:
+        """The ledger of ``flow_id`` in the database of connection ``conn_id`` (see :func:`ledger_url`)."""
+        return cls(flow_id, ledger_url(conn_id))
+
+    # -- finding and claiming ------------------------------------------------------------------
+    def new_files(self, listing: Sequence[SourceFile], *, on_change: str = "reprocess") -> list[SourceFile]:
+        """
+        The files of ``listing`` this flow still has to process, in listing order: never seen,
+        failed earlier, or claimed by a worker whose lease expired. One join, whatever the number
+        of recorded files. ``on_change="ignore"`` also skips a path done under another fingerprint.
+        """
+        if not listing:
+            return []
+        by_key = {(f.relative_path, fingerprint(f)): f for f in listing}
+        scratch = Table(
+            f"byo_listing_{uuid.uuid4().hex[:8]}",
+            MetaData(),
+            Column("path", String(1024)),
+            Column("fingerprint", String(200)),
+            prefixes=["TEMPORARY"],
+        )
+        now = time.time()
+        with self.engine.begin() as connection:
+            scratch.create(connection)
+            for chunk in chunks(list(by_key)):
+                connection.execute(insert(scratch), [{"path": p, "fingerprint": fp} for p, fp in chunk])
+            match = and_(files.c.flow_id == self.flow_id, files.c.path == scratch.c.path)
+            if on_change != "ignore":
+                match = and_(match, files.c.fingerprint == scratch.c.fingerprint)
+            blocked = (
+                select(scratch.c.path, scratch.c.fingerprint)
+                .join(files, match)
+                .where(
+                    or_(
+                        files.c.state.in_((DONE, QUARANTINED)),
+                        and_(files.c.state == CLAIMED, files.c.lease_until >= now),
+                    )
+                )
+            )
+            taken = {(row.path, row.fingerprint) for row in connection.execute(blocked)}
+            scratch.drop(connection)
+        return [file for key, file in by_key.items() if key not in taken]
+
+    def claim(self, candidates: Sequence[SourceFile], token: str, lease_seconds: float) -> list[SourceFile]:
+        """Atomically claim what nobody else holds among ``candidates``; return the files won."""
+        if not candidates:
+            return []
+        now = time.time()
+        keyed = {(f.relative_path, fingerprint(f)): f for f in candidates}
+        fresh = [
+            {
+                "flow_id": self.flow_id,
+                "path": path,
+                "fingerprint": fp,
+                "state": CLAIMED,
+                "attempts": 1,
+                "claimed_by": token,
+                "lease_until": now + lease_seconds,
+                "size": f.size,
+                "mtime": f.mtime,
+                "first_seen": now,
+                "updated": now,
+            }
+            for (path, fp), f in keyed.items()
+        ]
+        reclaim = (
+            update(files)
+            .where(
+                files.c.flow_id == self.flow_id,
+                files.c.path == bindparam("p"),
+                files.c.fingerprint == bindparam("fp"),
+                or_(files.c.state == FAILED, and_(files.c.state == CLAIMED, files.c.lease_until < now)),
+            )
+            .values(
+                state=CLAIMED,
+                claimed_by=token,
+                lease_until=now + lease_seconds,
+                attempts=files.c.attempts + 1,
+                updated=now,
+            )
+        )
+        with self.engine.begin() as connection:
+            connection.execute(insert_ignore(self.engine, files), fresh)
+            connection.execute(reclaim, [{"p": p, "fp": fp} for p, fp in keyed])
+            won = connection.execute(
+                select(files.c.path, files.c.fingerprint).where(
+                    files.c.flow_id == self.flow_id,
+                    files.c.claimed_by == token,
+                    files.c.state == CLAIMED,
+                    files.c.path.in_([p for p, _ in keyed]),
+                )
+            ).all()
+            mine = [keyed[(row.path, row.fingerprint)] for row in won if (row.path, row.fingerprint) in keyed]
+            self._log(connection, [(f, "claimed", {"by": token}) for f in mine])
+        return mine
+
+    def renew(self, token: str, lease_seconds: float) -> int:
+        """Extend the lease of every file ``token`` still holds (called by :class:`LeaseKeeper`)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(files)
+                .where(files.c.flow_id == self.flow_id, files.c.claimed_by == token, files.c.state == CLAIMED)
+                .values(lease_until=time.time() + lease_seconds)
+            )
+        return int(result.rowcount or 0)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def _settle(
+        self, file: SourceFile, token: str, state: str, event_details: dict[str, Any], **values: Any
+    ) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(files)
+                .where(
+                    files.c.flow_id == self.flow_id,
+                    files.c.path == file.relative_path,
+                    files.c.fingerprint == fingerprint(file),
+                    files.c.claimed_by == token,
+                )
+                .values(state=state, lease_until=None, updated=time.time(), **values)
+            )
+            self._log(connection, [(file, state, event_details)])
+
+    def done(self, file: SourceFile, token: str, outputs: list[str]) -> None:
+        """Record ``file`` as processed, after its outputs were published."""
+        self._settle(file, token, DONE, {"outputs": outputs}, outputs=json.dumps(outputs), error=None)
+
+    def failed(self, file: SourceFile, token: str, error: str, *, quarantined: bool = False) -> None:
+        """Record a failure: retried by the next run, unless the file was quarantined."""
+        state = QUARANTINED if quarantined else FAILED
+        self._settle(file, token, state, {"error": error[:2000]}, error=error[:8000])
+
+    def release(self, pending: Iterable[SourceFile], token: str) -> None:
+        """Give back files claimed but not processed (fail_fast): the next run takes them."""
+        keys = [{"p": f.relative_path, "fp": fingerprint(f)} for f in pending]
+        if not keys:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(files)
+                .where(
+                    files.c.flow_id == self.flow_id,
+                    files.c.path == bindparam("p"),
+                    files.c.fingerprint == bindparam("fp"),
+                    files.c.claimed_by == token,
+                    files.c.state == CLAIMED,
+                )
+                .values(
+                    state=FAILED,
+                    attempts=files.c.attempts - 1,
+                    lease_until=None,
+                    error="released unprocessed (fail_fast)",
+                    updated=time.time(),
+                ),
+                keys,
+            )
+
+    def _log(self, connection: Connection, entries: list[tuple[SourceFile, str, dict[str, Any]]]) -> None:
+        if entries:
+            now = time.time()
+            connection.execute(
+                insert(events),
+                [
+                    {
+                        "flow_id": self.flow_id,
+                        "path": f.relative_path,
+                        "fingerprint": fingerprint(f),
+                        "event": name,
+                        "at": now,
+                        "details": json.dumps(details, default=str),
+                    }
+                    for f, name, details in entries
+                ],
+            )
+
+    # -- operations ----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Number of file identities per state."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(files.c.state, func.count())
+                .where(files.c.flow_id == self.flow_id)
+                .group_by(files.c.state)
+            ).all()
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def last_seen(self) -> float | None:
+        """When the flow last saw a new file (UNIX time), or None."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(func.max(files.c.first_seen)).where(files.c.flow_id == self.flow_id)
+            ).scalar()
+        return None if value is None else float(value)
+
+    def history(self, path: str) -> list[dict[str, Any]]:
+        """Every event of one file (all fingerprints), oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(events.c.fingerprint, events.c.event, events.c.at, events.c.details)
+                .where(events.c.flow_id == self.flow_id, events.c.path == path)
+                .order_by(events.c.id)
+            ).all()
+        return [
+            {
+                "fingerprint": r.fingerprint,
+                "event": r.event,
+                "at": r.at,
+                "details": json.loads(r.details or "{}"),
+            }
+            for r in rows
+        ]
+
+    def records(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        query = select(files).where(files.c.flow_id == self.flow_id)
+        if states:
+            query = query.where(files.c.state.in_(states))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query.order_by(files.c.path))]
+
+    def forget(
+        self,
+        *,
+        pattern: str | None = None,
+        states: Sequence[str] | None = None,
+        since: float | None = None,
+        reason: str,
+    ) -> int:
+        """
+        Forget file identities so the next run processes them again; return how many.
+
+        :param pattern: glob on the relative path (all files when omitted).
+        :param states: only these states (e.g. ``["quarantined"]`` to replay quarantined files).
+        :param since: only identities settled at or after this UNIX time (rewind).
+        """
+        query = select(files.c.path, files.c.fingerprint).where(files.c.flow_id == self.flow_id)
+        if states:
+            query = query.where(files.c.state.in_(states))
+        if since is not None:
+            query = query.where(files.c.updated >= since)
+        with self.engine.begin() as connection:
+            keys = [
+                (r.path, r.fingerprint)
+                for r in connection.execute(query)
+                if pattern is None or fnmatch.fnmatchcase(r.path, pattern)
+            ]
+            for chunk in chunks(keys):
+                connection.execute(
+                    delete(files).where(
+                        files.c.flow_id == self.flow_id,
+                        files.c.path == bindparam("p"),
+                        files.c.fingerprint == bindparam("fp"),
+                    ),
+                    [{"p": p, "fp": fp} for p, fp in chunk],
+                )
+                connection.execute(
+                    insert(events),
+                    [
+                        {
+                            "flow_id": self.flow_id,
+                            "path": p,
+                            "fingerprint": fp,
+                            "event": "forgotten",
+                            "at": time.time(),
+                            "details": json.dumps({"reason": reason}),
+                        }
+                        for p, fp in chunk
+                    ],
+                )
+        return len(keys)

@@ -1,0 +1,129 @@
+"""
+The children that run a flow's function during one run: start, recycle, replace, retry.
+
+The pool stages the stdlib-only runtime once, starts a first child before any file is touched (a
+processor that cannot load fails the run here), replaces a child after ``job_config.batch_size``
+files or after it was killed (timeout, crash, protocol violation), and runs each file with
+``job_config.retries`` more attempts after a failure. It knows nothing about sources,
+destinations or the ledger: it turns file requests into :class:`FileOutcome` values.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from airflow_byo.runner.child_process import ChildProcess, stage_runtime
+from airflow_byo.scratch import scratch_dir, sweep
+from airflow_byo.storage.publisher import discard_staged_outputs
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from airflow_byo.flow_config import JobConfig, RuntimeConfig
+    from airflow_byo.processor import ProcessorSource
+    from airflow_byo.runner.child_messages import FileOutcome
+    from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runtime.protocol import FileRequest, InitRequest
+
+__all__ = ["ChildPool", "init_request"]
+
+
+def init_request(processor: ProcessorSource, config: RuntimeConfig) -> InitRequest:
+    """The first message a child receives: what to load and how to call it."""
+    return {
+        "op": "init",
+        "code": processor.code,
+        "reference": processor.reference,
+        "function_name": processor.function_name,
+        "sys_path": list(processor.sys_path),
+        "job_config": config.job_config.model_dump(),
+        "variables": dict(config.variables),
+        "args": list(config.custom_code.args),
+        "kwargs": dict(config.custom_code.kwargs),
+    }
+
+
+class ChildPool:
+    """
+    The child processes of one run (use as a context manager).
+
+    :param python: interpreter of the flow's environment.
+    :param init: the init message every child starts with (:func:`init_request`).
+    :param job: the flow's job configuration (batch size, retries, timeout).
+    :param log: the task's logger.
+    """
+
+    def __init__(self, *, python: str, init: InitRequest, job: JobConfig, log: TaskLog) -> None:
+        self.python = python
+        self.init = init
+        self.job = job
+        self.log = log
+        self._child: ChildProcess | None = None
+        self._runtime_dir = ""
+
+    def __enter__(self) -> ChildPool:
+        for path in sweep():
+            self.log.info("Removed scratch directory %s left by a killed run", path)
+        self._runtime_dir = stage_runtime(scratch_dir("runtime"))
+        try:
+            self._ready_child()
+        except BaseException:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None
+        shutil.rmtree(self._runtime_dir, ignore_errors=True)
+
+    def _ready_child(self) -> ChildProcess:
+        """The current child, replaced after ``batch_size`` files or after it was killed."""
+        child = self._child
+        if child is not None and (not child.alive or child.files_handled >= self.job.batch_size):
+            child.stop()
+            child = None
+        if child is None:
+            child = ChildProcess(self.python, self._runtime_dir, self.init, self.log)
+        self._child = child
+        return child
+
+    def can_queue_ahead(self) -> bool:
+        """
+        Whether the next file may be handed to the child before this one is answered, so the
+        child works while the worker publishes. Not with in-run retries (a retry must not queue
+        behind the next file) and not into a child that is about to be replaced.
+        """
+        child = self._child
+        if self.job.retries or child is None or not child.alive:
+            return False
+        return child.files_handled + 2 <= self.job.batch_size
+
+    def queue_ahead(self, request: FileRequest) -> None:
+        """Send the next file to the current child (after :meth:`can_queue_ahead` said yes)."""
+        if self._child is not None:
+            self._child.queue(request)
+
+    def start(self, request: FileRequest) -> None:
+        """Send ``request`` to a ready child (before :meth:`queue_ahead` of the next one)."""
+        self._ready_child().queue(request)
+
+    def process(self, request: FileRequest, label: str) -> FileOutcome:
+        """
+        The outcome of ``request`` (sent by :meth:`start`), with up to ``job_config.retries``
+        more attempts; what a failed attempt staged is discarded before the next one.
+        """
+        for attempt in range(1, self.job.retries + 2):
+            child = self._child if attempt == 1 and self._child is not None else self._ready_child()
+            outcome = child.process(request, self.job.timeout_seconds)
+            outcome.attempts = attempt
+            if outcome.ok:
+                return outcome
+            discard_staged_outputs(request["out_prefix"])
+            if attempt <= self.job.retries:
+                self.log.warning("%s failed (attempt %d): %s; retrying", label, attempt, outcome.error)
+        return outcome

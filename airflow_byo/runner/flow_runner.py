@@ -1,0 +1,264 @@
+"""
+Run a processor over files: claim -> fetch -> process -> publish -> settle.
+
+This is the engine behind every way of running a flow (the operator, the decorator, test mode,
+the CLI). It knows nothing about Airflow tasks: it takes locations, a processor and a
+configuration, and returns a :class:`~airflow_byo.summary.RunSummary`. Each step lives in one
+place: claims in the :class:`FileTracker` (the ledger), fetching in :mod:`.transfers`, processing
+in the :class:`~airflow_byo.runner.child_pool.ChildPool`, publishing in the
+:class:`~airflow_byo.storage.publisher.Publisher`, settling back in the tracker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.faults import crash_point
+from airflow_byo.runner.child_messages import FileOutcome
+from airflow_byo.runner.child_pool import ChildPool, init_request
+from airflow_byo.runner.progress import Progress, log_file_result, log_notification
+from airflow_byo.runner.transfers import fetch_ahead
+from airflow_byo.scratch import scratch
+from airflow_byo.storage.publisher import Publisher, discard_staged_outputs
+from airflow_byo.summary import FileResult, RunSummary
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from airflow_byo.flow_config import RuntimeConfig
+    from airflow_byo.processor import ProcessorSource
+    from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runner.transfers import FetchedFile
+    from airflow_byo.runtime.protocol import Notify
+    from airflow_byo.storage.location import Location, SourceFile
+
+__all__ = ["FileTracker", "FlowRunner"]
+
+
+class FileTracker(Protocol):
+    """
+    Which files a run owns, and what became of them: the seam where the processed-file ledger
+    plugs into the runner (see :class:`airflow_byo.ledger.tracking.LedgerTracker`).
+    """
+
+    def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
+        """Yield the files of ``files`` this run may process (claiming them as it goes)."""
+        ...
+
+    def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
+        """Record a file's outcome, after its outputs were published."""
+        ...
+
+
+class _EveryFile:
+    """No ledger: every listed file is processed."""
+
+    def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
+        return iter(files)
+
+    def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _transfer_threads(count: int) -> Iterator[ThreadPoolExecutor]:
+    """Threads for downloads ahead and uploads behind; stopped before staging is removed."""
+    pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="byo-transfer")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _Publishing:
+    """A processed file whose outputs may still be uploading."""
+
+    item: FetchedFile
+    result: FileResult
+    outcome: FileOutcome
+    upload: Future[None]
+
+
+class FlowRunner:
+    """
+    Stream files through one processor, in long-lived child processes.
+
+    :param processor: the function to run (see :func:`airflow_byo.processor.resolve_processor`).
+    :param config: the validated runtime configuration.
+    :param python: interpreter of the flow's environment.
+    :param log: the task's logger; progress, the user's prints and notifications go there.
+    :param on_notify: also called with each ``ctx.notify()`` event (file url, event), after it
+        was logged: e.g. to deliver it to the flow's notification channels.
+    :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        processor: ProcessorSource,
+        config: RuntimeConfig,
+        python: str,
+        log: TaskLog,
+        on_notify: Callable[[str, Notify], None] | None = None,
+        quarantine: Location | None = None,
+    ) -> None:
+        self.processor = processor
+        self.config = config
+        self.job = config.job_config
+        self.python = python
+        self.log = log
+        self.on_notify = on_notify
+        self.quarantine = quarantine
+
+    def children(self) -> ChildPool:
+        """The child processes of one run (a context manager; the first child starts on entry)."""
+        return ChildPool(
+            python=self.python, init=init_request(self.processor, self.config), job=self.job, log=self.log
+        )
+
+    # -- whole runs ----------------------------------------------------------------------------
+    def run(
+        self,
+        source: Location,
+        destination: Location,
+        files: Sequence[SourceFile],
+        tracker: FileTracker | None = None,
+    ) -> RunSummary:
+        """
+        Process ``files`` of ``source`` and publish their outputs to ``destination``.
+
+        Transfers overlap with processing: up to ``job_config.transfer_concurrency`` inputs are
+        downloaded ahead and as many files' outputs uploaded behind, so local disk use stays
+        bounded by that many files whatever the size of the run. With a ``tracker`` (the ledger),
+        only the files it lets this run claim are processed, and each outcome is recorded after
+        the file's outputs were published.
+        """
+        tracker = tracker or _EveryFile()
+        summary = RunSummary(source=source.url, destination=destination.url, files_seen=len(files))
+        progress = Progress(self.log, self.job.progress_interval_seconds)
+        started = time.monotonic()
+        depth = self.job.transfer_concurrency
+        handled: set[str] = set()
+        with (
+            self.children() as children,
+            Publisher(destination, self.quarantine) as publisher,
+            scratch("inputs") as staging,
+            _transfer_threads(depth) as transfers,
+        ):
+            claimed = tracker.claimed(files)  # claim (in chunks, as the run goes)
+            fetched = fetch_ahead(transfers, source, claimed, staging, publisher.out_prefix, depth)
+            uploads: deque[_Publishing] = deque()
+            current = next(fetched, None)
+            while current is not None:
+                while uploads and (len(uploads) >= depth or uploads[0].upload.done()):
+                    self._settle(uploads.popleft(), summary, tracker, progress)
+                if self.job.error_policy == "fail_fast" and self._any_failure(summary, uploads):
+                    break
+                handled.add(current.file.url)
+                ahead = next(fetched, None)
+                outcome = self.process(children, current, ahead=ahead, publisher=publisher)
+                uploads.append(self._publish_behind(transfers, publisher, current, outcome))
+                current = ahead
+            while uploads:
+                self._settle(uploads.popleft(), summary, tracker, progress)
+        if self.job.error_policy == "fail_fast" and summary.failed:
+            for file in files:
+                if file.url not in handled:
+                    summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    # -- process: one file through the child ---------------------------------------------------
+    def process(
+        self,
+        children: ChildPool,
+        item: FetchedFile,
+        *,
+        ahead: FetchedFile | None = None,
+        publisher: Publisher | None = None,
+    ) -> FileOutcome:
+        """
+        Run the child on one (downloaded) file, retrying as configured, then quarantine it if
+        the policy says so (``publisher`` given). The staged input is released afterwards.
+        ``ahead`` is queued into the child before waiting, so the child works while this file's
+        outputs are published.
+        """
+        try:
+            request = item.request()
+        except ByoStorageError as exc:
+            return FileOutcome(status="error", error_type="ByoStorageError", error=str(exc))
+        staged = item.staged.result()
+        try:
+            children.start(request)
+            if ahead is not None and children.can_queue_ahead():
+                with contextlib.suppress(ByoStorageError):  # reported when that file's turn comes
+                    children.queue_ahead(ahead.request())
+            outcome = children.process(request, item.file.url)
+            crash_point("processed")
+            if not outcome.ok and publisher is not None and self.job.error_policy == "quarantine":
+                url = publisher.quarantine(item.file, staged, outcome)
+                self.log.warning("Quarantined %s to %s", item.file.url, url)
+        finally:
+            staged.release()
+        for event in outcome.notifications:
+            log_notification(self.log, item.file.url, event)
+            if self.on_notify is not None:
+                self.on_notify(item.file.url, event)
+        return outcome
+
+    # -- publish: outputs to the destination, in a transfer thread -----------------------------
+    def _publish_behind(
+        self, transfers: ThreadPoolExecutor, publisher: Publisher, item: FetchedFile, outcome: FileOutcome
+    ) -> _Publishing:
+        result = FileResult(url=item.file.url, status="failed", size=item.file.size, seconds=outcome.seconds)
+        pending = _Publishing(item, result, outcome, Future())
+        clash = publisher.reserve(item.file.url, outcome.outputs) if outcome.ok else None
+        if outcome.ok and clash is None:
+            pending.upload = transfers.submit(self._publish, publisher, pending)
+            return pending
+        if clash is not None:
+            result.error_type, result.error = "OutputNameClash", clash
+            discard_staged_outputs(item.out_prefix)
+        else:
+            result.error_type, result.error = outcome.error_type, outcome.error
+            if outcome.quarantined:
+                result.status = "quarantined"
+        pending.upload.set_result(None)
+        return pending
+
+    @staticmethod
+    def _publish(publisher: Publisher, pending: _Publishing) -> None:
+        """Publish one file's outputs; its result says how it went."""
+        result = pending.result
+        try:
+            urls = publisher.publish(pending.outcome.outputs, pending.item.out_prefix)
+        except ByoStorageError as exc:
+            result.error_type, result.error = "ByoStorageError", str(exc)
+            return
+        for output, url in zip(pending.outcome.outputs, urls, strict=True):
+            result.add_output(output, url)
+        result.status = "processed"
+
+    # -- settle: the outcome into the ledger and the summary -----------------------------------
+    def _settle(
+        self, pending: _Publishing, summary: RunSummary, tracker: FileTracker, progress: Progress
+    ) -> None:
+        pending.upload.result()
+        tracker.settle(pending.item.file, pending.result, pending.outcome.quarantined)
+        crash_point("committed")
+        summary.add(pending.result, pending.outcome.insights, pending.outcome.counters)
+        summary.notifications += len(pending.outcome.notifications)
+        log_file_result(self.log, pending.result, pending.outcome, pending.item.seq + 1, summary.files_seen)
+        progress.update(summary, summary.files_seen)
+
+    @staticmethod
+    def _any_failure(summary: RunSummary, uploads: deque[_Publishing]) -> bool:
+        """A failure so far, counting files whose outcome is known but not yet summarised."""
+        return bool(summary.failed) or any(p.upload.done() and p.result.status == "failed" for p in uploads)

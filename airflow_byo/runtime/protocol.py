@@ -1,0 +1,122 @@
+"""
+The child protocol, typed once for both ends: one JSON object per line.
+
+* worker -> child, on stdin: :class:`InitRequest` once, then a :class:`FileRequest` per file and
+  a :class:`StopRequest` at the end (EOF also stops the child).
+* child -> worker, on the child's original stdout: :class:`Ready` or :class:`LoadError` after
+  init; per file zero or more :class:`Notify`, then exactly one :class:`Done` or :class:`Failed`.
+
+A file's outputs are written by the child at :func:`output_path` ``(out_prefix, n)`` in the order
+it reports them, so the worker derives every local path itself and never takes one from a
+message. The worker treats everything the child sends as untrusted input and checks it
+(``airflow_byo.runner.child_process``). Standard library only: the child imports this module
+inside the flow's virtualenv.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "ChildMessage",
+    "Done",
+    "Failed",
+    "FileRequest",
+    "InitRequest",
+    "LoadError",
+    "Notify",
+    "OutputReport",
+    "Ready",
+    "StopRequest",
+    "output_path",
+]
+
+
+class InitRequest(TypedDict):
+    """The processor to load and the configuration it runs with."""
+
+    op: Literal["init"]
+    code: str | None
+    reference: str | None
+    function_name: str
+    sys_path: list[str]
+    job_config: dict[str, Any]
+    variables: dict[str, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+class FileRequest(TypedDict):
+    """One input file: its staged local path, where it came from, and where outputs go."""
+
+    op: Literal["file"]
+    seq: int
+    path: str
+    url: str
+    name: str
+    relative_path: str
+    size: int
+    out_prefix: str
+
+
+class StopRequest(TypedDict):
+    op: Literal["stop"]
+
+
+class Ready(TypedDict):
+    ev: Literal["ready"]
+    python: str
+    executable: str
+
+
+class LoadError(TypedDict):
+    ev: Literal["load_error"]
+    message: str
+    hint: str
+    lineno: int | None
+
+
+class Notify(TypedDict):
+    """A ``ctx.notify()`` call while file ``seq`` is processed."""
+
+    ev: Literal["notify"]
+    seq: int
+    message: str
+    level: str
+    fields: dict[str, Any]
+
+
+class OutputReport(TypedDict):
+    """One output of a file; the n-th report describes the file at ``output_path(prefix, n)``."""
+
+    name: str
+    size: int
+    records: int | None
+
+
+class Done(TypedDict):
+    ev: Literal["done"]
+    seq: int
+    seconds: float
+    outputs: list[OutputReport]
+    insights: dict[str, Any]
+    counters: dict[str, float]
+
+
+class Failed(TypedDict):
+    """The function raised (or its outputs could not be written) for file ``seq``."""
+
+    ev: Literal["error"]
+    seq: int
+    type: str
+    message: str
+    traceback: str
+    seconds: float
+
+
+ChildMessage = Ready | LoadError | Notify | Done | Failed
+
+
+def output_path(out_prefix: str, index: int) -> str:
+    """The local file of a file's ``index``-th output: flat names, no directory per input file."""
+    return f"{out_prefix}-{index:05d}"

@@ -1,0 +1,124 @@
+"""
+What a run does with a file's outputs: stage them, check their names, publish them, or
+quarantine the input instead.
+
+The :class:`Publisher` owns the run's local output staging directory (where the child writes),
+keeps output names unique within the run, publishes each output through
+:meth:`Location.publish <airflow_byo.storage.location.Location.publish>` (atomic per backend)
+and returns the final URLs, which the summary, the quarantine log line and lineage reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import time
+from typing import TYPE_CHECKING
+
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.faults import crash_point
+from airflow_byo.scratch import scratch
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+    from airflow_byo.runner.child_messages import FileOutcome, StagedOutput
+    from airflow_byo.storage.location import Location, SourceFile, StagedInput
+
+__all__ = ["Publisher", "discard_staged_outputs"]
+
+
+def discard_staged_outputs(out_prefix: str) -> None:
+    """
+    Delete what the child staged for one input file (``<prefix>-<n>``). Needed after a failure
+    only: the child then reports no outputs, but may have written some before it failed.
+    """
+    for path in glob.glob(glob.escape(out_prefix) + "-*"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+class Publisher:
+    """
+    Publishes the outputs of one run to ``destination`` (use as a context manager: it creates
+    and removes the output staging directory).
+
+    :param destination: where outputs go.
+    :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
+    """
+
+    def __init__(self, destination: Location, quarantine: Location | None = None) -> None:
+        self.destination = destination
+        self.quarantine_location = quarantine
+        self._reserved: dict[str, str] = {}  # output name -> input url that produced it in this run
+        self._staging = destination.output_staging()
+        self.staging_dir = ""
+
+    def __enter__(self) -> Publisher:
+        self.staging_dir = self._staging.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._staging.__exit__(kind, exc, tb)
+
+    def out_prefix(self, seq: int) -> str:
+        """Where the child stages the outputs of the run's ``seq``-th file."""
+        return os.path.join(self.staging_dir, f"{seq:06d}")
+
+    def reserve(self, input_url: str, outputs: Sequence[StagedOutput]) -> str | None:
+        """Reserve the output names of one input; the error when another input wrote one already."""
+        clashes = [o.name for o in outputs if o.name in self._reserved]
+        if clashes:
+            return (
+                f"output {clashes[0]!r} was already written by {self._reserved[clashes[0]]} in this run; "
+                "make output names unique per input, e.g. job_config.output_name "
+                "'{rel_dir}/{stem}.{ext}' or include the input's name in ctx.output() names"
+            )
+        for output in outputs:
+            self._reserved[output.name] = input_url
+        return None
+
+    def publish(self, outputs: Sequence[StagedOutput], out_prefix: str) -> list[str]:
+        """Publish one file's outputs; return their final URLs. Staged leftovers are removed."""
+        try:
+            urls = []
+            for output in outputs:
+                crash_point("uploading")
+                urls.append(self.destination.publish(output.local_path, output.name))
+            crash_point("published")
+            return urls
+        finally:
+            discard_staged_outputs(out_prefix)
+
+    def quarantine(self, file: SourceFile, staged: StagedInput, outcome: FileOutcome) -> str:
+        """Copy a failed input and its error record to the quarantine location; return its URL."""
+        if self.quarantine_location is None:
+            raise ByoConfigError("error_policy 'quarantine' needs a quarantine location")
+        record = {
+            "url": file.url,
+            "size": file.size,
+            "mtime": file.mtime,
+            "etag": file.etag,
+            "attempts": outcome.attempts,
+            "status": outcome.status,
+            "error_type": outcome.error_type,
+            "error": outcome.error,
+            "traceback": outcome.traceback,
+            "quarantined_at": time.time(),
+        }
+        with scratch("quarantine") as work:
+            error_file = os.path.join(work, "error.json")
+            with open(error_file, "w", encoding="utf-8") as handle:
+                json.dump(record, handle, indent=2, default=str)
+            copy = os.path.join(work, "input")
+            shutil.copyfile(staged.path, copy)  # publish() moves local files: never move the source
+            url = self.quarantine_location.publish(copy, file.relative_path)
+            self.quarantine_location.publish(error_file, f"{file.relative_path}.error.json")
+        outcome.quarantined = True
+        return url
