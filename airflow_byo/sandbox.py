@@ -290,20 +290,23 @@ def limits_warning(spec: SandboxSpec) -> str | None:
 
 
 def describe_exit(returncode: int, spec: SandboxSpec) -> str:
-    """
-    Why the sandboxed child ended. bwrap reports a child killed by signal N as exit code 128+N.
-    """
-    code = returncode - 128 if returncode > 128 else -returncode if returncode < 0 else 0
-    if code == signal.SIGXCPU or (code == signal.SIGKILL and spec.cpu_seconds is not None):
-        # SIGKILL is also how the hard CPU limit (and the worker's own kill) ends it.
-        what = "killed by SIGKILL" if code == signal.SIGKILL else "stopped"
+    """Why the sandboxed child ended. bwrap reports a child killed by signal N as exit code 128+N."""
+    number = returncode - 128 if returncode > 128 else -returncode
+    try:
+        signum = signal.Signals(number)
+    except ValueError:
+        return f"the processor exited with code {returncode}"
+    if signum == signal.SIGXCPU:
         return (
-            f"the processor was {what}; if it used its CPU time, it hit "
-            f"job_config.cpu_seconds={spec.cpu_seconds}: raise it or make the function faster"
+            f"the processor used up its CPU time, job_config.cpu_seconds={spec.cpu_seconds} (a total "
+            "for the child process): raise it or make the function faster"
         )
-    if code:
-        return f"the processor was killed by signal {signal.Signals(code).name}"
-    return f"the processor exited with code {returncode}"
+    if signum == signal.SIGKILL and spec.cpu_seconds is not None:
+        return (
+            "the processor was killed by SIGKILL: the hard CPU limit (job_config.cpu_seconds="
+            f"{spec.cpu_seconds} plus 1 s), the memory cap, or the worker's own kill"
+        )
+    return f"the processor was killed by signal {signum.name}"
 
 
 def limit_error_hint(error_type: str, message: str, spec: SandboxSpec) -> str | None:

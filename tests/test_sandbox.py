@@ -457,6 +457,15 @@ def test_resolve_mode() -> None:
         sandbox.resolve_mode("yes", works)
 
 
+def test_describe_exit() -> None:
+    spec = SandboxSpec(interpreter=sys.executable, cpu_seconds=5)
+    assert "job_config.cpu_seconds=5" in sandbox.describe_exit(128 + signal.SIGXCPU, spec)
+    assert "SIGSEGV" in sandbox.describe_exit(128 + signal.SIGSEGV, spec)
+    assert "SIGKILL" in sandbox.describe_exit(-signal.SIGKILL, spec)  # the outer bwrap itself killed
+    assert sandbox.describe_exit(3, spec) == "the processor exited with code 3"
+    assert sandbox.describe_exit(255, spec) == "the processor exited with code 255"
+
+
 def test_status_names_the_package_when_bwrap_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
