@@ -1,38 +1,55 @@
 """
 The one Airflow deployment shared by every end-to-end test (``deployment`` fixture, session scope).
 
-Starting it costs about a minute, so all tests that need a running Airflow use this fixture
-instead of starting their own; each test uses its own DAG ids, flow ids and S3 prefixes, so they
-stay independent on the shared deployment.
+Starting it costs about a minute, so every test that needs a running Airflow uses this fixture
+instead of starting its own; each test uses its own DAG ids, flow ids and S3 buckets or prefixes,
+so tests stay independent on the shared deployment.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.deployment import Deployment, ensure_services
+from tests.e2e.deployment import Deployment
+from tests.e2e.processes import ensure_services
 
 _STARTED: list[Deployment] = []
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """A running CeleryExecutor deployment (see :mod:`tests.e2e.deployment`), stopped at the end."""
     ensure_services()
-    running = Deployment(tmp_path_factory.mktemp("deployment"))
+    # Not under pytest's basetemp: other pytest sessions on the machine rotate those away, and the
+    # logs must survive a failure. Removed at the end when no test failed.
+    root = Path(tempfile.mkdtemp(prefix="byo-e2e-"))
+    running = Deployment(root)
+    _STARTED.append(running)
+    failures = request.session.testsfailed
+    started = False
     try:
         running.start()
-        _STARTED.append(running)
+        started = True
         yield running
     finally:
         running.close()
+        if started and request.session.testsfailed == failures:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for running in _STARTED:
-        terminalreporter.write_line(
-            f"e2e deployment: started in {running.seconds_to_start:.1f}s; logs in {running.logs}"
-        )
+        if running.seconds_to_start is not None:
+            timings = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in running.timings.items())
+            terminalreporter.write_line(
+                f"e2e deployment: started in {running.seconds_to_start:.0f}s"
+                + (f"; {timings}" if timings else "")
+            )
+        if running.root.exists():
+            terminalreporter.write_line(f"e2e deployment: logs kept in {running.logs}")

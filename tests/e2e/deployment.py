@@ -31,118 +31,37 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from tests.e2e.processes import (
+    REDIS_PORT,
+    Component,
+    DeploymentError,
+    claim_redis_db,
+    pg_admin,
+    redis_db,
+    tail,
+)
 from tests.servers import S3Server, connection_uri_env, free_port, wait_for_port
 
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-REDIS_PORT = 6379
 WORKERS = ("worker-a", "worker-b")
 #: Users of the simple auth manager, by role (``[core] simple_auth_manager_users``).
 USERS = {"admin": "admin", "op": "op", "user": "user", "viewer": "viewer"}
 S3_CONN_ID = "byo_e2e_s3"
 LEDGER_CONN_ID = "byo_ledger"
-
-
-class DeploymentError(AssertionError):
-    """A wait of the deployment timed out or a component died; the message has the log tails."""
-
-
-@dataclass
-class Component:
-    """One long-running ``airflow`` process of the deployment."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    #: Size of the log when this process started (a restarted worker appends to the same log).
-    start_offset: int = 0
-    #: Set by :meth:`kill`: a deliberate death, not a failure of the deployment.
-    killed: bool = False
-    _log: Any = field(default=None, repr=False)
-
-    def start(self) -> None:
-        self.start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            self.argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self.env,
-            cwd=self.env["AIRFLOW_HOME"],
-            start_new_session=True,  # its own process group: stopped (or killed) as a whole
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def tree(self) -> list[int]:
-        """The process and all its descendants (task supervisors, task processes, byo children)."""
-        import psutil
-
-        if self.process is None:
-            return []
-        try:
-            parent = psutil.Process(self.process.pid)
-            return [parent.pid, *(child.pid for child in parent.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            return []
-
-    def kill(self) -> list[int]:
-        """SIGKILL the whole tree at once, as when the machine dies. Returns the pids signalled."""
-        pids = self.tree()
-        self.killed = True
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._reap()
-        return pids
-
-    def terminate(self) -> list[int]:
-        """Send SIGTERM to the process group; returns the tree to kill if it does not go."""
-        pids = self.tree()
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-        return pids
-
-    def _reap(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _tail(path: Path, lines: int) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 class Api:
@@ -202,21 +121,26 @@ class Deployment:
         self._clients: dict[str, Api] = {}
         self._ledger_engine: Any = None
         self.seconds_to_start: float | None = None
+        #: Durations tests want reported (printed in pytest's terminal summary).
+        self.timings: dict[str, float] = {}
 
     # -- start and stop ---------------------------------------------------------------------------
 
     def start(self) -> Deployment:
         began = time.monotonic()
         self._create_databases()
-        self.redis_db = _claim_redis_db()
+        self.redis_db = claim_redis_db()
         self.s3 = S3Server(self.root)
         (self.root / "passwords.json").write_text(json.dumps(self.passwords))
         migrate = self._component("db-migrate", [AIRFLOW, "db", "migrate"])
         migrate.start()
         assert migrate.process is not None
-        if migrate.process.wait(timeout=300) != 0:
+        try:
+            code = migrate.process.wait(timeout=300)
+        finally:
+            migrate.kill()  # reaps it; kills it only if the wait timed out
+        if code != 0:
             raise DeploymentError(f"airflow db migrate failed:\n{migrate.tail(60)}")
-        migrate._reap()
         commands = {
             "api-server": [AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port)],
             "scheduler": [AIRFLOW, "scheduler", "--skip-serve-logs"],
@@ -253,13 +177,15 @@ class Deployment:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             component._reap()
-        if self._ledger_engine is not None:
-            self._ledger_engine.dispose()
-        if self.s3 is not None:
-            self.s3.stop()
-        if self.redis_db is not None:
-            with contextlib.suppress(Exception):
-                _redis(self.redis_db).flushdb()
+        with contextlib.suppress(Exception):
+            if self._ledger_engine is not None:
+                self._ledger_engine.dispose()
+        with contextlib.suppress(Exception):
+            if self.s3 is not None:
+                self.s3.stop()
+        with contextlib.suppress(Exception):
+            if self.redis_db is not None:
+                redis_db(self.redis_db).flushdb()
         self._drop_databases()
 
     def _component(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Component:
@@ -330,13 +256,13 @@ class Deployment:
         return env | self.extra_env
 
     def _create_databases(self) -> None:
-        with _pg_admin() as cursor:
+        with pg_admin() as cursor:
             for name in (self.metadata_db, self.ledger_db):
                 cursor.execute(f'CREATE DATABASE "{name}"')
                 self._databases.append(name)
 
     def _drop_databases(self) -> None:
-        with contextlib.suppress(Exception), _pg_admin() as cursor:
+        with contextlib.suppress(Exception), pg_admin() as cursor:
             for name in self._databases:
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -581,80 +507,5 @@ class Deployment:
         if dag_id:
             pattern = f"dag_id={dag_id}/run_id={run_id}/**/*.log" if run_id else f"dag_id={dag_id}/**/*.log"
             for path in sorted(self.task_logs.glob(pattern)):
-                parts.append(f"----- task log {path.relative_to(self.task_logs)}\n{_tail(path, lines)}")
+                parts.append(f"----- task log {path.relative_to(self.task_logs)}\n{tail(path, lines)}")
         return "\n".join(parts)
-
-
-# -- machine services -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _pg_admin() -> Any:
-    import psycopg2
-
-    connection = psycopg2.connect(dbname="postgres", **PG)
-    connection.autocommit = True
-    try:
-        yield connection.cursor()
-    finally:
-        connection.close()
-
-
-def _redis(db: int) -> Any:
-    import redis
-
-    return redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=db, socket_timeout=5)
-
-
-def _claim_redis_db() -> int:
-    """An empty Redis database number (1-15), marked as taken by this deployment."""
-    token = uuid.uuid4().hex
-    for db in range(1, 16):
-        client = _redis(db)
-        if client.dbsize() == 0 and client.set("byo-e2e-owner", token, nx=True):
-            return db
-    raise DeploymentError("no empty Redis database among 1-15 at 127.0.0.1:6379 (FLUSHDB a stale one)")
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
-def ensure_services() -> None:
-    """
-    Make sure the machine's PostgreSQL and Redis answer on 127.0.0.1; start them when down (the
-    machine normally starts both before a session; a stopped one is restarted the same way).
-    """
-    if not _listening(PG["port"]):
-        clusters = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-        if clusters:
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[-1], "main", "start"],
-                check=False,
-                capture_output=True,
-            )
-    if not _listening(REDIS_PORT):
-        subprocess.run(
-            [
-                "redis-server",
-                "--daemonize",
-                "yes",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(REDIS_PORT),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            check=False,
-            capture_output=True,
-        )
-    deadline = time.monotonic() + 30
-    while not (_listening(PG["port"]) and _listening(REDIS_PORT)):
-        if time.monotonic() > deadline:
-            raise DeploymentError("PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) must be running")
-        time.sleep(0.5)
