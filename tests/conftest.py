@@ -15,12 +15,16 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.backends import Backend, LocalBackend, S3Backend, SftpBackend
 from tests.servers import S3Server, SftpServer
+
+if TYPE_CHECKING:
+    from airflow_byo.runner.flow_runner import FlowRunner
+    from airflow_byo.summary import RunSummary
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="byo-tests-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME)
@@ -170,6 +174,102 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
     _engine.cache_clear()  # engines of this process hold connections to the database
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+@pytest.fixture
+def ledger_conn(ledger_db: dict[str, Any], connections: Any) -> str:
+    """An Airflow connection ``byo_ledger`` to a fresh ledger database; returns its id."""
+    return connections("byo_ledger", ledger_db["connection"])
+
+
+# -- Airflow task context -------------------------------------------------------------------------
+
+
+class FakeTaskInstance:
+    """The part of a task instance our operators use: ``xcom_push``."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def context(**params: Any) -> dict[str, Any]:
+    """A task context with ``params`` (e.g. ``test_file=``) and a :class:`FakeTaskInstance`."""
+    return {"params": params, "ti": FakeTaskInstance()}
+
+
+# -- files and flow runs --------------------------------------------------------------------------
+
+#: A processor that upper-cases each text file.
+UPPER = "def process(file, ctx):\n    return file.open().read().upper()\n"
+
+
+def make_files(directory: Path, files: dict[str, str | bytes]) -> None:
+    """Create ``files`` (relative name -> text or bytes) under ``directory``."""
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+def published(destination: Path) -> dict[str, str]:
+    """Every file under the destination (relative name -> text); temp names included on purpose."""
+    if not destination.exists():
+        return {}
+    return {
+        str(p.relative_to(destination)): p.read_bytes().decode(errors="replace")
+        for p in sorted(destination.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_no_temporaries(destination: Path) -> None:
+    from airflow_byo.storage import TEMP_MARKER
+
+    leftovers = [p for p in destination.rglob("*") if TEMP_MARKER in p.name] if destination.exists() else []
+    assert leftovers == []
+
+
+def inline_runner(
+    code: str, runtime_config: dict[str, Any] | None = None, log: RecordingLogger | None = None
+) -> FlowRunner:
+    """A :class:`FlowRunner` for inline ``code`` (dedented) in this interpreter."""
+    import textwrap
+
+    from airflow_byo.flow_config import parse_runtime_config
+    from airflow_byo.processor import resolve_processor
+    from airflow_byo.runner.flow_runner import FlowRunner
+
+    return FlowRunner(
+        processor=resolve_processor(textwrap.dedent(code)),
+        config=parse_runtime_config(runtime_config),
+        python=sys.executable,
+        log=log or RecordingLogger(),
+    )
+
+
+def run_flow(
+    tmp_path: Path,
+    code: str,
+    files: dict[str, str | bytes],
+    runtime_config: dict[str, Any] | None = None,
+    log: RecordingLogger | None = None,
+) -> tuple[RunSummary, Path]:
+    """Run inline ``code`` over ``files`` from ``tmp_path/in`` to ``tmp_path/out``."""
+    from airflow_byo.storage import Location
+
+    source, destination = tmp_path / "in", tmp_path / "out"
+    source.mkdir(exist_ok=True)
+    make_files(source, files)
+    runner = inline_runner(code, runtime_config, log)
+    src = Location(str(source), role="source")
+    summary = runner.run(src, Location(str(destination), role="destination"), src.list_files())
+    return summary, destination
 
 
 FAULT_POINTS_COVERED: list[str] = []

@@ -1,12 +1,16 @@
-"""The child pool: what every child starts with."""
+"""The child pool (airflow_byo.runner.child_pool): what every child starts with, recycling, retries."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.processor import resolve_processor
 from airflow_byo.runner.child_pool import init_request
+from airflow_byo.runtime.protocol import FileRequest
+from tests.conftest import RecordingLogger, inline_runner, published, run_flow
 
 
 def test_init_request_carries_what_the_child_needs() -> None:
@@ -27,3 +31,88 @@ def test_init_request_carries_what_the_child_needs() -> None:
     assert init["job_config"]["batch_size"] == 7
     assert init["job_config"]["output_name"] == "{stem}.{ext}"
     json.dumps(init)  # it crosses a process boundary as JSON
+
+
+def test_one_child_serves_a_batch_and_is_recycled_after_batch_size(tmp_path: Path) -> None:
+    code = """
+        import os
+        def process(file, ctx):
+            return [{"pid": os.getpid()}]
+    """
+    files = {f"f{i}.txt": "" for i in range(5)}
+    _, out = run_flow(tmp_path, code, files, {"job_config": {"batch_size": 2}})
+    pids = [json.loads(text)["pid"] for _, text in sorted(published(out).items())]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+    assert os.getpid() not in pids
+
+
+FLAKY = """
+    def process(file, ctx):
+        with open(ctx.variables["attempts"], "a") as handle:
+            handle.write("x")
+        with open(ctx.variables["attempts"]) as handle:
+            attempt = len(handle.read())
+        if attempt == 1:
+            ctx.write("first.txt", "from the failed attempt")
+            ctx.write("second.txt", "from the failed attempt")
+            raise ConnectionError("flaky upstream")
+        return "attempt %d" % attempt
+"""
+
+
+def file_request(tmp_path: Path, name: str = "a.txt") -> FileRequest:
+    path = tmp_path / name
+    path.write_text("x")
+    (tmp_path / "stage").mkdir(exist_ok=True)
+    return {
+        "op": "file",
+        "seq": 0,
+        "path": str(path),
+        "url": str(path),
+        "name": name,
+        "relative_path": name,
+        "size": 1,
+        "out_prefix": str(tmp_path / "stage" / "000000"),
+    }
+
+
+def test_a_failed_attempt_is_retried_and_what_it_staged_is_discarded(tmp_path: Path) -> None:
+    log = RecordingLogger()
+    runner = inline_runner(
+        FLAKY,
+        {"attempts": str(tmp_path / "attempts"), "job_config": {"retries": 1, "output_format": "text"}},
+        log,
+    )
+    request = file_request(tmp_path)
+    with runner.children() as children:
+        assert not children.can_queue_ahead()  # a retry must not queue behind the next file
+        children.start(request)
+        outcome = children.process(request, "a.txt")
+    assert outcome.ok
+    assert outcome.attempts == 2
+    [output] = outcome.outputs
+    assert output.name == "a.txt"
+    assert Path(output.local_path).read_text() == "attempt 2"
+    assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == ["000000-00000"]
+    assert "a.txt failed (attempt 1): flaky upstream; retrying" in log.text
+
+
+def test_without_retries_a_failure_is_final(tmp_path: Path) -> None:
+    runner = inline_runner(FLAKY, {"attempts": str(tmp_path / "attempts")})
+    request = file_request(tmp_path)
+    with runner.children() as children:
+        children.start(request)
+        outcome = children.process(request, "a.txt")
+    assert (outcome.status, outcome.attempts) == ("error", 1)
+    assert (outcome.error_type, outcome.error) == ("ConnectionError", "flaky upstream")
+    assert list((tmp_path / "stage").iterdir()) == []  # the partial outputs are gone
+
+
+def test_files_are_queued_ahead_only_into_a_child_that_stays(tmp_path: Path) -> None:
+    runner = inline_runner("def process(file, ctx):\n    return 'ok'\n", {"job_config": {"batch_size": 2}})
+    request = file_request(tmp_path)
+    with runner.children() as children:
+        assert children.can_queue_ahead()  # two files fit into this child
+        children.start(request)
+        assert children.process(request, "a.txt").ok
+        assert not children.can_queue_ahead()  # the next file is this child's last

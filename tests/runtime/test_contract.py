@@ -1,6 +1,6 @@
 """
 The processor contract (airflow_byo.runtime.contract): output names, record writers, the context
-and the input file -- and the runtime's promise to import with the standard library alone.
+and the input file.
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ import decimal
 import io
 import json
 import logging
-import subprocess
-import sys
-import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_byo.runner.child_process import stage_runtime
 from airflow_byo.runtime.contract import (
     Context,
     InputFile,
@@ -346,48 +342,3 @@ def test_notify_emits_a_json_safe_event(ctx: Context, events: list[dict[str, Any
         {"ev": "notify", "message": "42", "level": "warning", "fields": {}},
     ]
     json.dumps(events)
-
-
-# -- the runtime needs the standard library only --------------------------------------------------
-
-
-def test_runtime_imports_with_the_standard_library_only(tmp_path: Path) -> None:
-    """The flow's virtualenv has no Airflow or pydantic: the runtime must not need them."""
-    staged = stage_runtime(str(tmp_path / "staged"))
-    script = textwrap.dedent(
-        f"""
-        import json, sys
-        sys.path.insert(0, {staged!r})
-        import airflow_byo.runtime.child
-        import airflow_byo.runtime
-        from airflow_byo.runtime import Context, InputFile, OutputError, safe_output_name
-        leaked = sorted(
-            name for name in sys.modules
-            if name.split(".")[0] in ("airflow", "pydantic", "pydantic_core", "sqlalchemy")
-        )
-        print(json.dumps({{
-            "leaked": leaked,
-            "file": airflow_byo.runtime.child.__file__,
-            "site": [p for p in sys.path if "site-packages" in p],
-        }}))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["leaked"] == []
-    assert report["site"] == []
-    assert report["file"].startswith(str(tmp_path / "staged"))
-
-
-def test_staged_runtime_holds_only_the_runtime(tmp_path: Path) -> None:
-    staged = Path(stage_runtime(str(tmp_path)))
-    assert sorted(p.name for p in (staged / "airflow_byo").iterdir()) == ["__init__.py", "runtime"]
-    names = {p.name for p in (staged / "airflow_byo" / "runtime").iterdir()}
-    assert {"__init__.py", "child.py", "contract.py", "function_loader.py", "protocol.py"} <= names
