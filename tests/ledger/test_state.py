@@ -1,25 +1,13 @@
-"""The ledger's rules, on SQLite and on PostgreSQL."""
+"""The ledger's file state (airflow_byo.ledger.state): its rules, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import pytest
-
-from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.ledger.snapshots import load_snapshot, save_snapshot
 from airflow_byo.ledger.state import Ledger, fingerprint
 from airflow_byo.storage import SourceFile
-
-
-def files(*names: str, size: int = 10, mtime: float = 1000.0) -> list[SourceFile]:
-    return [SourceFile(f"/src/{n}", n, size, mtime) for n in names]
-
-
-@pytest.fixture
-def ledger(ledger_db: dict[str, Any]) -> Ledger:
-    return Ledger("dag.task", ledger_db["url"])
+from tests.ledger.conftest import files
 
 
 def process(ledger: Ledger, listing: list[SourceFile], token: str = "run-1") -> list[str]:
@@ -120,16 +108,3 @@ def test_flows_do_not_see_each_other(ledger_db: dict[str, Any]) -> None:
     one, two = Ledger("flow.one", ledger_db["url"]), Ledger("flow.two", ledger_db["url"])
     process(one, files("a"))
     assert [f.relative_path for f in two.new_files(files("a"))] == ["a"]
-
-
-def test_snapshots_round_trip_in_batches(ledger: Ledger) -> None:
-    listing = files(*(f"f{i}" for i in range(7)))
-    snapshot = save_snapshot(ledger, listing)
-    assert load_snapshot(ledger, snapshot) == listing
-    batches = [load_snapshot(ledger, snapshot, batch=b, of=3) for b in range(3)]
-    assert sorted(f.relative_path for batch in batches for f in batch) == sorted(
-        f.relative_path for f in listing
-    )
-    assert all(batches)
-    with pytest.raises(ByoConfigError, match=r"snapshot 'nope' of flow 'dag.task' does not exist"):
-        load_snapshot(ledger, "nope")
