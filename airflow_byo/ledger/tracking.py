@@ -44,9 +44,10 @@ class LedgerTracker:
             won = self.ledger.claim(chunk, self.token, self.lease_seconds)
             crash_point("claimed")
             self.taken_elsewhere += len(chunk) - len(won)
-            for file in won:
-                self._open[file.url] = file
-                yield file
+            # Held from the claim on, not from when it is yielded: a run that stops early
+            # (fail_fast) gives back the rest of its chunk too.
+            self._open.update((file.url, file) for file in won)
+            yield from won
 
     def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
         if result.status == "processed":

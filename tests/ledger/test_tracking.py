@@ -5,8 +5,6 @@ goes, outcomes recorded, and what was claimed but not processed given back.
 
 from __future__ import annotations
 
-import pytest
-
 from airflow_byo.ledger.state import Ledger
 from airflow_byo.ledger.tracking import LedgerTracker
 from airflow_byo.summary import FileResult
@@ -60,11 +58,6 @@ def test_claims_not_settled_are_given_back_when_the_run_ends(ledger: Ledger) -> 
     assert ledger.records(states=["claimed"])[0]["attempts"] == 1  # a give-back is no attempt
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LedgerTracker.claimed() records a file as open only when it yields it, so the rest of a "
-    "claimed chunk is never released when the run stops early: it stays claimed until the lease expires",
-)
 def test_the_rest_of_a_claimed_chunk_is_given_back_too(ledger: Ledger) -> None:
     listing = files("a", "b", "c")
     with LedgerTracker(ledger, lease_seconds=60, chunk=3) as tracker:
