@@ -23,6 +23,7 @@ from tests.backends import Backend, LocalBackend, S3Backend, SftpBackend
 from tests.servers import S3Server, SftpServer
 
 if TYPE_CHECKING:
+    from airflow_byo.operators.byo_flow import ByoFlowOperator
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.summary import RunSummary
 
@@ -204,6 +205,24 @@ def context(**params: Any) -> dict[str, Any]:
 
 #: A processor that upper-cases each text file.
 UPPER = "def process(file, ctx):\n    return file.open().read().upper()\n"
+
+
+def tracked_flow(source: Path, ledger_conn: str, **kwargs: Any) -> ByoFlowOperator:
+    """Flow ``dag.flow`` upper-casing the ``*.txt`` files of ``source`` into ``source/../out``."""
+    from airflow_byo.operators.byo_flow import ByoFlowOperator
+
+    return ByoFlowOperator(
+        task_id="flow",
+        flow_id="dag.flow",
+        source=str(source),
+        include="*.txt",
+        destination=str(source.parent / "out"),
+        processor=UPPER,
+        python_interpreter=sys.executable,
+        ledger_conn_id=ledger_conn,
+        runtime_config={"job_config": {"output_format": "text"}},
+        **kwargs,
+    )
 
 
 def make_files(directory: Path, files: dict[str, str | bytes]) -> None:

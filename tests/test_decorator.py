@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from airflow.sdk import DAG, task
 
-from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.exceptions import ByoConfigError, ByoProcessorError
 
 
 def test_task_byo_is_registered_and_passes_call_arguments() -> None:
@@ -48,5 +48,5 @@ def test_a_signature_that_cannot_take_the_arguments_fails_at_parse_time() -> Non
         def clean(file, ctx):
             return None
 
-        with pytest.raises(Exception, match="cannot be called as clean"):
+        with pytest.raises(ByoProcessorError, match="cannot be called as clean"):
             clean(1)

@@ -18,20 +18,7 @@ from airflow_byo.exceptions import (
     ByoStorageError,
 )
 from airflow_byo.operators.byo_flow import ByoFlowOperator
-
-UPPER = "def process(file, ctx):\n    return file.open().read().upper()\n"
-
-
-class FakeTaskInstance:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
-def context(**params: Any) -> dict[str, Any]:
-    return {"params": params, "ti": FakeTaskInstance()}
+from tests.conftest import UPPER, context, tracked_flow
 
 
 @pytest.fixture
@@ -178,7 +165,6 @@ def test_bad_arguments_fail_at_parse_time(
     kwargs.setdefault("python_interpreter", None)
     with pytest.raises(error, match=message):
         operator(tmp_path / "in", tmp_path / "out", **kwargs)
-    assert not (tmp_path / "out").exists()
 
 
 def test_templated_config_is_validated_at_run_time(source: Path, tmp_path: Path) -> None:
@@ -194,3 +180,10 @@ def test_templated_config_is_validated_at_run_time(source: Path, tmp_path: Path)
 def test_bad_globs_are_named(source: Path, tmp_path: Path) -> None:
     with pytest.raises(ByoConfigError, match="include must be a glob or a list of globs"):
         operator(source, tmp_path / "out", include=[""]).execute(context())
+
+
+def test_flow_rejects_a_bad_files_pointer(source: Path, ledger_conn: str) -> None:
+    with pytest.raises(
+        ByoConfigError, match=r"files must be a sensor's or planner's XCom like \{'snapshot': '<id>'\}"
+    ):
+        tracked_flow(source, ledger_conn, files={"count": 3}).execute(context())

@@ -15,10 +15,8 @@ import pytest
 from airflow_byo.exceptions import ByoFilesFailedError, ByoStorageError
 from airflow_byo.operators.byo_flow import ByoFlowOperator
 from tests.backends import Backend, LocalBackend, S3Backend, SftpBackend
-from tests.operators.test_byo_flow import context
+from tests.conftest import UPPER, context
 from tests.servers import free_port
-
-UPPER = "def process(file, ctx):\n    return file.open().read().upper()\n"
 
 
 def flow(source: Backend, destination: Backend, **kwargs: Any) -> ByoFlowOperator:

@@ -1,10 +1,9 @@
-"""The new-files sensor (poke and deferrable), its trigger, and the batch planner for mapped tasks."""
+"""The new-files sensor (airflow_byo.sensors.new_files): poke, and deferring to its trigger."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,9 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_byo.ledger.snapshots import load_snapshot
 from airflow_byo.ledger.state import Ledger
-from airflow_byo.operators.byo_flow import ByoFlowOperator
-from airflow_byo.operators.plan_batches import ByoBatchPlanOperator
 from airflow_byo.sensors.new_files import ByoNewFilesSensor
 from airflow_byo.triggers.new_files import ByoNewFilesTrigger
-from tests.operators.test_byo_flow import context
-
-UPPER = "def process(file, ctx):\n    return file.open().read().upper()\n"
-
-
-@pytest.fixture
-def ledger_conn(ledger_db: dict[str, Any], connections: Any) -> str:
-    return connections("byo_ledger", ledger_db["connection"])
+from tests.conftest import context, tracked_flow
 
 
 @pytest.fixture
@@ -47,21 +37,6 @@ def sensor(source: Path, ledger_conn: str, **kwargs: Any) -> ByoNewFilesSensor:
     )
 
 
-def flow(source: Path, ledger_conn: str, **kwargs: Any) -> ByoFlowOperator:
-    return ByoFlowOperator(
-        task_id="flow",
-        flow_id="dag.flow",
-        source=str(source),
-        include="*.txt",
-        destination=str(source.parent / "out"),
-        processor=UPPER,
-        python_interpreter=sys.executable,
-        ledger_conn_id=ledger_conn,
-        runtime_config={"job_config": {"output_format": "text"}},
-        **kwargs,
-    )
-
-
 def test_poke_finds_new_files_and_hands_a_snapshot_to_the_flow(source: Path, ledger_conn: str) -> None:
     task = sensor(source, ledger_conn)
     assert task.poke(context()).is_done is False
@@ -73,7 +48,7 @@ def test_poke_finds_new_files_and_hands_a_snapshot_to_the_flow(source: Path, led
     assert pointer["count"] == 1
     assert pointer["sample"] == ["a.txt"]
     (source / "b.txt").write_text("b")  # arrives after the sensor: next run's business
-    result = flow(source, ledger_conn, files=pointer).execute(context())
+    result = tracked_flow(source, ledger_conn, files=pointer).execute(context())
     assert result["files_processed"] == 1
     assert sorted(p.name for p in (source.parent / "out").iterdir()) == ["a.txt"]
     # Processed files do not wake the sensor again; the late one does.
@@ -123,54 +98,3 @@ def kwargs_url(conn_id: str) -> str:
     from airflow_byo.ledger.state import ledger_url
 
     return ledger_url(conn_id)
-
-
-def test_trigger_reports_errors_instead_of_dying(tmp_path: Path, ledger_conn: str) -> None:
-    trigger = ByoNewFilesTrigger(
-        {"source": str(tmp_path / "missing"), "flow_id": "dag.flow", "ledger_conn_id": ledger_conn},
-        poke_interval=0.1,
-    )
-
-    async def first() -> Any:
-        return await trigger.run().__anext__()
-
-    event = asyncio.run(first())
-    assert event.payload["status"] == "error"
-    assert "does not exist" in event.payload["message"]
-    with pytest.raises(Exception, match=r"waiting for new files in .* failed: .*does not exist"):
-        sensor(tmp_path / "missing", ledger_conn).execute_complete(context(), event.payload)
-
-
-def test_planner_splits_new_files_into_disjoint_batches(
-    source: Path, ledger_conn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for index in range(25):
-        (source / f"f{index:02d}.txt").write_text(str(index))
-    planner = ByoBatchPlanOperator(
-        task_id="plan",
-        source=str(source),
-        flow_id="dag.flow",
-        include="*.txt",
-        files_per_batch=10,
-        ledger_conn_id=ledger_conn,
-    )
-    batches = planner.execute(context())
-    assert [(b["batch"], b["of"]) for b in batches] == [(0, 3), (1, 3), (2, 3)]
-    processed = [
-        flow(source, ledger_conn, files=batch).execute(context())["files_processed"] for batch in batches
-    ]
-    assert sum(processed) == 25
-    assert len(list((source.parent / "out").iterdir())) == 25
-    assert planner.execute(context()) == []  # nothing new: nothing to map
-
-    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
-    for index in range(25, 60):
-        (source / f"f{index:02d}.txt").write_text(str(index))
-    assert len(planner.execute(context())) == 2  # capped by [core] max_map_length
-
-
-def test_flow_rejects_a_bad_files_pointer(source: Path, ledger_conn: str) -> None:
-    with pytest.raises(
-        Exception, match=r"files must be a sensor's or planner's XCom like \{'snapshot': '<id>'\}"
-    ):
-        flow(source, ledger_conn, files={"count": 3}).execute(context())
