@@ -61,6 +61,15 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/opt/airflow/dags/byo_functions",
                         "default": "",
                     },
+                    "max_spec_bytes": {
+                        "description": "Flow spec files larger than this many bytes are refused unread "
+                        "(by the DAG factory, `airflow byo validate` and `airflow byo test --spec`), so one "
+                        "huge file cannot stall DAG parsing.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "4194304",
+                        "default": "1048576",
+                    },
                     "venv_cache_path": {
                         "description": "Directory holding the cached virtualenvs of flows, one per set "
                         "of packages. Empty means $AIRFLOW_HOME/byo/venvs. Use a local disk of each "

@@ -5,12 +5,20 @@ Measured: ``build_dags`` over 200 spec files (read, YAML, validation, one DAG wi
 flow task each). Baseline: the same 200 DAGs built by hand-written Python (the operators
 constructed directly, no spec files). Target <= 2x, and far below Airflow's 30 s
 ``dagbag_import_timeout``.
+
+S2: one file of each hostile kind (an alias bomb, a 50 MB file, non-UTF-8 bytes, a list, a scalar,
+an empty file, a Python tag, duplicate keys) beside the 200 valid specs costs next to nothing
+(issue 14). Measured: ``build_dags`` over that folder; baseline: over the valid specs alone. Each
+side runs in a fresh process, so the second row compares whole-process peak RSS (imports included).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -76,4 +84,76 @@ def run(workdir: Path, *, specs: int, repeat: int) -> list[tuple[str, float, flo
 
     baseline = statistics.median(timed(by_hand) for _ in range(repeat))
     measured = statistics.median(timed(factory) for _ in range(repeat))
-    return [(f"S1 parse {specs} flow specs into DAGs (s)", measured, baseline, "<= 2.0x")]
+    rows = [(f"S1 parse {specs} flow specs into DAGs (s)", measured, baseline, "<= 2.0x")]
+    return rows + run_hostile(workdir, folder, specs=specs, repeat=repeat)
+
+
+#: a few hundred bytes that expand to 10^9 strings when the aliases are followed
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+#: build_dags over a folder in a fresh process: seconds and peak RSS (MB) as JSON
+_MEASURE = """
+import json, resource, sys, time
+from airflow_byo.specs.factory import build_dags
+started = time.perf_counter()
+dags = build_dags(sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - started, "dags": len(dags),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _hostile_files(folder: Path) -> None:
+    valid = SPEC.format(index=999)
+    (folder / "zz_bomb.yaml").write_text(BOMB)
+    with open(folder / "zz_huge.yaml", "wb") as handle:
+        handle.truncate(50 * 1024 * 1024)  # sparse: never read, refused from its size
+    (folder / "zz_latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    (folder / "zz_list.yaml").write_text("- name: a\n- name: b\n")
+    (folder / "zz_scalar.yaml").write_text("just a string\n")
+    (folder / "zz_empty.yaml").write_text("")
+    (folder / "zz_python_tag.yaml").write_text("name: !!python/object/apply:os.getpid []\n")
+    (folder / "zz_duplicate.yaml").write_text(valid + "name: again\n")
+
+
+def run_hostile(
+    workdir: Path, valid_folder: Path, *, specs: int, repeat: int
+) -> list[tuple[str, float, float, str]]:
+    hostile = workdir / f"specs-{specs}-hostile"
+    shutil.rmtree(hostile, ignore_errors=True)
+    shutil.copytree(valid_folder, hostile)
+    _hostile_files(hostile)
+
+    def measure(folder: Path) -> dict[str, float]:
+        result = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(folder)], capture_output=True, text=True, check=True
+        )
+        figures = json.loads(result.stdout.splitlines()[-1])
+        assert figures["dags"] == specs, figures  # the hostile files took no valid flow down
+        return figures
+
+    valid_runs, hostile_runs = [], []
+    for _ in range(repeat):  # alternate, so drift on a shared machine hits both alike
+        valid_runs.append(measure(valid_folder))
+        hostile_runs.append(measure(hostile))
+    shutil.rmtree(hostile, ignore_errors=True)
+
+    def median(runs: list[dict[str, float]], key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    return [
+        (
+            f"S2 parse {specs} flow specs + 8 hostile files (s)",
+            median(hostile_runs, "seconds"),
+            median(valid_runs, "seconds"),
+            "<= 1.2x",
+        ),
+        (
+            "S2 peak RSS of that parse, whole process (MB)",
+            median(hostile_runs, "peak_mb"),
+            median(valid_runs, "peak_mb"),
+            "<= 1.1x",
+        ),
+    ]

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_byo.exceptions import ByoConfigError, ByoError
+from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.ledger.schema import FAILED, QUARANTINED
 from airflow_byo.ledger.state import Ledger
 from airflow_byo.storage.selection import parse_datetime
@@ -133,7 +133,7 @@ def test(args: argparse.Namespace) -> str:
     from airflow_byo import library
     from airflow_byo.operators.byo_flow import ByoFlowOperator
     from airflow_byo.runner.preview import format_previews
-    from airflow_byo.specs.loader import load_spec
+    from airflow_byo.specs.factory import load_flow
 
     given = [name for name in ("code", "function", "spec") if getattr(args, name)]
     if len(given) != 1:
@@ -144,7 +144,7 @@ def test(args: argparse.Namespace) -> str:
     elif args.function:
         processor, function_name, packages = library.resolve(args.function, packages)
     else:
-        spec = load_spec(args.spec)
+        spec = load_flow(args.spec).spec  # every check of the DAG factory, errors at the spec's lines
         processor, function_name, packages = spec.processing.resolved(packages)
         runtime_config = runtime_config or spec.processing.runtime_config
     operator = ByoFlowOperator(
@@ -174,19 +174,18 @@ def test(args: argparse.Namespace) -> str:
 
 @_cli
 def validate(args: argparse.Namespace) -> str:
+    """Every check the DAG factory makes (the same code), on spec files or folders."""
     from pathlib import Path
 
-    from airflow_byo.specs.loader import find_specs, load_spec
+    from airflow_byo.specs.factory import collect_flows
+    from airflow_byo.specs.loader import find_specs
 
     files = [f for p in args.paths for f in (find_specs(p) if Path(p).is_dir() else [Path(p)])]
     if not files:
         raise ByoConfigError(f"no spec files (*.yaml, *.yml, *.json) in {', '.join(args.paths)}")
-    good, problems = [], []
-    for path in files:
-        try:
-            good.append(f"ok      {path} ({load_spec(path).name})")
-        except ByoError as exc:
-            problems.append(f"INVALID {exc}")
+    collection = collect_flows(files)
+    good = [f"ok      {flow.path} ({flow.spec.name})" for flow in collection.flows]
+    problems = [f"INVALID {problem}" for problem in collection.problems.values()]
     print("\n".join(good + problems))
     if problems:
         raise ByoConfigError(f"{len(problems)} of {len(files)} spec file(s) invalid")

@@ -5,14 +5,50 @@ One line in a DAG file does it (see ``dags_examples/byo_flows_from_specs.py``)::
 
     globals().update(build_dags(Path(__file__).parent / "flows"))
 
-An invalid spec must not take the valid ones down with it, and must still be seen: its problems
-become the import error of the DAG file (``airflow dags list-import-errors`` and the UI show the
-spec file, line, field and fix) while every valid spec's DAG loads. Nothing slow happens here:
-no network, no connection lookups, no virtualenv; only file reads and validation.
+Nothing slow happens here: no network, no connection lookups, no virtualenv; only bounded file
+reads (:mod:`airflow_byo.specs.loader`) and validation.
+
+**One bad spec never takes the others down** (https://github.com/airflow-byo/airflow-byo/issues/14).
+How Airflow 3.3's dag-processor treats a DAG file decides how the factory reports bad specs:
+
+- Each ``.py`` file of the bundle is parsed in its own process (``dag_processing/processor.py``,
+  ``_parse_file`` -> ``DagBag.process_file`` -> ``PythonDagImporter.import_file``). If the module
+  raises, the file has no DAGs, only an import error. If one DAG of the file fails
+  ``dag.validate()`` while being bagged, the other DAGs are kept, but the error is recorded under
+  the *file's* path.
+- The manager then stores the result (``dag_processing/manager.py`` ``persist_parsing_result`` ->
+  ``collection.update_dag_parsing_results_in_db`` -> ``_update_import_errors``). For every import
+  error it runs ``UPDATE dag SET is_stale=true, has_import_errors=true WHERE relative_fileloc =
+  <that path>``: any import error of the factory's file marks **every** DAG of that file stale. That
+  is why the old placeholder DAG whose ``validate()`` raised made all declared flows vanish from
+  ``/api/v2/dags`` (404 on trigger) in a real deployment, while ``airflow dags list`` still showed them.
+- An import error under another key (a DAG made to fail serialization with its ``fileloc`` set to the
+  spec, which ``_serialize_dags`` would key by ``relative_fileloc``) does not help either: errors are
+  only cleared for the parsed file and the keys it reports, and ``clear_orphaned_import_errors`` deletes
+  every error whose filename is not a discovered ``.py`` file at each bundle refresh, so such errors
+  would blink out every ``[dag_processor] refresh_interval`` and linger after a fix. DAG warnings are
+  no way out: a parse result carries only the dag-version stability check's warnings.
+
+So the factory's own file never gets an import error: valid specs become DAGs of this file, and each
+invalid spec gets **a DAG file of its own, managed by the factory** (:mod:`airflow_byo.specs.error_files`):
+``byo_spec_errors/<spec>_<hash>.py`` beside the factory's DAG file. That file defines no DAG; its parse
+re-checks its spec with the same code and raises the spec's problems, so they are the import error of
+*that* file only (UI, ``airflow dags list-import-errors``, ``GET /api/v2/importErrors``), as
+``<file>:<line>: <field.path>: <problem>. Fix: ...``. When the spec is fixed or deleted, the next
+parse of that file finds nothing wrong, deletes the file and reports no error, which clears it.
+Airflow finds a new DAG file at its next bundle refresh (``[dag_processor] refresh_interval``), so a
+newly broken spec shows up within that interval; fixes show up at the next parse
+(``min_file_process_interval``). Error files are written only when the factory runs inside Airflow's
+DAG parsing (or with ``dag_file=``); if the folder is read-only, the problems are logged instead.
+``airflow byo validate`` runs the very same checks (:func:`load_flow`) before anything is deployed.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,25 +56,37 @@ from typing import Any
 from airflow.sdk import DAG
 
 from airflow_byo.exceptions import ByoError, ByoFlowSpecError
-from airflow_byo.specs.loader import find_specs, load_spec
+from airflow_byo.specs.loader import SpecDocument, find_specs, parse_spec
 from airflow_byo.specs.model import FlowSpec, schedule_of
 
-__all__ = ["build_dag", "build_dags"]
+__all__ = ["Flow", "FlowCollection", "build_dag", "build_dags", "collect_flows", "load_flow", "problem_of"]
+
+log = logging.getLogger(__name__)
 
 START_DATE = datetime(2024, 1, 1)
 
 
-class _InvalidFlowSpecs(DAG):
-    """Carries the problems of invalid specs into the import errors of the factory's DAG file."""
+@dataclass(frozen=True)
+class Flow:
+    """A spec file that passed every check, and its DAG."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(dag_id="byo_invalid_flow_specs", schedule=None, start_date=START_DATE)
-        self.problems = problems
+    path: Path
+    document: SpecDocument
+    spec: FlowSpec
+    dag: DAG
 
-    def validate(self) -> None:
-        raise ByoFlowSpecError(
-            f"{len(self.problems)} invalid flow spec(s); the other flows loaded:\n" + "\n".join(self.problems)
-        )
+
+@dataclass
+class FlowCollection:
+    """What a folder of specs gives: the valid specs' flows, and the problems of the others."""
+
+    flows: list[Flow] = field(default_factory=list)
+    problems: dict[Path, str] = field(default_factory=dict)
+
+    @property
+    def dags(self) -> dict[str, DAG]:
+        """The DAGs, keyed for ``globals().update(...)`` of a DAG file."""
+        return {f"byo_flow__{flow.spec.name}": flow.dag for flow in self.flows}
 
 
 def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
@@ -92,6 +140,9 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
         is_paused_upon_creation=True,  # nothing moves until someone switches the flow on
         tags=["byo", *spec.tags],
         default_args={"owner": spec.owner},
+        # Exported through build_dags' dict only: a DAG whose build failed half-way, or one built
+        # just to check a spec (validate, an error file, a duplicate name) never lands in a DagBag.
+        auto_register=False,
     ) as dag:
         filters: dict[str, Any] = {
             "source": url(source),
@@ -132,20 +183,172 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
     return dag
 
 
-def build_dags(folder: str | Path) -> dict[str, DAG]:
-    """Every valid spec of ``folder`` as a DAG, keyed for ``globals().update(...)``."""
-    dags: dict[str, DAG] = {}
-    problems: list[str] = []
-    for spec_file in find_specs(folder):
+# -- the checks the DAG build makes, reported at the spec's own lines -------------------------------
+
+_CODE_LINE = re.compile(r" \(line (\d+)\)")
+
+
+def _split_fix(message: str) -> tuple[str, str]:
+    """A project error's message as (problem, fix): ``<problem>. Hint: <fix>`` or ``<problem>; <fix>``."""
+    for separator in (". Hint: ", ". Fix: ", "; "):
+        problem, found, fix = message.partition(separator)
+        if found:
+            return problem, fix
+    return message, ""
+
+
+def _processor_field(
+    document: SpecDocument, spec: FlowSpec, message: str
+) -> tuple[tuple[str, ...], int | None]:
+    """The spec field (and line) a processor error is about."""
+    processing = spec.processing
+    if "cannot be called as" in message:  # the signature does not take custom_code's args/kwargs
+        custom = ("processing", "runtime_config", "custom_code")
+        config = processing.runtime_config.get("custom_code") or {}
+        keyword = "keyword" in message or ("kwargs" in config and "args" not in config)
+        if keyword and "kwargs" in config:
+            return (*custom, "kwargs"), None
+        if "args" in config:
+            return (*custom, "args"), None
+        return custom, None
+    if processing.function:
+        return ("processing", "function"), None
+    if processing.reference:
+        return ("processing", "reference"), None
+    if "defines no top-level function" in message and processing.function_name:
+        return ("processing", "function_name"), None
+    line = None
+    node = document.value_node(("processing", "code"))
+    match = _CODE_LINE.search(message)
+    if node is not None and match:  # the line inside the code, as a line of the spec file
+        line = node.start_mark.line + int(match.group(1)) + (1 if node.style in ("|", ">") else 0)
+    return ("processing", "code"), line
+
+
+def _check_processor(document: SpecDocument, spec: FlowSpec) -> None:
+    """What ``ByoFlowOperator`` checks at parse time, reported at the spec's lines."""
+    from airflow_byo.flow_config import parse_runtime_config
+    from airflow_byo.processor import resolve_processor
+
+    try:
+        processor, function_name, _ = spec.processing.resolved()
+    except ByoError as exc:  # e.g. a library function that does not exist
+        raise ByoFlowSpecError(document.error(("processing", "function"), *_split_fix(str(exc)))) from None
+    try:
+        source = resolve_processor(processor, function_name)
+        config = parse_runtime_config(spec.processing.runtime_config)
+        source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
+    except ByoError as exc:
+        message = str(exc)
+        loc, line = _processor_field(document, spec, message)
+        raise ByoFlowSpecError(document.error(loc, *_split_fix(message), line=line)) from None
+
+
+def _field_of_build_error(spec: FlowSpec, message: str) -> tuple[str, ...]:
+    """Best guess at the field an error of the DAG build is about (the message names it)."""
+    candidates = [
+        ("source", name) for name in ("include", "exclude", "modified_after", "min_size", "max_size", "path")
+    ] + [("processing", "packages"), ("processing", "runtime_config"), ("destination", "path"), ("schedule",)]
+    for loc in candidates:
+        if re.search(rf"\b{loc[-1]}\b", message):
+            return loc
+    return ()
+
+
+def load_flow(path: str | Path) -> Flow:
+    """
+    Every check the factory makes on one spec file, and the DAG it gives.
+
+    The same function serves the factory, the error files, ``airflow byo validate`` and
+    ``airflow byo test --spec``, so they cannot disagree about a file.
+
+    :raises ByoFlowSpecError: every problem as ``<file>:<line>: <field.path>: <problem>. Fix: <fix>``.
+    """
+    document, spec = parse_spec(path)
+    _check_processor(document, spec)
+    try:
+        dag = build_dag(spec, document.path)
+    except ByoError as exc:
+        message = str(exc)
+        raise ByoFlowSpecError(
+            document.error(_field_of_build_error(spec, message), *_split_fix(message))
+        ) from None
+    return Flow(path=document.path, document=document, spec=spec, dag=dag)
+
+
+def _problem(spec_file: Path, exc: Exception) -> str:
+    if isinstance(exc, ByoFlowSpecError):
+        return str(exc)
+    if isinstance(exc, ByoError):
+        return f"{spec_file}: (spec): {exc}"
+    # anything else is a bug of ours, but it still must not take the other flows down
+    return f"{spec_file}: (spec): unexpected {type(exc).__name__} while loading the spec: {exc}"
+
+
+def collect_flows(files: list[Path]) -> FlowCollection:
+    """Load spec files one by one (a failure stays with its file); a name is kept by its first file."""
+    collection = FlowCollection()
+    owners: dict[str, Path] = {}
+    for spec_file in files:
         try:
-            spec = load_spec(spec_file)
-            if spec.name in dags:
-                raise ByoFlowSpecError(
-                    f"{spec_file}: name: {spec.name!r} is used by another spec. Fix: rename one"
-                )
-            dags[f"byo_flow__{spec.name}"] = build_dag(spec, spec_file)
-        except ByoError as exc:
-            problems.append(str(exc))
-    if problems:
-        dags["byo_invalid_flow_specs"] = _InvalidFlowSpecs(problems)
-    return dags
+            flow = load_flow(spec_file)
+        except Exception as exc:  # noqa: BLE001 - whatever one file does, the others still load
+            collection.problems[spec_file] = _problem(spec_file, exc)
+            continue
+        owner = owners.get(flow.spec.name)
+        if owner is not None:
+            collection.problems[spec_file] = flow.document.error(
+                ("name",), f"{flow.spec.name!r} is already the name of {owner}", "rename one of them"
+            )
+            continue
+        owners[flow.spec.name] = spec_file
+        collection.flows.append(flow)
+    return collection
+
+
+def problem_of(spec_file: Path, folder: Path) -> str | None:
+    """The problems :func:`collect_flows` finds for ``spec_file`` of ``folder`` (None: it is valid)."""
+    try:
+        name = parse_spec(spec_file)[1].name
+    except Exception as exc:  # noqa: BLE001 - reported, like collect_flows does
+        return _problem(spec_file, exc)
+    earlier = []  # a name is kept by the first valid file in order: only files of the same name matter
+    for other in find_specs(folder):
+        if other.resolve() == spec_file.resolve():
+            break
+        try:
+            if parse_spec(other)[1].name == name:
+                earlier.append(other)
+        except Exception:  # noqa: BLE001 - an invalid file keeps no name
+            continue
+    return collect_flows([*earlier, spec_file]).problems.get(spec_file)
+
+
+def _parsing_dag_file() -> Path | None:
+    """The DAG file calling :func:`build_dags` when Airflow's DAG importer runs it, else None."""
+    frame = sys._getframe(2)
+    module = str(frame.f_globals.get("__name__", ""))
+    path = frame.f_globals.get("__file__")
+    return Path(path) if path and module.startswith("unusual_prefix_") else None
+
+
+def build_dags(folder: str | Path, *, dag_file: str | Path | None = None) -> dict[str, DAG]:
+    """
+    Every valid spec of ``folder`` as a DAG, keyed for ``globals().update(...)``.
+
+    Invalid specs never raise here: each gets an error DAG file of its own (see the module docs).
+
+    :param dag_file: the DAG file the error files go beside (default: the calling DAG file, when
+        Airflow's DAG parsing runs it; otherwise no error files are written).
+    """
+    from airflow_byo.specs import error_files
+
+    dag_file = Path(dag_file) if dag_file is not None else _parsing_dag_file()
+    collection = collect_flows(find_specs(folder))
+    if collection.problems:
+        if dag_file is None:
+            for problem in collection.problems.values():
+                log.warning("invalid flow spec: %s", problem)
+        else:
+            error_files.write(dag_file, Path(folder), collection.problems)
+    return collection.dags

@@ -1,0 +1,362 @@
+"""
+One bad spec file never takes the others down, and costs milliseconds (issue 14).
+
+A folder holds one file of each hostile kind beside a valid spec. The factory loads the valid
+flow, gives each bad file its own message (the same one ``airflow byo validate`` prints and the
+file's error DAG file raises), and stays bounded in time and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_byo.exceptions import ByoConfigError, ByoFlowSpecError
+from airflow_byo.specs import error_files
+from airflow_byo.specs.factory import build_dags, collect_flows, load_flow
+from airflow_byo.specs.loader import find_specs, load_spec, read_spec
+from tests.conftest import ROOT
+from tests.conftest import run_airflow as airflow
+
+VALID = """\
+name: good
+source:
+  type: local
+  path: /data/in
+processing:
+  code: |
+    def process(file, ctx):
+        return "x"
+destination:
+  type: local
+  path: /data/out
+"""
+
+#: a few hundred bytes that expand to 10^9 strings when the aliases are followed
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+#: file name -> the start of its one message (after ``<folder>/``)
+HOSTILE: dict[str, str] = {
+    "bomb.yaml": "bomb.yaml:2: b.0: YAML aliases (*name) are not allowed in flow specs",
+    "huge.yaml": "huge.yaml: (file): 52,428,800 bytes is over [byo] max_spec_bytes (1,048,576 bytes), "
+    "so the file was not read. Fix: ",
+    "latin1.yaml": "latin1.yaml:1: (file): not UTF-8 text: byte 0xe9 at column 10 cannot be decoded. "
+    "Fix: save the file as UTF-8",
+    "list.yaml": "list.yaml:1: (document): the document is a list, not a mapping. Fix: ",
+    "scalar.yaml": "scalar.yaml:1: (document): the document is a single value ('just a string'), "
+    "not a mapping. Fix: ",
+    "empty.yaml": "empty.yaml:1: (document): the file is empty (or only comments). Fix: ",
+    "python_tag.yaml": "python_tag.yaml:1: name: the tag !!python/object/apply:os.system is not allowed",
+    "duplicate.yaml": "duplicate.yaml:12: name: duplicate key (first given on line 1). Fix: keep one",
+}
+
+
+def hostile_folder(folder: Path, *, valid: int = 1) -> Path:
+    """``valid`` good specs and one file of each hostile kind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(valid):
+        name = "good" if index == 0 else f"good_{index}"
+        (folder / f"{name}.yaml").write_text(VALID.replace("name: good", f"name: {name}"))
+    (folder / "bomb.yaml").write_text(BOMB)
+    with open(folder / "huge.yaml", "wb") as handle:  # 50 MB, sparse: instant to make, never read
+        handle.truncate(50 * 1024 * 1024)
+    (folder / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    (folder / "list.yaml").write_text("- name: a\n- name: b\n")
+    (folder / "scalar.yaml").write_text("just a string\n")
+    (folder / "empty.yaml").write_text("")
+    (folder / "python_tag.yaml").write_text(
+        "name: !!python/object/apply:os.system ['touch /tmp/byo-pwned']\n" + VALID.split("\n", 1)[1]
+    )
+    (folder / "duplicate.yaml").write_text(VALID.replace("name: good", "name: dup") + "name: dup2\n")
+    return folder
+
+
+def test_the_valid_flow_loads_and_each_bad_file_has_its_own_message(tmp_path: Path) -> None:
+    folder = hostile_folder(tmp_path / "flows")
+    collection = collect_flows(find_specs(folder))
+    assert list(collection.dags) == ["byo_flow__good"]
+    assert {path.name for path in collection.problems} == set(HOSTILE)
+    for name, start in HOSTILE.items():
+        assert collection.problems[folder / name].startswith(f"{folder}/{start}"), name
+    assert not Path("/tmp/byo-pwned").exists()
+
+
+def test_each_bad_file_is_refused_by_the_one_loader(tmp_path: Path) -> None:
+    folder = hostile_folder(tmp_path / "flows")
+    for name, start in HOSTILE.items():
+        with pytest.raises(ByoFlowSpecError) as raised:
+            load_spec(folder / name)  # what `airflow byo test --spec` and functions delete read with
+        assert str(raised.value).startswith(f"{folder}/{start}"), name
+
+
+def test_parsing_the_hostile_folder_is_bounded_in_time_and_memory(tmp_path: Path) -> None:
+    """A safety bound, not a benchmark (bench S2 has the figures): measured in a fresh process."""
+    folder = hostile_folder(tmp_path / "flows")
+    script = textwrap.dedent(
+        f"""
+        import json, resource, time
+        from airflow_byo.specs.factory import collect_flows
+        from airflow_byo.specs.loader import find_specs
+        started = time.perf_counter()
+        collection = collect_flows(find_specs({str(folder)!r}))
+        print(json.dumps({{
+            "seconds": time.perf_counter() - started,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "dags": sorted(collection.dags), "problems": len(collection.problems),
+        }}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=os.environ.copy()
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.splitlines()[-1])
+    assert figures["dags"] == ["byo_flow__good"]
+    assert figures["problems"] == len(HOSTILE)
+    assert figures["seconds"] < 10
+    assert figures["peak_mb"] < 500
+
+
+def test_airflow_byo_validate_gives_the_factorys_message_for_each_file(tmp_path: Path) -> None:
+    folder = hostile_folder(tmp_path / "flows")
+    factory = collect_flows(find_specs(folder)).problems
+    result = airflow("byo", "validate", str(folder), env=os.environ.copy())
+    assert result.returncode == 1, result.stdout + result.stderr
+    printed = result.stdout.rstrip("\n").split("\nINVALID ")
+    assert printed[0] == f"ok      {folder / 'good.yaml'} (good)"
+    assert sorted(printed[1:]) == sorted(factory.values())
+    assert f"{len(HOSTILE)} of {len(HOSTILE) + 1} spec file(s) invalid" in result.stderr
+    alone = airflow("byo", "validate", str(folder / "bomb.yaml"), env=os.environ.copy())  # a file, too
+    assert alone.stdout.strip() == f"INVALID {factory[folder / 'bomb.yaml']}"
+
+
+# -- each bad spec's own DAG file: Airflow's import error of that file -------------------------------
+
+
+def test_each_invalid_spec_gets_an_error_dag_file_that_raises_its_message(tmp_path: Path) -> None:
+    dag_file = tmp_path / "dags" / "flows_from_specs.py"
+    folder = hostile_folder(tmp_path / "dags" / "flows")
+    dags = build_dags(folder, dag_file=dag_file)
+    assert list(dags) == ["byo_flow__good"]
+    problems = collect_flows(find_specs(folder)).problems
+    for spec_file, problem in problems.items():
+        error_file = error_files.error_file_for(dag_file, folder, spec_file)
+        assert error_file.parent == dag_file.parent / "byo_spec_errors"
+        text = error_file.read_bytes().lower()
+        assert b"airflow" in text
+        assert b"dag" in text
+        with pytest.raises(ByoFlowSpecError) as raised:
+            runpy.run_path(str(error_file))  # what the dag-processor does with it
+        assert str(raised.value) == problem
+    mtimes = {p: p.stat().st_mtime_ns for p in (dag_file.parent / "byo_spec_errors").iterdir()}
+    build_dags(folder, dag_file=dag_file)  # the next parse: nothing rewritten
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_an_error_dag_file_deletes_itself_once_its_spec_is_fixed_or_gone(tmp_path: Path) -> None:
+    dag_file = tmp_path / "dags" / "flows_from_specs.py"
+    folder = tmp_path / "dags" / "flows"
+    folder.mkdir(parents=True)
+    (folder / "a.yaml").write_text(VALID.replace("name: good", "name: a\nschedul: hourly"))
+    (folder / "b.yaml").write_text("- not a spec\n")
+    assert build_dags(folder, dag_file=dag_file) == {}
+    error_a = error_files.error_file_for(dag_file, folder, folder / "a.yaml")
+    error_b = error_files.error_file_for(dag_file, folder, folder / "b.yaml")
+    with pytest.raises(ByoFlowSpecError, match=r"a\.yaml:2: schedul: Extra inputs are not permitted"):
+        runpy.run_path(str(error_a))
+    (folder / "a.yaml").write_text(VALID.replace("name: good", "name: a"))  # fixed
+    (folder / "b.yaml").unlink()  # deleted
+    runpy.run_path(str(error_a))
+    runpy.run_path(str(error_b))
+    assert not error_a.exists()
+    assert not error_b.exists()
+    assert list(build_dags(folder, dag_file=dag_file)) == ["byo_flow__a"]
+    assert not (dag_file.parent / "byo_spec_errors").exists() or not any(
+        (dag_file.parent / "byo_spec_errors").iterdir()
+    )
+
+
+def test_no_error_files_outside_airflows_dag_parsing(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "bad.yaml").write_text("[]\n")
+    assert build_dags(folder) == {}
+    assert not (Path(__file__).parent / error_files.ERRORS_DIR).exists()
+
+
+# -- checks met only when building the DAG, at the spec's own lines -----------------------------------
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_custom_code_kwargs_the_function_does_not_take_name_file_and_line(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "destination:", "  runtime_config:\n    custom_code:\n      kwargs: {country: NL}\ndestination:"
+    )
+    path = tmp_path / "kw.yaml"
+    path.write_text(text)
+    with pytest.raises(ByoFlowSpecError) as raised:
+        load_flow(path)
+    message = str(raised.value)
+    assert message.startswith(
+        f"{path}:{line_of(text, 'kwargs:')}: processing.runtime_config.custom_code.kwargs: processor "
+        "process(file, ctx) cannot be called as process(file, ctx, **kwargs)"
+    )
+    assert "got an unexpected keyword argument 'country'" in message
+    assert ". Fix: " in message
+
+
+def test_custom_code_args_the_function_does_not_take_name_file_and_line(tmp_path: Path) -> None:
+    text = VALID.replace("destination:", "  runtime_config:\n    custom_code: {args: [1, 2]}\ndestination:")
+    path = tmp_path / "args.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        ByoFlowSpecError,
+        match=rf"args\.yaml:{line_of(text, 'args:')}: processing\.runtime_config\.custom_code\.args: "
+        r"processor process\(file, ctx\) cannot be called .*too many positional arguments",
+    ):
+        load_flow(path)
+
+
+def test_syntax_error_in_inline_code_points_at_the_spec_line(tmp_path: Path) -> None:
+    text = VALID.replace('return "x"', 'return "x" +')
+    path = tmp_path / "syntax.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        ByoFlowSpecError,
+        match=rf"syntax\.yaml:{line_of(text, 'return')}: processing\.code: syntax error in processor code",
+    ):
+        load_flow(path)
+
+
+def test_unknown_library_function_names_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__BYO__FUNCTION_LIBRARY", str(tmp_path / "library"))
+    text = VALID.replace(
+        '  code: |\n    def process(file, ctx):\n        return "x"\n', "  function: nope@1\n"
+    )
+    path = tmp_path / "lib.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        ByoFlowSpecError,
+        match=rf"lib\.yaml:{line_of(text, 'function:')}: processing\.function: library function 'nope' "
+        r"does not exist .*\. Fix: save it with `airflow byo functions save`",
+    ):
+        load_flow(path)
+
+
+def test_two_specs_with_one_name_keep_the_first(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(VALID)
+    (tmp_path / "b.yaml").write_text(VALID)
+    collection = collect_flows(find_specs(tmp_path))
+    assert list(collection.dags) == ["byo_flow__good"]
+    assert collection.problems == {
+        tmp_path / "b.yaml": f"{tmp_path}/b.yaml:1: name: 'good' is already the name of "
+        f"{tmp_path}/a.yaml. Fix: rename one of them"
+    }
+
+
+# -- the bounds themselves --------------------------------------------------------------------------
+
+
+def test_max_spec_bytes_is_read_from_the_byo_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text(VALID)
+    monkeypatch.setenv("AIRFLOW__BYO__MAX_SPEC_BYTES", "100")
+    with pytest.raises(
+        ByoFlowSpecError, match=rf"a\.yaml: \(file\): {len(VALID)} bytes is over .* \(100 bytes\)"
+    ):
+        read_spec(path)
+    monkeypatch.setenv("AIRFLOW__BYO__MAX_SPEC_BYTES", "lots")
+    with pytest.raises(ByoConfigError, match=r"\[byo\] max_spec_bytes must be a positive number of bytes"):
+        read_spec(path)
+    monkeypatch.setenv("AIRFLOW__BYO__MAX_SPEC_BYTES", str(len(VALID)))
+    assert read_spec(path).data["name"] == "good"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: &b {type: local}\nsource: *b\n", r"x\.yaml:2: source: YAML aliases"),
+        ("base: &b {type: local}\nsource: {<<: *b, path: /in}\n", r"x\.yaml:2: source\.<<: YAML aliases"),
+        ("name: !custom x\n", r"x\.yaml:1: name: the tag !custom is not allowed"),
+        ("name: !!binary aGVsbG8=\n", r"x\.yaml:1: name: the tag !!binary is not allowed"),
+        (
+            "a: 1\n---\nb: 2\n",
+            r"x\.yaml:2: \(document\): not valid YAML/JSON: expected a single document in the stream "
+            r"but found another",
+        ),
+        ("name: [unclosed\n", r"x\.yaml:2: \(document\): not valid YAML/JSON"),
+        ("# only a comment\n", r"x\.yaml:1: \(document\): the file is empty \(or only comments\)"),
+        ("~\n", r"x\.yaml:1: \(document\): the document is null, not a mapping"),
+        ("a:\n" + "".join("  " * n + f"  k{n}:\n" for n in range(1, 40)), r"nested more than 32 levels deep"),
+        ('{"name": "a", "name": "b"}', r"x\.yaml:1: name: duplicate key \(first given on line 1\)"),
+    ],
+)
+def test_yaml_features_flow_specs_do_not_take(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(ByoFlowSpecError, match=message):
+        read_spec(path)
+
+
+def test_a_utf8_bom_and_json_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_bytes("\ufeff".encode() + json.dumps({"name": "a", "k": ["é"]}).encode())
+    assert read_spec(path).data == {"name": "a", "k": ["é"]}
+
+
+def test_airflows_dagbag_keeps_the_valid_flow_and_files_each_problem_apart(tmp_path: Path) -> None:
+    """The dag-processor's own parse (``DagBag``) of the factory file, then of its error files."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags_folder = tmp_path / "dags"
+    folder = dags_folder / "flows"
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "dags_examples" / "byo_flows_from_specs.py", dags_folder)
+    (folder / "a_good.yaml").write_text(VALID.replace("name: good", "name: good\ndescription: first"))
+    (folder / "b_same_name.yaml").write_text(VALID.replace("name: good", "name: good\ndescription: second"))
+    kwargs = "  runtime_config: {custom_code: {kwargs: {x: 1}}}\ndestination:"
+    (folder / "c_kwargs.yaml").write_text(
+        VALID.replace("name: good", "name: kw").replace("destination:", kwargs)
+    )
+    (folder / "d_list.yaml").write_text("[]\n")
+
+    first = DagBag(dag_folder=str(dags_folder), bundle_path=dags_folder, collect_dags=True)
+    assert first.import_errors == {}  # never an import error of the factory's file
+    assert list(first.dags) == ["good"]  # no DAG of a spec that failed, or lost its name
+    assert first.dags["good"].description == "first"
+
+    second = DagBag(dag_folder=str(dags_folder), bundle_path=dags_folder, collect_dags=True)
+    assert list(second.dags) == ["good"]
+    # the error files (one re-checks the same-name spec, building both DAGs) define no DAG
+    assert second.dags["good"].fileloc == str(dags_folder / "byo_flows_from_specs.py")
+    assert second.dags["good"].description == "first"
+    problems = collect_flows(find_specs(folder)).problems
+    reported = {}
+    for key, trace in second.import_errors.items():
+        assert key.startswith("byo_spec_errors/"), key
+        [spec_file] = [f for f, problem in problems.items() if problem in trace]
+        reported[spec_file.name] = key
+    assert sorted(reported) == ["b_same_name.yaml", "c_kwargs.yaml", "d_list.yaml"]
+
+    (folder / "c_kwargs.yaml").write_text(VALID.replace("name: good", "name: kw"))  # fixed
+    third = DagBag(dag_folder=str(dags_folder), bundle_path=dags_folder, collect_dags=True)
+    assert sorted(third.dags) == ["good", "kw"]
+    assert {dag.fileloc for dag in third.dags.values()} == {str(dags_folder / "byo_flows_from_specs.py")}
+    assert sorted(third.import_errors) == sorted(v for k, v in reported.items() if k != "c_kwargs.yaml")
+    assert not (dags_folder / reported["c_kwargs.yaml"]).exists()  # it deleted itself
