@@ -1,5 +1,6 @@
 """
-One contract suite for every backend: the same cases on local, S3 (moto server) and SFTP (sshd).
+Locations (airflow_byo.storage.location): one contract suite for every backend, the same cases on
+local, S3 (moto server) and SFTP (sshd).
 
 Each backend is bound by a small class that arranges and inspects files *without* airflow-byo
 (plain files, boto3, the SFTP root on this machine), so the cases check our storage module
