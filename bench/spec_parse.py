@@ -88,9 +88,9 @@ def run(workdir: Path, *, specs: int, repeat: int) -> list[tuple[str, float, flo
     return rows + run_hostile(workdir, folder, specs=specs, repeat=repeat)
 
 
-#: a few hundred bytes that expand to 10^9 strings when the aliases are followed
-BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+#: a valid spec but for a few hundred bytes of aliases that expand to 10^9 strings when followed
+LAUGHS = "      a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"      {name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
 )
 
@@ -107,7 +107,11 @@ print(json.dumps({"seconds": time.perf_counter() - started, "dags": len(dags),
 
 def _hostile_files(folder: Path) -> None:
     valid = SPEC.format(index=999)
-    (folder / "zz_bomb.yaml").write_text(BOMB)
+    bomb = valid.replace(
+        "  runtime_config: {job_config: {timeout_seconds: 60}}\n",
+        "  runtime_config:\n    job_config: {timeout_seconds: 60}\n    laughs:\n" + LAUGHS,
+    )
+    (folder / "zz_bomb.yaml").write_text(bomb.replace("flow_999", "bomb"))
     with open(folder / "zz_huge.yaml", "wb") as handle:
         handle.truncate(50 * 1024 * 1024)  # sparse: never read, refused from its size
     (folder / "zz_latin1.yaml").write_bytes(b"name: caf\xe9\n")

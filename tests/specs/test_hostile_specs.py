@@ -40,15 +40,19 @@ destination:
   path: /data/out
 """
 
-#: a few hundred bytes that expand to 10^9 strings when the aliases are followed
-BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+#: a valid spec but for a few hundred bytes of aliases that expand to 10^9 strings when followed
+#: (the old loader called it valid; building and serializing the DAG then took minutes and GBs)
+LAUGHS = "      a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"      {name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+BOMB = VALID.replace("name: good", "name: bomb").replace(
+    "destination:", f"  runtime_config:\n    laughs:\n{LAUGHS}destination:"
 )
 
 #: file name -> the start of its one message (after ``<folder>/``)
 HOSTILE: dict[str, str] = {
-    "bomb.yaml": "bomb.yaml:2: b.0: YAML aliases (*name) are not allowed in flow specs",
+    "bomb.yaml": "bomb.yaml:12: processing.runtime_config.laughs.b.0: YAML aliases (*name) are not allowed",
     "huge.yaml": "huge.yaml: (file): 52,428,800 bytes is over [byo] max_spec_bytes (1,048,576 bytes), "
     "so the file was not read. Fix: ",
     "latin1.yaml": "latin1.yaml:1: (file): not UTF-8 text: byte 0xe9 at column 10 cannot be decoded. "
