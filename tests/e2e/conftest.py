@@ -51,5 +51,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 f"e2e deployment: started in {running.seconds_to_start:.0f}s"
                 + (f"; {timings}" if timings else "")
             )
+        if running.cpu_seconds:
+            cpu = ", ".join(f"{name} {seconds:.0f}" for name, seconds in running.cpu_seconds.items())
+            terminalreporter.write_line(f"e2e deployment: CPU seconds by component: {cpu}")
         if running.root.exists():
             terminalreporter.write_line(f"e2e deployment: logs kept in {running.logs}")

@@ -123,6 +123,8 @@ class Deployment:
         self.seconds_to_start: float | None = None
         #: Durations tests want reported (printed in pytest's terminal summary).
         self.timings: dict[str, float] = {}
+        #: CPU seconds used by each component when the deployment was closed.
+        self.cpu_seconds: dict[str, float] = {}
 
     # -- start and stop ---------------------------------------------------------------------------
 
@@ -166,6 +168,7 @@ class Deployment:
         # Workers first (they hold task processes), then the rest, all in one grace period.
         order = [*WORKERS, "scheduler", "triggerer", "dag-processor", "api-server"]
         components = [self.components[n] for n in order if n in self.components]
+        self.cpu_seconds = {c.name: c.cpu_seconds() for c in components if c.alive}
         trees = {c.name: c.terminate() for c in components}
         deadline = time.monotonic() + 15
         for component in components:
@@ -423,6 +426,16 @@ class Deployment:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.api.get(path, params={"map_index": map_index})["value"]
 
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
+    ) -> str:
+        """The task's log so far (JSON lines, written live by the worker to the shared log folder)."""
+        folder = self.task_logs / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder /= f"map_index={map_index}"
+        path = folder / f"attempt={try_number}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def add_connection(self, conn_id: str, connection: dict[str, Any]) -> None:
         """Store a connection in the metadata DB (seen by every process, unlike ``AIRFLOW_CONN_*``)."""
         body = {"connection_id": conn_id, **connection}
@@ -440,6 +453,10 @@ class Deployment:
         staged.write_bytes(text.encode() if isinstance(text, str) else text)
         os.replace(staged, target)
         return target
+
+    def reparse(self, name: str) -> None:
+        """Have the dag-processor parse ``name`` again now (a changed mtime skips its interval)."""
+        os.utime(self.dags_folder / name)
 
     def remove_dag_file(self, name: str) -> None:
         (self.dags_folder / name).unlink(missing_ok=True)

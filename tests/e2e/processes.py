@@ -69,6 +69,17 @@ class Component:
         except psutil.NoSuchProcess:
             return []
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the tree, including its children that have already exited."""
+        import psutil
+
+        total = 0.0
+        for pid in self.tree():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        return total
+
     def kill(self) -> list[int]:
         """SIGKILL the whole tree at once, as when the machine dies. Returns the pids signalled."""
         pids = self.tree()
