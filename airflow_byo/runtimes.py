@@ -259,7 +259,8 @@ def _parse(file: Path, text: str) -> dict[str, Runtime]:
         parsed = RuntimesFile.model_validate(data)
     except ValidationError as exc:
         problems += [_format_error(file, node, error) for error in exc.errors()]
-    if problems:
+    if problems:  # in file order: "<file>:<line>: ..."
+        problems.sort(key=lambda problem: int(problem[len(str(file)) + 1 :].split(":", 1)[0]))
         raise ByoConfigError("\n".join(problems))
     return {
         name: Runtime(
@@ -276,7 +277,7 @@ def _name_problems(file: Path, node: yaml.Node | None, data: dict[str, Any]) -> 
     if not isinstance(runtimes, dict):
         return []  # the model reports it
     problems = []
-    mapping = _child(node, "runtimes")
+    mapping = (_step(node, "runtimes") or (None, 0))[0]
     seen: set[str] = set()
     for key_node, _ in getattr(mapping, "value", []):  # duplicates: YAML/JSON keep the last silently
         if key_node.value in seen:
@@ -300,24 +301,26 @@ def _name_problems(file: Path, node: yaml.Node | None, data: dict[str, Any]) -> 
     return problems
 
 
-def _child(node: yaml.Node | None, key: Any) -> yaml.Node | None:
+def _step(node: yaml.Node | None, key: Any) -> tuple[yaml.Node, int] | None:
+    """The child at ``key`` and the line it is written on (a mapping entry: its key's line)."""
     import yaml
 
     if isinstance(node, yaml.MappingNode):
-        return next((v for k, v in node.value if k.value == str(key)), None)
+        found = next(((k, v) for k, v in node.value if k.value == str(key)), None)
+        return (found[1], found[0].start_mark.line + 1) if found else None
     if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        return node.value[key]
+        return node.value[key], node.value[key].start_mark.line + 1
     return None
 
 
 def _line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int:
-    """The 1-based line of the value at ``loc``, or of its deepest existing parent."""
+    """The 1-based line of the entry at ``loc``, or of its deepest existing parent."""
     line = node.start_mark.line + 1 if node is not None else 1
     for key in loc:
-        node = _child(node, key)
-        if node is None:
+        found = _step(node, key)
+        if found is None:
             break
-        line = node.start_mark.line + 1
+        node, line = found
     return line
 
 
