@@ -1,4 +1,9 @@
-"""Every flow spec in flows/ becomes a DAG, created paused (see airflow_byo.specs.factory)."""
+"""
+Every flow spec in flows/ becomes a DAG, created paused (see airflow_byo.specs.factory).
+
+An invalid spec takes no other flow down: it gets a DAG file of its own in byo_spec_errors/ beside
+this file, whose import error names the spec's file, line, field and fix.
+"""
 
 from pathlib import Path
 
