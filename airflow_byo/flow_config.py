@@ -81,6 +81,29 @@ class JobConfig(BaseModel):
         ge=64,
         description="Address-space cap of the child process (RLIMIT_AS); null for no cap.",
     )
+    cpu_seconds: float | None = Field(
+        600.0,
+        gt=0,
+        description="CPU time the function may use on one file (all its threads; RLIMIT_CPU, reset "
+        "per file); the child is stopped when it is used up. Null for no cap.",
+    )
+    max_processes: int | None = Field(
+        256,
+        ge=8,
+        description="Processes and threads the sandboxed child may have at once (RLIMIT_NPROC in the "
+        "sandbox; not enforced for a worker running as root). Null for no cap.",
+    )
+    max_output_mb: int | None = Field(
+        10240,
+        ge=1,
+        description="Largest file the function may write, each output included (RLIMIT_FSIZE: a "
+        "bigger write fails with 'File too large'). Null for no cap.",
+    )
+    network: bool = Field(
+        False,
+        description="Let the sandboxed function use the network (to call an API). Off: it has only "
+        "a loopback of its own, no route to any host, the worker's own services included.",
+    )
     transfer_concurrency: int = Field(
         4,
         ge=1,
@@ -121,7 +144,6 @@ class RuntimeConfig(BaseModel):
     custom_code: CustomCode = Field(default_factory=CustomCode)
     job_config: JobConfig = Field(default_factory=JobConfig)
     variables: dict[str, Any] = Field(default_factory=dict)
-
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

@@ -63,6 +63,7 @@ class RunSummary:
     source: str
     destination: str | None
     test_mode: bool = False
+    sandbox: str = "off"  # the mode in effect: "bubblewrap" or "off"
     files_seen: int = 0
     files_listed: int | None = None
     files_taken_elsewhere: int = 0
@@ -100,6 +101,7 @@ class RunSummary:
             "source": self.source,
             "destination": self.destination,
             "test_mode": self.test_mode,
+            "sandbox": self.sandbox,
             "files_seen": self.files_seen,
             "files_processed": len(processed),
             "files_failed": len(self.failed),
@@ -129,6 +131,7 @@ class RunSummary:
         rows = [
             ("source", data["source"]),
             ("destination", data["destination"] or "-"),
+            ("sandbox", data["sandbox"]),
             (
                 "files seen / processed / failed / skipped",
                 " / ".join(str(data[f"files_{k}"]) for k in ("seen", "processed", "failed", "skipped")),

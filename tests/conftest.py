@@ -255,9 +255,16 @@ def assert_no_temporaries(destination: Path) -> None:
 
 
 def inline_runner(
-    code: str, runtime_config: dict[str, Any] | None = None, log: RecordingLogger | None = None
+    code: str,
+    runtime_config: dict[str, Any] | None = None,
+    log: RecordingLogger | None = None,
+    sandbox: str | None = None,
 ) -> FlowRunner:
-    """A :class:`FlowRunner` for inline ``code`` (dedented) in this interpreter."""
+    """
+    A :class:`FlowRunner` for inline ``code`` (dedented) in this interpreter, sandboxed as
+    ``[byo] sandbox`` says unless ``sandbox`` is given (``"off"`` for tests whose function leaves
+    traces outside its outputs on purpose: attempt counters, pid files).
+    """
     import textwrap
 
     from airflow_byo.flow_config import parse_runtime_config
@@ -269,6 +276,7 @@ def inline_runner(
         config=parse_runtime_config(runtime_config),
         python=sys.executable,
         log=log or RecordingLogger(),
+        sandbox=sandbox,  # type: ignore[arg-type]
     )
 
 
@@ -278,14 +286,15 @@ def run_flow(
     files: dict[str, str | bytes],
     runtime_config: dict[str, Any] | None = None,
     log: RecordingLogger | None = None,
+    sandbox: str | None = None,
 ) -> tuple[RunSummary, Path]:
     """Run inline ``code`` over ``files`` from ``tmp_path/in`` to ``tmp_path/out``."""
     from airflow_byo.storage import Location
 
     source, destination = tmp_path / "in", tmp_path / "out"
-    source.mkdir(exist_ok=True)
+    source.mkdir(parents=True, exist_ok=True)
     make_files(source, files)
-    runner = inline_runner(code, runtime_config, log)
+    runner = inline_runner(code, runtime_config, log, sandbox)
     src = Location(str(source), role="source")
     summary = runner.run(src, Location(str(destination), role="destination"), src.list_files())
     return summary, destination

@@ -9,24 +9,49 @@ __all__ = ["get_byo_cli_commands"]
 
 def get_byo_cli_commands() -> list[Any]:
     """Commands Airflow adds to its CLI (``airflow byo ...``)."""
-    from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
+    from airflow.cli.cli_config import Arg, GroupCommand
+
+    verbose = Arg(("-v", "--verbose"), help="show tracebacks", action="store_true")
+    output = Arg(("-o", "--output"), help="output format", choices=("table", "json"), default="table")
+    function_name = Arg(("--function-name",), help="function to call in --code (default process)")
+    packages = Arg(("--packages",), help="PEP 508 requirements, e.g. 'p1==1.0.1,p2==0.0.2'")
+    return [
+        GroupCommand(
+            name="byo",
+            help="airflow-byo: bring-your-own-function data flows",
+            subcommands=(
+                *_test_and_validate(verbose, function_name, packages),
+                _functions(verbose, output, function_name, packages),
+                _ledger(verbose, output),
+            ),
+        )
+    ]
+
+
+def _action(name: str, help_text: str, *args: Any, func: str | None = None) -> Any:
+    """A command whose function is ``airflow_byo.cli.commands.<func or name>`` (imported when run)."""
+    from airflow.cli.cli_config import ActionCommand, lazy_load_command
+
+    return ActionCommand(
+        name=name,
+        help=help_text,
+        func=lazy_load_command(f"airflow_byo.cli.commands.{func or name}"),
+        args=args,
+    )
+
+
+def _ledger(verbose: Any, output: Any) -> Any:
+    from airflow.cli.cli_config import Arg, GroupCommand
 
     flow = Arg(("flow_id",), help="the flow's name in the ledger: <dag_id>.<task_id> unless flow_id= is set")
     conn = Arg(
         ("--ledger-conn-id",), help="ledger database connection (default: [byo] ledger_conn_id / SQLite)"
     )
-    verbose = Arg(("-v", "--verbose"), help="show tracebacks", action="store_true")
-    output = Arg(("-o", "--output"), help="output format", choices=("table", "json"), default="table")
 
-    def command(name: str, help_text: str, *args: Arg) -> ActionCommand:
-        return ActionCommand(
-            name=name,
-            help=help_text,
-            func=lazy_load_command(f"airflow_byo.cli.commands.ledger_{name}"),
-            args=(flow, *args, conn, output, verbose),
-        )
+    def command(name: str, help_text: str, *args: Arg) -> Any:
+        return _action(name, help_text, flow, *args, conn, output, verbose, func=f"ledger_{name}")
 
-    ledger = GroupCommand(
+    return GroupCommand(
         name="ledger",
         help="Inspect and operate a flow's ledger of processed files",
         subcommands=(
@@ -55,19 +80,13 @@ def get_byo_cli_commands() -> list[Any]:
         ),
     )
 
-    def action(name: str, help_text: str, *args: Arg, func: str | None = None) -> ActionCommand:
-        return ActionCommand(
-            name=name,
-            help=help_text,
-            func=lazy_load_command(f"airflow_byo.cli.commands.{func or name}"),
-            args=(*args, verbose),
-        )
+
+def _test_and_validate(verbose: Any, function_name: Any, packages: Any) -> tuple[Any, Any]:
+    from airflow.cli.cli_config import Arg
 
     sample = Arg(("sample",), help="the sample file: a local path, or a URL read with --conn-id")
     code = Arg(("--code",), help="a Python file holding the function (the inline code of a flow)")
-    function_name = Arg(("--function-name",), help="function to call in --code (default process)")
-    packages = Arg(("--packages",), help="PEP 508 requirements, e.g. 'p1==1.0.1,p2==0.0.2'")
-    test = action(
+    test = _action(
         "test",
         "Run a function on one sample file and print the output preview and insights; writes "
         "nothing. Examples: `airflow byo test --code clean.py data/a.csv`, "
@@ -82,26 +101,37 @@ def get_byo_cli_commands() -> list[Any]:
         Arg(("--runtime-config",), help="runtime variables & configuration as JSON"),
         Arg(("--conn-id",), help="connection to read a remote sample with"),
         Arg(("--python",), help="run in this interpreter instead of building the flow's virtualenv"),
+        verbose,
     )
-    validate = action(
+    validate = _action(
         "validate",
         "Check flow spec files (or folders of them) and report every problem with file, line and "
         "field, e.g. `airflow byo validate dags/flows`",
         Arg(("paths",), nargs="+", help="spec files or folders"),
+        verbose,
     )
-    functions = GroupCommand(
+    return test, validate
+
+
+def _functions(verbose: Any, output: Any, function_name: Any, packages: Any) -> Any:
+    from airflow.cli.cli_config import Arg, GroupCommand
+
+    return GroupCommand(
         name="functions",
         help="The reusable function library ([byo] function_library)",
         subcommands=(
-            action("list", "List library functions and their versions", output, func="functions_list"),
-            action(
+            _action(
+                "list", "List library functions and their versions", output, verbose, func="functions_list"
+            ),
+            _action(
                 "show",
                 "Show a function's code, packages, author and date, e.g. `... show clean@2`",
                 Arg(("ref",), help="name or name@version"),
                 output,
+                verbose,
                 func="functions_show",
             ),
-            action(
+            _action(
                 "save",
                 "Validate and save a function as the next version, e.g. "
                 "`airflow byo functions save clean --code clean.py --packages 'unidecode==1.3.8'`",
@@ -110,9 +140,10 @@ def get_byo_cli_commands() -> list[Any]:
                 function_name,
                 packages,
                 Arg(("--description",), help="what the function does", default=""),
+                verbose,
                 func="functions_save",
             ),
-            action(
+            _action(
                 "delete",
                 "Delete one version not used by any flow spec, e.g. `... delete clean@1 --specs dags/flows`",
                 Arg(("ref",), help="name@version"),
@@ -122,14 +153,8 @@ def get_byo_cli_commands() -> list[Any]:
                     action="append",
                     default=[],
                 ),
+                verbose,
                 func="functions_delete",
             ),
         ),
     )
-    return [
-        GroupCommand(
-            name="byo",
-            help="airflow-byo: bring-your-own-function data flows",
-            subcommands=(test, validate, functions, ledger),
-        )
-    ]

@@ -11,6 +11,7 @@ destinations or the ledger: it turns file requests into :class:`FileOutcome` val
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from airflow_byo.runner.child_process import ChildProcess, stage_runtime
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from airflow_byo.processor import ProcessorSource
     from airflow_byo.runner.child_messages import FileOutcome
     from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runner.sandbox import SandboxSpec
     from airflow_byo.runtime.protocol import FileRequest, InitRequest
 
 __all__ = ["ChildPool", "init_request"]
@@ -52,13 +54,19 @@ class ChildPool:
     :param init: the init message every child starts with (:func:`init_request`).
     :param job: the flow's job configuration (batch size, retries, timeout).
     :param log: the task's logger.
+    :param sandbox: the children's sandbox (paths of this run's inputs and outputs bound), or
+        ``None`` to run them unsandboxed; the staged runtime and the processor's ``sys_path``
+        folders are added here, read-only.
     """
 
-    def __init__(self, *, python: str, init: InitRequest, job: JobConfig, log: TaskLog) -> None:
+    def __init__(
+        self, *, python: str, init: InitRequest, job: JobConfig, log: TaskLog, sandbox: SandboxSpec | None = None
+    ) -> None:
         self.python = python
         self.init = init
         self.job = job
         self.log = log
+        self._sandbox = sandbox
         self._child: ChildProcess | None = None
         self._runtime_dir = ""
 
@@ -66,6 +74,9 @@ class ChildPool:
         for path in sweep():
             self.log.info("Removed scratch directory %s left by a killed run", path)
         self._runtime_dir = stage_runtime(scratch_dir("runtime"))
+        if self._sandbox is not None:
+            folders = (self._runtime_dir, *self.init["sys_path"])
+            self._sandbox = replace(self._sandbox, read_only=(*self._sandbox.read_only, *folders))
         try:
             self._ready_child()
         except BaseException:
@@ -88,7 +99,7 @@ class ChildPool:
             child.stop()
             child = None
         if child is None:
-            child = ChildProcess(self.python, self._runtime_dir, self.init, self.log)
+            child = ChildProcess(self.python, self._runtime_dir, self.init, self.log, self._sandbox)
         self._child = child
         return child
 

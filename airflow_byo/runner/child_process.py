@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import airflow_byo.runtime as runtime_package
 from airflow_byo.exceptions import ByoProcessorError
@@ -34,9 +34,12 @@ from airflow_byo.runner.child_messages import (
     checked_seq,
     parse_message,
 )
+from airflow_byo.runner.sandbox import describe_exit, sandbox_command
 from airflow_byo.scratch import scratch_dir
 
 if TYPE_CHECKING:
+    from airflow_byo.runner.child_messages import OutcomeStatus
+    from airflow_byo.runner.sandbox import SandboxSpec
     from airflow_byo.runtime.protocol import FileRequest, InitRequest, Notify, StopRequest
 
 __all__ = ["ChildProcess", "TaskLog", "child_environment", "stage_runtime"]
@@ -124,19 +127,32 @@ class ChildProcess:
     :param runtime_dir: directory prepared by :func:`stage_runtime`.
     :param init: the init message (processor source, config, args).
     :param task_log: logger that receives the child's stderr (the user's prints and logs).
+    :param sandbox: what the child may see and do in its bubblewrap sandbox; ``None`` runs it
+        unsandboxed (``[byo] sandbox = off``, or no bubblewrap in ``auto`` mode).
     """
 
-    def __init__(self, python: str, runtime_dir: str, init: InitRequest, task_log: TaskLog) -> None:
+    def __init__(
+        self,
+        python: str,
+        runtime_dir: str,
+        init: InitRequest,
+        task_log: TaskLog,
+        sandbox: SandboxSpec | None = None,
+    ) -> None:
         self._task_log = task_log
+        self._sandbox = sandbox
         bootstrap = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
             "from airflow_byo.runtime.child import main; sys.exit(main())"
         )
-        self._cwd = scratch_dir("child")
         # -I: isolated mode, so PYTHONPATH, the user site and the cwd never leak into the child.
+        argv = [python, "-I", "-c", bootstrap, runtime_dir]
+        if sandbox is not None:
+            argv = sandbox_command(argv, sandbox)  # its cwd is the sandbox's private /tmp
+        self._cwd = scratch_dir("child")
         try:
             self._proc = subprocess.Popen(
-                [python, "-I", "-c", bootstrap, runtime_dir],
+                argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -217,45 +233,52 @@ class ChildProcess:
         self.files_handled += 1
         started = time.monotonic()
         notifications: list[Notify] = []
-        if not self.queue(request):
-            return self._crashed(started, notifications)
-        self._queued.discard(request["seq"])
-        try:
-            return self._answer(request, started + timeout_seconds, notifications, started, timeout_seconds)
-        except ProtocolViolation as exc:
-            self.kill()  # a child that lies once is not asked again
+
+        def stopped(status: OutcomeStatus, error_type: str, error: str) -> FileOutcome:
+            """An outcome the worker decides: the child gave no usable answer."""
+            seconds = time.monotonic() - started
             return FileOutcome(
-                status="error",
-                seconds=time.monotonic() - started,
-                notifications=notifications,
-                error_type="ProtocolError",
-                error=f"the processor sent an invalid message: {exc}",
+                status, seconds, notifications=notifications, error_type=error_type, error=error
             )
 
+        try:
+            answer = (
+                self._answer(request, started + timeout_seconds, notifications)
+                if self.queue(request)
+                else None
+            )
+        except ProtocolViolation as exc:
+            self.kill()  # a child that lies once is not asked again
+            return stopped("error", "ProtocolError", f"the processor sent an invalid message: {exc}")
+        finally:
+            self._queued.discard(request["seq"])
+        if answer == "timeout":
+            self.kill()
+            return stopped(
+                "timeout",
+                "Timeout",
+                f"processing took longer than job_config.timeout_seconds={timeout_seconds:g}s and was "
+                "stopped; raise the timeout or make the function faster",
+            )
+        if answer is None:  # the child's end of the pipe closed: it died
+            return stopped(
+                "crashed",
+                "ChildDied",
+                f"the processor's process died ({self._exit_cause()}) while handling this file; a "
+                "native library crash or the job_config.max_memory_mb cap are the usual causes",
+            )
+        return answer
+
     def _answer(
-        self,
-        request: FileRequest,
-        deadline: float,
-        notifications: list[Notify],
-        started: float,
-        timeout_seconds: float,
-    ) -> FileOutcome:
+        self, request: FileRequest, deadline: float, notifications: list[Notify]
+    ) -> FileOutcome | Literal["timeout"] | None:
+        """The child's checked answer to ``request``; ``"timeout"``, or ``None`` at EOF."""
         while True:
             line = self._reader.readline(deadline)
             if line is None:
-                self.kill()
-                return FileOutcome(
-                    status="timeout",
-                    seconds=time.monotonic() - started,
-                    notifications=notifications,
-                    error_type="Timeout",
-                    error=(
-                        f"processing took longer than job_config.timeout_seconds={timeout_seconds:g}s "
-                        "and was stopped; raise the timeout or make the function faster"
-                    ),
-                )
+                return "timeout"
             if line == b"":
-                return self._crashed(started, notifications)
+                return None
             message = parse_message(line, ("notify", "done", "error"))
             checked_seq(message, request["seq"])
             if message["ev"] == "notify":
@@ -264,8 +287,8 @@ class ChildProcess:
             if message["ev"] == "done":
                 done, outputs = checked_done(message, request["out_prefix"])
                 return FileOutcome(
-                    status="done",
-                    seconds=done["seconds"],
+                    "done",
+                    done["seconds"],
                     outputs=outputs,
                     insights=done["insights"],
                     counters=done["counters"],
@@ -273,27 +296,19 @@ class ChildProcess:
                 )
             failure = checked_failure(message)
             return FileOutcome(
-                status="error",
-                seconds=failure["seconds"],
+                "error",
+                failure["seconds"],
                 notifications=notifications,
                 error_type=failure["type"],
                 error=failure["message"],
                 traceback=failure["traceback"],
             )
 
-    def _crashed(self, started: float, notifications: list[Notify]) -> FileOutcome:
+    def _exit_cause(self) -> str:
         code = self._proc.wait()
-        cause = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        return FileOutcome(
-            status="crashed",
-            seconds=time.monotonic() - started,
-            notifications=notifications,
-            error_type="ChildDied",
-            error=(
-                f"the processor's process died ({cause}) while handling this file; a native "
-                "library crash or the job_config.max_memory_mb cap are the usual causes"
-            ),
-        )
+        if self._sandbox is not None:  # bwrap reports a child killed by signal N as 128+N
+            return describe_exit(code, self._sandbox)
+        return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
     @property
     def alive(self) -> bool:

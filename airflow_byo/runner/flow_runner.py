@@ -22,7 +22,9 @@ from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.faults import crash_point
 from airflow_byo.runner.child_messages import FileOutcome
 from airflow_byo.runner.child_pool import ChildPool, init_request
+from airflow_byo.runner.child_process import child_environment
 from airflow_byo.runner.progress import Progress, log_file_result, log_notification
+from airflow_byo.runner.sandbox import SandboxSpec, limits_warning, sandbox_mode
 from airflow_byo.runner.transfers import fetch_ahead
 from airflow_byo.scratch import scratch
 from airflow_byo.storage.publisher import Publisher, discard_staged_outputs
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from airflow_byo.flow_config import RuntimeConfig
     from airflow_byo.processor import ProcessorSource
     from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runner.sandbox import InEffect
     from airflow_byo.runner.transfers import FetchedFile
     from airflow_byo.runtime.protocol import Notify
     from airflow_byo.storage.location import Location, SourceFile
@@ -97,6 +100,8 @@ class FlowRunner:
     :param on_notify: also called with each ``ctx.notify()`` event (file url, event), after it
         was logged: e.g. to deliver it to the flow's notification channels.
     :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
+    :param sandbox: ``"bubblewrap"`` or ``"off"``; by default what ``[byo] sandbox`` gives on
+        this worker (``auto``: bubblewrap when it works here).
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class FlowRunner:
         log: TaskLog,
         on_notify: Callable[[str, Notify], None] | None = None,
         quarantine: Location | None = None,
+        sandbox: InEffect | None = None,
     ) -> None:
         self.processor = processor
         self.config = config
@@ -116,12 +122,31 @@ class FlowRunner:
         self.log = log
         self.on_notify = on_notify
         self.quarantine = quarantine
+        if sandbox is None:
+            sandbox, warning = sandbox_mode()
+            if warning:
+                log.warning("%s", warning)
+        self.sandbox: InEffect = sandbox
 
-    def children(self) -> ChildPool:
-        """The child processes of one run (a context manager; the first child starts on entry)."""
-        return ChildPool(
-            python=self.python, init=init_request(self.processor, self.config), job=self.job, log=self.log
-        )
+    def children(self, *, inputs: str, outputs: str) -> ChildPool:
+        """
+        The child processes of one run (a context manager; the first child starts on entry),
+        sandboxed unless the sandbox is off: they may read ``inputs`` and write ``outputs`` only.
+        """
+        spec = None
+        if self.sandbox == "bubblewrap":
+            spec = SandboxSpec(
+                interpreter=self.python,
+                read_only=(inputs,),
+                writable=(outputs,),
+                network=self.job.network,
+                env=child_environment(),
+                max_processes=self.job.max_processes,
+            )
+            if warning := limits_warning(spec):  # a root worker: information, not a fault
+                self.log.info("%s", warning)
+        init = init_request(self.processor, self.config)
+        return ChildPool(python=self.python, init=init, job=self.job, log=self.log, sandbox=spec)
 
     # -- whole runs ----------------------------------------------------------------------------
     def run(
@@ -141,15 +166,19 @@ class FlowRunner:
         the file's outputs were published.
         """
         tracker = tracker or _EveryFile()
-        summary = RunSummary(source=source.url, destination=destination.url, files_seen=len(files))
+        summary = RunSummary(
+            source=source.url, destination=destination.url, files_seen=len(files), sandbox=self.sandbox
+        )
         progress = Progress(self.log, self.job.progress_interval_seconds)
         started = time.monotonic()
         depth = self.job.transfer_concurrency
         handled: set[str] = set()
         with (
-            self.children() as children,
             Publisher(destination, self.quarantine) as publisher,
             scratch("inputs") as staging,
+            self.children(
+                inputs=source.url if source.is_local else staging, outputs=publisher.staging_dir
+            ) as children,
             _transfer_threads(depth) as transfers,
         ):
             claimed = tracker.claimed(files)  # claim (in chunks, as the run goes)

@@ -78,10 +78,16 @@ def preview_file(
     runner: FlowRunner, location: Location, file: SourceFile
 ) -> tuple[RunSummary, list[OutputPreview]]:
     """Run the processor on one file and return previews of its outputs; write nothing."""
-    summary = RunSummary(source=file.url, destination=None, test_mode=True, files_seen=1)
+    summary = RunSummary(
+        source=file.url, destination=None, test_mode=True, files_seen=1, sandbox=runner.sandbox
+    )
     previews: list[OutputPreview] = []
     started = time.monotonic()
-    with runner.children() as children, scratch("test") as out_root, scratch("inputs") as staging:
+    with (
+        scratch("test") as out_root,
+        scratch("inputs") as staging,
+        runner.children(inputs=location.url if location.is_local else staging, outputs=out_root) as children,
+    ):
         item = FetchedFile(0, file, os.path.join(out_root, "000000"), stage_now(location, file, staging))
         outcome = runner.process(children, item)
         result = FileResult(

@@ -37,6 +37,7 @@ __all__ = [
     "limits_warning",
     "resolve_mode",
     "sandbox_command",
+    "sandbox_mode",
 ]
 
 SANDBOX_UID = 65534  # "nobody" inside; mapped to the worker's uid outside
@@ -128,6 +129,16 @@ def bubblewrap_status() -> tuple[bool, str]:
     return True, version or "bubblewrap"
 
 
+def sandbox_mode() -> tuple[InEffect, str | None]:
+    """The mode in effect for this worker's ``[byo] sandbox`` setting, and a warning to log once."""
+    from airflow_byo.provider_config import setting
+
+    configured = setting("sandbox")
+    if configured.strip().lower() == "off":
+        return "off", None  # no probe: a trusted setup pays nothing
+    return resolve_mode(configured, bubblewrap_status())
+
+
 def resolve_mode(setting: str, status: tuple[bool, str]) -> tuple[InEffect, str | None]:
     """
     The sandbox mode in effect for ``[byo] sandbox = required | auto | off``.
@@ -169,7 +180,13 @@ def interpreter_paths(python: str) -> tuple[str, ...]:
             [python, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60, check=True
         ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError) as exc:
-        raise _config_error(f"cannot start the processor's interpreter {python!r}: {exc}") from None
+        from airflow_byo.exceptions import ByoProcessorError
+
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ByoProcessorError(
+            f"cannot start the processor's interpreter {python!r}: {reason}. "
+            "Check python_interpreter (or the flow's environment under venv_cache_path)"
+        ) from None
     paths = [os.path.realpath(out[0]), os.path.realpath(out[1])]
     for venv in (os.path.dirname(python), os.path.dirname(os.path.dirname(python))):
         if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .contract import FORMAT_EXTENSIONS, Context, InputFile, OutputError
 from .function_loader import ProcessorLoadError, load_processor
+from .limits import limit_hint, set_child_limits, start_cpu_budget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,15 +47,6 @@ class _Channel:
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
-
-
-def _set_memory_limit(max_memory_mb: int | None) -> None:
-    if not max_memory_mb:
-        return
-    import resource
-
-    limit = int(max_memory_mb) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def _default_output_name(template: str, input_file: InputFile, output_format: str) -> str:
@@ -139,6 +131,7 @@ class _Runner:
             emit=emit,
         )
         started = time.perf_counter()
+        start_cpu_budget(self.job_config.get("cpu_seconds"))
         try:
             result = self.func(input_file, ctx, *self.args, **self.kwargs)
             _write_result(result, ctx, input_file)
@@ -148,7 +141,8 @@ class _Runner:
             self._send_error(seq, "MemoryError", self._memory_message(), "", started)
             return
         except BaseException as exc:  # noqa: BLE001 - a user's SystemExit is a file error too
-            self._send_error(seq, type(exc).__name__, str(exc), _format_traceback(exc), started)
+            message = str(exc) + limit_hint(exc, self.job_config)
+            self._send_error(seq, type(exc).__name__, message, _format_traceback(exc), started)
             return
         done: Done = {
             "ev": "done",
@@ -203,7 +197,7 @@ def main() -> int:
 
     init: InitRequest = json.loads(sys.stdin.readline())
     sys.path[:0] = init["sys_path"]
-    _set_memory_limit(init["job_config"].get("max_memory_mb"))
+    set_child_limits(init["job_config"])
     try:
         runner = _Runner(init, channel, log)
     except ProcessorLoadError as exc:

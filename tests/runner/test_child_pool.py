@@ -34,16 +34,20 @@ def test_init_request_carries_what_the_child_needs() -> None:
 
 
 def test_one_child_serves_a_batch_and_is_recycled_after_batch_size(tmp_path: Path) -> None:
+    # An id drawn when a child loads the function (a pid would not do: in the sandbox's own PID
+    # namespace every child is pid 2).
     code = """
-        import os
+        import os, uuid
+        CHILD = uuid.uuid4().hex
         def process(file, ctx):
-            return [{"pid": os.getpid()}]
+            return [{"child": CHILD, "pid": os.getpid()}]
     """
     files = {f"f{i}.txt": "" for i in range(5)}
     _, out = run_flow(tmp_path, code, files, {"job_config": {"batch_size": 2}})
-    pids = [json.loads(text)["pid"] for _, text in sorted(published(out).items())]
-    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
-    assert os.getpid() not in pids
+    children = [json.loads(text)["child"] for _, text in sorted(published(out).items())]
+    assert children[0] == children[1] != children[2] == children[3] != children[4]
+    _, out = run_flow(tmp_path / "off", code, files, {"job_config": {"batch_size": 2}}, sandbox="off")
+    assert os.getpid() not in [json.loads(text)["pid"] for text in published(out).values()]
 
 
 FLAKY = """
@@ -82,9 +86,10 @@ def test_a_failed_attempt_is_retried_and_what_it_staged_is_discarded(tmp_path: P
         FLAKY,
         {"attempts": str(tmp_path / "attempts"), "job_config": {"retries": 1, "output_format": "text"}},
         log,
+        sandbox="off",  # the attempts are counted in a file outside the outputs
     )
     request = file_request(tmp_path)
-    with runner.children() as children:
+    with runner.children(inputs=str(tmp_path), outputs=str(tmp_path / "stage")) as children:
         assert not children.can_queue_ahead()  # a retry must not queue behind the next file
         children.start(request)
         outcome = children.process(request, "a.txt")
@@ -98,9 +103,9 @@ def test_a_failed_attempt_is_retried_and_what_it_staged_is_discarded(tmp_path: P
 
 
 def test_without_retries_a_failure_is_final(tmp_path: Path) -> None:
-    runner = inline_runner(FLAKY, {"attempts": str(tmp_path / "attempts")})
+    runner = inline_runner(FLAKY, {"attempts": str(tmp_path / "attempts")}, sandbox="off")
     request = file_request(tmp_path)
-    with runner.children() as children:
+    with runner.children(inputs=str(tmp_path), outputs=str(tmp_path / "stage")) as children:
         children.start(request)
         outcome = children.process(request, "a.txt")
     assert (outcome.status, outcome.attempts) == ("error", 1)
@@ -111,7 +116,7 @@ def test_without_retries_a_failure_is_final(tmp_path: Path) -> None:
 def test_files_are_queued_ahead_only_into_a_child_that_stays(tmp_path: Path) -> None:
     runner = inline_runner("def process(file, ctx):\n    return 'ok'\n", {"job_config": {"batch_size": 2}})
     request = file_request(tmp_path)
-    with runner.children() as children:
+    with runner.children(inputs=str(tmp_path), outputs=str(tmp_path / "stage")) as children:
         assert children.can_queue_ahead()  # two files fit into this child
         children.start(request)
         assert children.process(request, "a.txt").ok

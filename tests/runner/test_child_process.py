@@ -155,8 +155,11 @@ def test_killed_worker_takes_its_child_along_and_the_next_run_sweeps_its_scratch
 
     make_files(tmp_path / "in", {"a.txt": "x"})
     pid_file = tmp_path / "child.pid"
+    # Unsandboxed: the child writes its pid where the test reads it (PR_SET_PDEATHSIG at work). The
+    # sandboxed child dies with its worker through bubblewrap's --die-with-parent (test_sandbox.py).
     worker = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WORKER, str(tmp_path / "in"), str(tmp_path / "out"), str(pid_file)]
+        [sys.executable, "-c", _KILLED_WORKER, str(tmp_path / "in"), str(tmp_path / "out"), str(pid_file)],
+        env={**os.environ, "AIRFLOW__BYO__SANDBOX": "off"},
     )
     deadline = time.monotonic() + 60
     while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:

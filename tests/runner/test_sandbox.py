@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_byo import sandbox
+from airflow_byo.runner import sandbox
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.sandbox import SandboxSpec, sandbox_command
+from airflow_byo.runner.sandbox import SandboxSpec, sandbox_command
 
 HOSTILE = Path(__file__).parent / "sandbox" / "hostile.py"
 CANARY = "postgres://u:s3cr3t@h/db"
@@ -401,7 +401,7 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
     if worker.kind != "user":
         pytest.skip("the root worker is the test process itself")
     code = (
-        "import sys, subprocess; sys.path.insert(0, sys.argv[1]); from airflow_byo import sandbox as s\n"
+        "import sys, subprocess; sys.path.insert(0, sys.argv[1]); from airflow_byo.runner import sandbox as s\n"
         "assert not [m for m in sys.modules if m.startswith('airflow.')], 'Airflow imported'\n"
         "assert s.bubblewrap_status()[0], s.bubblewrap_status()\n"
         "spec = s.SandboxSpec(interpreter=sys.argv[2])\n"
@@ -409,7 +409,7 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
         " capture_output=True, text=True)\n"
         "print(r.stdout.strip(), r.stderr)"
     )
-    root = str(Path(sandbox.__file__).parent.parent)
+    root = str(Path(sandbox.__file__).parents[2])
     result = subprocess.run(
         [*worker.prefix, "/usr/bin/python3", "-I", "-c", code, root, worker.python],
         capture_output=True,

@@ -1,0 +1,69 @@
+"""
+Resource limits the child sets on itself before running the user's code (standard library only).
+
+Memory (``RLIMIT_AS``) and the size of any file the function writes (``RLIMIT_FSIZE``) hold for
+the child's life; CPU time (``RLIMIT_CPU``) is a budget per file: the soft limit is moved to
+"used so far + ``cpu_seconds``" before each file, and the ``SIGXCPU`` it raises becomes an error
+of that file. The number of processes is capped from outside, by the sandbox. Wall-clock time is
+enforced by the worker, which kills the child.
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+import signal
+from typing import Any
+
+__all__ = ["CpuTimeExceeded", "limit_hint", "set_child_limits", "start_cpu_budget"]
+
+
+class CpuTimeExceeded(Exception):
+    """Raised in the function when it used up the CPU time of one file."""
+
+
+def _on_sigxcpu(signum: int, frame: Any) -> None:
+    raise CpuTimeExceeded("the function used up its CPU time for this file")
+
+
+def set_child_limits(job_config: dict[str, Any]) -> None:
+    """Memory and output-size caps for the whole child; a handler for the per-file CPU budget."""
+    if job_config.get("max_memory_mb"):
+        limit = int(job_config["max_memory_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if job_config.get("max_output_mb"):
+        limit = int(job_config["max_output_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    # Python ignores SIGXFSZ, so a too-large write fails with EFBIG ("File too large").
+    signal.signal(signal.SIGXCPU, _on_sigxcpu)
+
+
+def start_cpu_budget(cpu_seconds: float | None) -> None:
+    """Give the next file ``cpu_seconds`` of CPU time from now on (all threads of the child)."""
+    if not cpu_seconds:
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime + cpu_seconds) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def limit_hint(exc: BaseException, job_config: dict[str, Any]) -> str:
+    """What to add to an error caused by one of the limits: the ``job_config`` key to change."""
+    if isinstance(exc, CpuTimeExceeded):
+        return (
+            f" (job_config.cpu_seconds={job_config.get('cpu_seconds')}: raise it or make the function faster)"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return (
+            f" (job_config.max_output_mb={job_config.get('max_output_mb')} caps every file the "
+            "function writes)"
+        )
+    if isinstance(exc, BlockingIOError) or (isinstance(exc, OSError) and exc.errno == errno.EAGAIN):
+        return (
+            f" (the sandbox allows job_config.max_processes={job_config.get('max_processes')} "
+            "processes and threads at once)"
+        )
+    return ""
