@@ -74,7 +74,7 @@ with DAG(
         processor=PROCESS,
         runtime_config={{
             "custom_code": {{"kwargs": {{"seconds": "{{{{ dag_run.conf.get('seconds', 0) }}}}"}}}},
-            # A dead worker's claims expire after 6 s, well before its task is declared dead (20 s).
+            # A dead worker's claims expire after 6 s, well before its task is declared dead (15 s).
             "job_config": {{"lease_seconds": 6, "timeout_seconds": 60, "progress_interval_seconds": 0.2}},
         }},
         retries=1,
