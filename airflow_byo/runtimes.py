@@ -109,7 +109,8 @@ _Requirement = Annotated[str, AfterValidator(_requirement)]
 class RuntimeDefinition(BaseModel):
     """One entry under ``runtimes:`` in the runtimes file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use, not at import: this module is imported at DAG-parse time.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     description: str = Field("", description="What the runtime is for; shown by the CLI and in logs.")
     packages: Annotated[tuple[_Requirement, ...], AfterValidator(_unique_names)] = Field(
@@ -155,7 +156,7 @@ class RuntimeDefinition(BaseModel):
 class RuntimesFile(BaseModel):
     """The whole ``[byo] runtimes`` file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     runtimes: dict[str, RuntimeDefinition] = Field(
         description="Runtimes by name (letters, digits, '_', '.', '-'; 'default' is built in)."
@@ -187,7 +188,11 @@ class Runtime(RuntimeDefinition):
         return self.python
 
 
-DEFAULT_RUNTIME = Runtime(name=DEFAULT, description="No base packages; the flow's own packages only.")
+#: The built-in runtime (constructed without validation: there is nothing to validate, and it keeps
+#: the models unbuilt until a runtimes file is actually read).
+DEFAULT_RUNTIME = Runtime.model_construct(
+    name=DEFAULT, description="No base packages; the flow's own packages only."
+)
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -254,11 +259,13 @@ def _parse(file: Path, text: str) -> dict[str, Runtime]:
             f"{file}:1: a runtimes file is a mapping with a 'runtimes' key. "
             "Fix: start it with 'runtimes:' and one entry per runtime name"
         )
-    problems = _name_problems(file, node, data)
+    problems = _name_problems(file, node)
     try:
         parsed = RuntimesFile.model_validate(data)
     except ValidationError as exc:
-        problems += [_format_error(file, node, error) for error in exc.errors()]
+        # A name that is not a string is reported above, with its line and how to quote it.
+        errors = [error for error in exc.errors() if "[key]" not in error["loc"]]
+        problems += [_format_error(file, node, error) for error in errors]
     if problems:  # in file order: "<file>:<line>: ..."
         problems.sort(key=lambda problem: int(problem[len(str(file)) + 1 :].split(":", 1)[0]))
         raise ByoConfigError("\n".join(problems))
@@ -272,32 +279,32 @@ def _parse(file: Path, text: str) -> dict[str, Runtime]:
     }
 
 
-def _name_problems(file: Path, node: yaml.Node | None, data: dict[str, Any]) -> list[str]:
-    runtimes = data.get("runtimes")
-    if not isinstance(runtimes, dict):
-        return []  # the model reports it
+def _name_problems(file: Path, node: yaml.Node | None) -> list[str]:
+    """Names as written in the file: duplicates, ``default``, YAML 1.1 booleans (``off:``), syntax."""
     problems = []
     mapping = (_step(node, "runtimes") or (None, 0))[0]
     seen: set[str] = set()
-    for key_node, _ in getattr(mapping, "value", []):  # duplicates: YAML/JSON keep the last silently
-        if key_node.value in seen:
+    for key_node, _ in getattr(mapping, "value", []):
+        name = str(key_node.value)
+        where = f"{file}:{key_node.start_mark.line + 1}: runtimes.{name}"
+        if not str(key_node.tag).endswith(":str"):
             problems.append(
-                f"{file}:{key_node.start_mark.line + 1}: runtimes.{key_node.value}: defined twice. "
-                "Fix: keep one definition per name"
+                f"{where}: YAML reads this name as a {key_node.tag.rsplit(':', 1)[-1]}, not a string. "
+                f"Fix: quote it ('{name}') or pick another name"
             )
-        seen.add(key_node.value)
-    for name in runtimes:
-        where = f"{file}:{_line_of(node, ('runtimes', name))}: runtimes.{name}"
-        if name == DEFAULT:
+        elif name in seen:  # YAML and JSON would silently keep the last one
+            problems.append(f"{where}: defined twice. Fix: keep one definition per name")
+        elif name == DEFAULT:
             problems.append(
                 f"{where}: 'default' is built in (no base packages, so flows without a runtime keep "
                 "exactly their own packages). Fix: give this runtime another name"
             )
-        elif not isinstance(name, str) or not _NAME.match(name):
+        elif not _NAME.match(name):
             problems.append(
                 f"{where}: not a valid runtime name. Fix: use letters, digits, '_', '.' or '-', "
                 "starting with a letter (e.g. data, ml-gpu)"
             )
+        seen.add(name)
     return problems
 
 

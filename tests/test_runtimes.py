@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError, ByoPackageError
-from airflow_byo.flow_config import parse_runtime_config
+from airflow_byo.flow_config import JobConfig, parse_runtime_config
 from airflow_byo.packages import parse_packages
 from airflow_byo.runtimes import (
     DEFAULT_RUNTIME,
@@ -235,6 +235,14 @@ def test_a_package_listed_twice(tmp_path: Path) -> None:
     )
 
 
+def test_a_name_yaml_reads_as_a_boolean_must_be_quoted(tmp_path: Path) -> None:
+    path = write(tmp_path, "runtimes:\n  data: {}\n  off: {}\n")
+    assert error_of(path) == (
+        f"{path}:3: runtimes.off: YAML reads this name as a bool, not a string. "
+        "Fix: quote it ('off') or pick another name"
+    )
+
+
 def test_a_runtime_defined_twice(tmp_path: Path) -> None:
     path = write(tmp_path, "runtimes:\n  data: {}\n  data:\n    packages: [six==1.16.0]\n")
     assert error_of(path) == f"{path}:3: runtimes.data: defined twice. Fix: keep one definition per name"
@@ -344,3 +352,19 @@ def test_a_runtime_base_package_imports_inside_the_child(
     assert summary.failed == []
     record = json.loads((tmp_path / "out" / "a.jsonl").read_text())
     assert record == {"tabulate": "0.9.0", "table": "-----\na.txt\n-----"}
+
+
+@pytest.mark.skipif("network" not in JobConfig.model_fields, reason="JobConfig.network (issue #12 item 2)")
+def test_the_runtime_network_default_reaches_the_job_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "runtimes:\n  api:\n    network: true\n  'off': {}\n")
+    api = load_runtimes(path)["api"]
+    assert apply_runtime(api, parse_runtime_config(None)).job_config.network is True
+    flow_off = parse_runtime_config({"job_config": {"network": False}})
+    assert apply_runtime(api, flow_off).job_config.network is False  # the flow's own key wins
+    assert apply_runtime(load_runtimes(path)["off"], parse_runtime_config(None)).job_config.network is False
+
+    nested = write(tmp_path, "runtimes:\n  api:\n    job_config: {network: true}\n", "nested.yaml")
+    assert error_of(nested) == (
+        f"{nested}:2: runtimes.api: job_config.network is set here as the runtime's own 'network' key. "
+        "Fix: move it up one level (network: true)"
+    )
