@@ -9,6 +9,57 @@ from airflow_byo import __version__
 INTEGRATION = "BYO Data Flows"
 
 
+#: The ``[byo]`` section (``AIRFLOW__BYO__<OPTION>``).
+_OPTIONS: dict[str, Any] = {
+    "sandbox": {
+        "description": "How processor children are isolated: 'auto' runs each one in a bubblewrap "
+        "sandbox (new namespaces, a minimal read-only view of the file system, no network unless "
+        "job_config.network) when bubblewrap works on the worker, else unsandboxed with a warning; "
+        "'required' fails instead; 'off' never sandboxes (trusted code only).",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "required",
+        "default": "auto",
+    },
+    "ledger_conn_id": {
+        "description": "Connection of the ledger database shared by all workers "
+        "(a 'postgres' connection in production). Empty means a SQLite file under "
+        "$AIRFLOW_HOME/byo, which only works on one machine.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "byo_ledger",
+        "default": "",
+    },
+    "function_library": {
+        "description": "Directory of the reusable function library, readable by every "
+        "worker: e.g. a folder in the DAGs bundle (versioned with the DAGs) or a shared "
+        "volume. Empty means $AIRFLOW_HOME/byo/functions.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/opt/airflow/dags/byo_functions",
+        "default": "",
+    },
+    "max_spec_bytes": {
+        "description": "Flow spec files larger than this many bytes are refused unread "
+        "(by the DAG factory, `airflow byo validate` and `airflow byo test --spec`), so one "
+        "huge file cannot stall DAG parsing.",
+        "version_added": "0.1.0",
+        "type": "integer",
+        "example": "4194304",
+        "default": "1048576",
+    },
+    "venv_cache_path": {
+        "description": "Directory holding the cached virtualenvs of flows, one per set "
+        "of packages. Empty means $AIRFLOW_HOME/byo/venvs. Use a local disk of each "
+        "worker (environments are built once per machine).",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/opt/airflow/byo-venvs",
+        "default": "",
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata; validated against Airflow's ``provider_info.schema.json`` in the tests."""
     return {
@@ -39,47 +90,5 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.sensors.new_files"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.triggers.new_files"]}],
-        "config": {
-            "byo": {
-                "description": "Settings of the airflow-byo provider.",
-                "options": {
-                    "ledger_conn_id": {
-                        "description": "Connection of the ledger database shared by all workers "
-                        "(a 'postgres' connection in production). Empty means a SQLite file under "
-                        "$AIRFLOW_HOME/byo, which only works on one machine.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "byo_ledger",
-                        "default": "",
-                    },
-                    "function_library": {
-                        "description": "Directory of the reusable function library, readable by every "
-                        "worker: e.g. a folder in the DAGs bundle (versioned with the DAGs) or a shared "
-                        "volume. Empty means $AIRFLOW_HOME/byo/functions.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "/opt/airflow/dags/byo_functions",
-                        "default": "",
-                    },
-                    "max_spec_bytes": {
-                        "description": "Flow spec files larger than this many bytes are refused unread "
-                        "(by the DAG factory, `airflow byo validate` and `airflow byo test --spec`), so one "
-                        "huge file cannot stall DAG parsing.",
-                        "version_added": "0.1.0",
-                        "type": "integer",
-                        "example": "4194304",
-                        "default": "1048576",
-                    },
-                    "venv_cache_path": {
-                        "description": "Directory holding the cached virtualenvs of flows, one per set "
-                        "of packages. Empty means $AIRFLOW_HOME/byo/venvs. Use a local disk of each "
-                        "worker (environments are built once per machine).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "/opt/airflow/byo-venvs",
-                        "default": "",
-                    },
-                },
-            }
-        },
+        "config": {"byo": {"description": "Settings of the airflow-byo provider.", "options": _OPTIONS}},
     }

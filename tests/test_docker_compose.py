@@ -50,6 +50,8 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
     dockerfile = services["airflow-worker"]["build"]["dockerfile_inline"]
     assert re.search(r"^FROM apache/airflow:3\.3\.\d+-python3\.11$", dockerfile, re.M)
     assert '"/opt/airflow-byo[s3,sftp]"' in dockerfile
+    assert re.search(r"apt-get install -y --no-install-recommends bubblewrap", dockerfile)  # the sandbox
+    assert "seccomp=unconfined" in services["airflow-worker"]["security_opt"]  # namespaces allowed
     commands = {name: services[name].get("command") for name in services if name.startswith("airflow-")}
     assert commands["airflow-apiserver"] == "api-server"
     assert commands["airflow-dag-processor"] == "dag-processor"

@@ -168,7 +168,10 @@ def test(args: argparse.Namespace) -> str:
         **{f"counter {k}": v for k, v in result["counters"].items()},
     }.items():
         lines.append(f"insight {key}: {json.dumps(value, default=str)}")
-    lines.append(f"ok: {result['files'][0]['url']} in {result['seconds_total']}s; nothing was written")
+    lines.append(
+        f"ok: {result['files'][0]['url']} in {result['seconds_total']}s (sandbox: {result['sandbox']}); "
+        "nothing was written"
+    )
     return "\n".join(lines)
 
 
