@@ -1,0 +1,84 @@
+"""How the page finds BYO flows in serialized DAGs and reads their code without running it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow_byo.plugins.flows import Flow, flows_of_dag, processor_code
+from airflow_byo.plugins.insights import redact_url
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+
+
+@pytest.fixture(scope="module")
+def serialized() -> dict[str, dict]:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    bag = DagBag(str(EXAMPLES))
+    assert not bag.import_errors
+    return {dag_id: DagSerialization.to_dict(dag) for dag_id, dag in bag.dags.items()}
+
+
+def _flow(serialized: dict[str, dict], dag_id: str) -> Flow:
+    (flow,) = flows_of_dag(serialized[dag_id])
+    return flow
+
+
+def test_every_style_of_flow_is_found_with_its_settings(serialized):
+    flows = {f.key: f for data in serialized.values() for f in flows_of_dag(data)}
+    assert {
+        "byo_customers_csv_to_jsonl/clean_customers": "operator",
+        "byo_decorator_orders/totals_by_sku": "decorator",
+        "byo_spec_customers/flow": "spec",
+    }.items() <= {k: f.style for k, f in flows.items()}.items()
+    # sensors and planners are not flows
+    assert all(not key.endswith(("wait_for_new_files", "plan_batches")) for key in flows)
+    operator = flows["byo_customers_csv_to_jsonl/clean_customers"]
+    assert operator.settings["packages"] == "unidecode==1.3.8"
+    assert operator.settings["runtime_config"]["source_system"] == "crm-export"
+    assert operator.flow_id == "byo_customers_csv_to_jsonl.clean_customers"
+
+
+def test_operator_processor_is_read_from_the_dag_source_without_running_it(serialized):
+    flow = _flow(serialized, "byo_customers_csv_to_jsonl")
+    code = processor_code(flow, None, (EXAMPLES / "byo_customers_csv_to_jsonl.py").read_text())
+    assert code.function_name == "clean_customers"
+    assert code.code.startswith("def clean_customers(file, ctx, *, default_country=\"NL\"):")
+    compile(code.code, "<processor>", "exec")
+
+
+def test_decorated_function_is_dedented_and_undecorated(serialized):
+    flow = _flow(serialized, "byo_decorator_orders")
+    code = processor_code(flow, None, (EXAMPLES / "byo_decorator_orders.py").read_text())
+    assert code.function_name == "totals_by_sku"
+    assert code.code.startswith("def totals_by_sku(file, ctx, currency):")
+    compile(code.code, "<processor>", "exec")
+
+
+def test_spec_processor_comes_from_the_spec_file(serialized):
+    flow = _flow(serialized, "byo_spec_customers")
+    assert flow.spec_file
+    code = processor_code(flow, str(EXAMPLES / "byo_flows_from_specs.py"), None)
+    assert code.problem is None, code.problem
+    assert "def process(file, ctx" in code.code
+    assert code.runtime_config == {"custom_code": {"kwargs": {"country": "NL"}}, "job_config": {"timeout_seconds": 60}}
+
+
+def test_inline_code_reference_and_computed_processors():
+    flow = Flow("d", "t", "operator", {}, {})
+    inline = processor_code(flow, None, 'ByoFlowOperator(task_id="t", processor="def run(file, ctx):\\n    return 1\\n", function_name="run")')
+    assert (inline.code, inline.function_name) == ("def run(file, ctx):\n    return 1\n", "run")
+    ref = processor_code(flow, None, 'ByoFlowOperator(task_id="t", processor="my.module:process")')
+    assert ref.reference == "my.module:process" and ref.code is None
+    computed = processor_code(flow, None, 'ByoFlowOperator(task_id="t", processor=make())')
+    assert computed.code is None and "computed" in computed.problem
+    broken = processor_code(flow, None, "def (")
+    assert "does not parse" in broken.problem
+
+
+def test_urls_never_show_credentials():
+    assert redact_url("sftp://user:s3cret@host/in") == "sftp://***@host/in"
+    assert redact_url("s3://bucket/prefix") == "s3://bucket/prefix"

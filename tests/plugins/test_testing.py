@@ -1,0 +1,89 @@
+"""The Test button's engine: file confinement, limits, errors with the user's line, a real run."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.plugins.flows import Flow
+from airflow_byo.plugins.testing import TestRequest, error_line, resolve_test_file, run_test
+
+ORDERS = Path(__file__).resolve().parents[2] / "dags_examples" / "data" / "orders"
+CODE = '''
+import csv
+
+def process(file, ctx, currency="EUR"):
+    with file.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["currency"] == currency]
+    ctx.insight("rows", len(rows))
+    ctx.notify(f"{file.name}: {len(rows)} rows", level="info")
+    return [{"sku": r["sku"], "quantity": r["quantity"]} for r in rows]
+'''
+
+
+@pytest.fixture
+def flow() -> Flow:
+    return Flow("orders", "flow", "operator", {"source": str(ORDERS), "include": ["*.csv"]}, {})
+
+
+def test_only_files_of_the_flows_source_can_be_tested(flow, tmp_path):
+    assert resolve_test_file(flow, "orders_2024-05-01.csv") == str(ORDERS / "orders_2024-05-01.csv")
+    assert resolve_test_file(flow, str(ORDERS / "orders_2024-05-01.csv")).endswith("orders_2024-05-01.csv")
+    for outside in ("/etc/passwd", "../customers/customers_2024-05-01.csv", str(ORDERS)):
+        with pytest.raises(ByoConfigError, match="not a file of the flow's source"):
+            resolve_test_file(flow, outside)
+    link = ORDERS.parent / "link-to-etc"
+    with pytest.raises(ByoConfigError, match="does not exist"):
+        resolve_test_file(flow, "missing.csv")
+    assert not link.exists()
+    remote = Flow("r", "f", "operator", {"source": "s3://bucket/in", "source_conn_id": "aws"}, {})
+    assert resolve_test_file(remote, "a.csv") == "s3://bucket/in/a.csv"
+    with pytest.raises(ByoConfigError):
+        resolve_test_file(remote, "s3://other/a.csv")
+
+
+def test_error_line_is_the_last_line_named():
+    assert error_line("invalid syntax (line 4)") == 4
+    assert error_line('File "<processor>", line 2, in <module>\n  File "<processor>", line 7, in process') == 7
+    assert error_line("no line here") is None
+
+
+def _run(flow: Flow, code: str, test_file: str = "orders_2024-05-01.csv", **kwargs) -> dict:
+    request = TestRequest(code=code, function_name="process", test_file=test_file, **kwargs)
+    for _ in range(600):  # the first test builds the (empty) environment
+        result = run_test(flow, request)
+        if result.get("state") != "building":
+            return result
+        time.sleep(0.5)
+    raise AssertionError("environment never ready")
+
+
+@pytest.mark.venv
+def test_a_test_previews_outputs_insights_and_notifications(flow):
+    result = _run(flow, CODE, runtime_config={"custom_code": {"kwargs": {"currency": "EUR"}}})
+    assert result["ok"], result
+    (preview,) = result["previews"]
+    assert preview["lines"] and '"sku"' in preview["lines"][0]
+    assert result["insights"]["rows"] == preview["records"]
+    assert result["notifications"][0]["message"].startswith("orders_2024-05-01.csv: ")
+    assert result["packages"] == []
+    warm = _run(flow, CODE)
+    assert warm["ok"] and warm["seconds"] < 5, warm  # generous: the machine is shared
+
+
+@pytest.mark.venv
+def test_errors_name_the_users_line(flow):
+    syntax = _run(flow, "def process(file, ctx):\n    x = (\n    return 1\n")
+    assert not syntax["ok"] and syntax["error_line"] in (2, 3), syntax
+    runtime = _run(flow, "def process(file, ctx):\n    x = 1\n    raise ValueError('boom')\n")
+    assert not runtime["ok"] and "boom" in runtime["error"] and runtime["error_line"] == 3, runtime
+    bad_packages = _run(flow, CODE, packages="pandas===,x")
+    assert not bad_packages["ok"] and "pandas" in bad_packages["error"], bad_packages
+    too_slow = _run(flow, "import time\ndef process(file, ctx):\n    time.sleep(30)\n",
+                    runtime_config={"job_config": {"timeout_seconds": 1}})
+    assert not too_slow["ok"] and "timeout" in too_slow["error"].lower(), too_slow
+    assert os.path.exists(ORDERS / "orders_2024-05-01.csv")
