@@ -48,6 +48,18 @@ _OPTIONS: dict[str, Any] = {
         "example": "4194304",
         "default": "1048576",
     },
+    "runtimes": {
+        "description": "Path to a YAML or JSON file of named runtimes that flows pick with "
+        "runtime=\"<name>\": base packages (a flow's pin of the same package overrides the runtime's), "
+        "an existing interpreter (python), the sandbox network default and extra read-only paths, and "
+        "default job_config limits. Empty: only the built-in 'default' runtime (no base packages). Read "
+        "at DAG-parse time and on workers (cached until the file changes): keep it at the same path on "
+        "every DAG processor and worker.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/opt/airflow/byo-runtimes.yaml",
+        "default": "",
+    },
     "venv_cache_path": {
         "description": "Directory holding the cached virtualenvs of flows, one per set "
         "of packages. Empty means $AIRFLOW_HOME/byo/venvs. Use a local disk of each "

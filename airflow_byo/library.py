@@ -41,6 +41,7 @@ class LibraryFunction:
     description: str
     created_by: str
     created_at: float
+    runtime: str | None = None  # a named runtime of [byo] runtimes (versions saved before: none)
 
     @property
     def ref(self) -> str:
@@ -67,20 +68,33 @@ def save(
     function_name: str = DEFAULT_FUNCTION_NAME,
     packages: str | list[str] | None = None,
     description: str = "",
+    runtime: str | None = None,
     root: Path | None = None,
 ) -> LibraryFunction:
-    """Validate (syntax, signature, packages) and save ``code`` as the next version of ``name``."""
+    """Validate (syntax, signature, packages, runtime) and save ``code`` as the next version of ``name``."""
     if not _NAME.match(name):
         raise ByoConfigError(f"function name {name!r} is not valid: use letters, digits, '_', '-', '.'")
     resolve_processor(code, function_name).check([], {})
     requirements = parse_packages(packages)
+    if runtime:
+        from airflow_byo.runtimes import get_runtime
+
+        get_runtime(runtime)  # an unknown name fails here, listing the known ones
     root = root or library_path()
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     while True:  # exclusive create: two savers never get the same version
         version = (_versions(name, root) or [0])[-1] + 1
         entry = LibraryFunction(
-            name, version, code, function_name, requirements, description, getpass.getuser(), time.time()
+            name,
+            version,
+            code,
+            function_name,
+            requirements,
+            description,
+            getpass.getuser(),
+            time.time(),
+            runtime or None,
         )
         try:
             with open(folder / f"v{version}.json", "x", encoding="utf-8") as handle:
@@ -110,13 +124,16 @@ def get(ref: str, *, root: Path | None = None) -> LibraryFunction:
     return LibraryFunction(**data)
 
 
-def resolve(ref: str, packages: str | list[str] | None = None) -> tuple[str, str, Any]:
+def resolve(
+    ref: str, packages: str | list[str] | None = None, runtime: str | None = None
+) -> tuple[str, str, Any, str | None]:
     """
-    A library function as a flow's processor: ``(code, function_name, packages)``, where the
-    flow's own ``packages`` (when given) replace the ones saved with the function.
+    A library function as a flow's processor: ``(code, function_name, packages, runtime)``, where
+    the flow's own ``packages`` and ``runtime`` (when given) replace the ones saved with it.
     """
     entry = get(ref)
-    return entry.code, entry.function_name, packages if packages is not None else entry.packages
+    packages = packages if packages is not None else entry.packages
+    return entry.code, entry.function_name, packages, runtime or entry.runtime
 
 
 def list_functions(root: Path | None = None) -> dict[str, list[int]]:

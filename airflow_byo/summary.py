@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -64,9 +65,15 @@ class RunSummary:
     destination: str | None
     test_mode: bool = False
     sandbox: str = "off"  # the mode in effect: "bubblewrap" or "off"
+    runtime: str = "default"  # the named runtime the flow ran on
+    requirements: list[str] = field(default_factory=list)  # of its environment, the runtime's included
     files_seen: int = 0
     files_listed: int | None = None
     files_taken_elsewhere: int = 0
+    #: Files held by live claims of other (possibly dead) runs when this run started.
+    files_claimed_elsewhere: int = 0
+    claims_elsewhere_expire: float | None = None  # earliest expiry of those claims (epoch seconds)
+    claim_holders: list[str] = field(default_factory=list)
     files: list[FileResult] = field(default_factory=list)
     insights: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
@@ -102,6 +109,8 @@ class RunSummary:
             "destination": self.destination,
             "test_mode": self.test_mode,
             "sandbox": self.sandbox,
+            "runtime": self.runtime,
+            "requirements": self.requirements,
             "files_seen": self.files_seen,
             "files_processed": len(processed),
             "files_failed": len(self.failed),
@@ -109,6 +118,9 @@ class RunSummary:
             "files_quarantined": len(self._with_status("quarantined")),
             "files_listed": self.files_listed,
             "files_taken_elsewhere": self.files_taken_elsewhere,
+            "files_claimed_elsewhere": self.files_claimed_elsewhere,
+            "claims_elsewhere_expire": _iso(self.claims_elsewhere_expire),
+            "claim_holders": self.claim_holders[:10],
             "bytes_in": sum(f.size for f in self.files if f.status != "skipped"),
             "bytes_out": sum(f.bytes_out for f in processed),
             "records_in": self.counters.get("records_in"),
@@ -132,6 +144,7 @@ class RunSummary:
             ("source", data["source"]),
             ("destination", data["destination"] or "-"),
             ("sandbox", data["sandbox"]),
+            ("runtime (requirements)", f"{data['runtime']} ({', '.join(data['requirements']) or '-'})"),
             (
                 "files seen / processed / failed / skipped",
                 " / ".join(str(data[f"files_{k}"]) for k in ("seen", "processed", "failed", "skipped")),
@@ -140,6 +153,16 @@ class RunSummary:
             (
                 "files listed / taken by other runs",
                 f"{_or_dash(data['files_listed'])} / {data['files_taken_elsewhere']}",
+            ),
+            *(
+                [
+                    (
+                        "files claimed by other runs (until)",
+                        f"{data['files_claimed_elsewhere']} ({data['claims_elsewhere_expire']})",
+                    )
+                ]
+                if self.files_claimed_elsewhere
+                else []
             ),
             ("bytes in / out", f"{data['bytes_in']:,} / {data['bytes_out']:,}"),
             ("records in / out", f"{_or_dash(data['records_in'])} / {_or_dash(data['records_out'])}"),
@@ -156,6 +179,10 @@ class RunSummary:
         width = max(len(label) for label, _ in rows)
         title = "BYO flow test run" if self.test_mode else "BYO flow run summary"
         return "\n".join([title, *(f"  {label.ljust(width)}  {value}" for label, value in rows)])
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def _or_dash(value: Any) -> Any:

@@ -139,13 +139,14 @@ def test(args: argparse.Namespace) -> str:
     if len(given) != 1:
         raise ByoConfigError("give exactly one of --code FILE, --function NAME[@VERSION] or --spec FILE")
     function_name, packages, runtime_config = args.function_name, args.packages, args.runtime_config
+    runtime = args.runtime
     if args.code:
         processor: Any = _read(args.code, "--code")
     elif args.function:
-        processor, function_name, packages = library.resolve(args.function, packages)
+        processor, function_name, packages, runtime = library.resolve(args.function, packages, runtime)
     else:
         spec = load_flow(args.spec).spec  # every check of the DAG factory, errors at the spec's lines
-        processor, function_name, packages = spec.processing.resolved(packages)
+        processor, function_name, packages, runtime = spec.processing.resolved(packages, runtime)
         runtime_config = runtime_config or spec.processing.runtime_config
     operator = ByoFlowOperator(
         task_id="byo_test",
@@ -155,6 +156,7 @@ def test(args: argparse.Namespace) -> str:
         processor=processor,
         function_name=function_name,
         packages=packages,
+        runtime=runtime,
         runtime_config=runtime_config,
         python_interpreter=args.python,
         track_files=False,
@@ -229,6 +231,7 @@ def functions_save(args: argparse.Namespace) -> str:
         function_name=args.function_name or "process",
         packages=args.packages,
         description=args.description,
+        runtime=args.runtime,
     )
     return f"saved {entry.ref}"
 

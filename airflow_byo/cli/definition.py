@@ -14,14 +14,17 @@ def get_byo_cli_commands() -> list[Any]:
     verbose = Arg(("-v", "--verbose"), help="show tracebacks", action="store_true")
     output = Arg(("-o", "--output"), help="output format", choices=("table", "json"), default="table")
     function_name = Arg(("--function-name",), help="function to call in --code (default process)")
+    runtime = Arg(
+        ("--runtime",), help="a named runtime of [byo] runtimes (default: the flow's, else 'default')"
+    )
     packages = Arg(("--packages",), help="PEP 508 requirements, e.g. 'p1==1.0.1,p2==0.0.2'")
     return [
         GroupCommand(
             name="byo",
             help="airflow-byo: bring-your-own-function data flows",
             subcommands=(
-                *_test_and_validate(verbose, function_name, packages),
-                _functions(verbose, output, function_name, packages),
+                *_test_and_validate(verbose, function_name, packages, runtime),
+                _functions(verbose, output, function_name, packages, runtime),
                 _ledger(verbose, output),
             ),
         )
@@ -81,7 +84,7 @@ def _ledger(verbose: Any, output: Any) -> Any:
     )
 
 
-def _test_and_validate(verbose: Any, function_name: Any, packages: Any) -> tuple[Any, Any]:
+def _test_and_validate(verbose: Any, function_name: Any, packages: Any, runtime: Any) -> tuple[Any, Any]:
     from airflow.cli.cli_config import Arg
 
     sample = Arg(("sample",), help="the sample file: a local path, or a URL read with --conn-id")
@@ -98,6 +101,7 @@ def _test_and_validate(verbose: Any, function_name: Any, packages: Any) -> tuple
         Arg(("--spec",), help="a flow spec file: its function, packages and runtime config"),
         function_name,
         packages,
+        runtime,
         Arg(("--runtime-config",), help="runtime variables & configuration as JSON"),
         Arg(("--conn-id",), help="connection to read a remote sample with"),
         Arg(("--python",), help="run in this interpreter instead of building the flow's virtualenv"),
@@ -113,7 +117,7 @@ def _test_and_validate(verbose: Any, function_name: Any, packages: Any) -> tuple
     return test, validate
 
 
-def _functions(verbose: Any, output: Any, function_name: Any, packages: Any) -> Any:
+def _functions(verbose: Any, output: Any, function_name: Any, packages: Any, runtime: Any) -> Any:
     from airflow.cli.cli_config import Arg, GroupCommand
 
     return GroupCommand(
@@ -139,6 +143,7 @@ def _functions(verbose: Any, output: Any, function_name: Any, packages: Any) -> 
                 Arg(("--code",), help="the Python file holding the function", required=True),
                 function_name,
                 packages,
+                runtime,
                 Arg(("--description",), help="what the function does", default=""),
                 verbose,
                 func="functions_save",

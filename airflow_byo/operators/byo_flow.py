@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,10 +16,10 @@ from airflow_byo.lineage import asset_uri, compact, lineage
 from airflow_byo.metrics import emit_metrics
 from airflow_byo.notifications.channels import NotificationRouter, parse_channels
 from airflow_byo.operators.source_files import SourceFilesOperator, is_templated
-from airflow_byo.packages import parse_packages
 from airflow_byo.processor import ProcessorSource, resolve_processor
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.runner.preview import format_previews, locate_test_file, preview_file
+from airflow_byo.runtimes import apply_runtime, effective_packages, get_runtime, package_overrides
 from airflow_byo.storage.location import Location
 from airflow_byo.summary import RunSummary
 
@@ -54,7 +55,10 @@ class ByoFlowOperator(SourceFilesOperator):
     :param processor: inline code, ``"package.module:function"``, or a Python function.
     :param function_name: function to call in inline code (default ``process``).
     :param destination_conn_id: Airflow connection for a remote destination (templated).
-    :param packages: PEP 508 requirements, ``"p1==1.0.1,p2==0.0.2"`` or a list (templated).
+    :param packages: PEP 508 requirements, ``"p1==1.0.1,p2==0.0.2"`` or a list (templated); added
+        to the runtime's base packages, and a pin of a package the runtime also names overrides it.
+    :param runtime: a named runtime of ``[byo] runtimes`` (base packages or an interpreter, sandbox
+        defaults, default job_config limits); default: the built-in ``default`` runtime.
     :param runtime_config: runtime variables & configuration, a dict or JSON string with optional
         ``custom_code`` and ``job_config`` keys (templated).
     :param allow_direct_urls: accept ``name @ https://...`` requirements in ``packages``.
@@ -97,6 +101,7 @@ class ByoFlowOperator(SourceFilesOperator):
         function_name: str | None = None,
         destination_conn_id: str | None = None,
         packages: str | Sequence[str] | None = None,
+        runtime: str | None = None,
         runtime_config: str | dict[str, Any] | None = None,
         allow_direct_urls: bool = False,
         python_interpreter: str | None = None,
@@ -127,6 +132,7 @@ class ByoFlowOperator(SourceFilesOperator):
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.packages = packages
+        self.runtime = runtime
         self.runtime_config = runtime_config
         self.allow_direct_urls = allow_direct_urls
         self.python_interpreter = python_interpreter
@@ -139,20 +145,22 @@ class ByoFlowOperator(SourceFilesOperator):
         # Resolved and checked at parse time: a broken processor or config is an import error
         # of the DAG file, long before a worker picks the task up.
         self.processor_source: ProcessorSource = resolve_processor(processor, function_name)
-        if python_interpreter and packages:
+        flow_runtime = get_runtime(runtime)  # an unknown name fails the DAG file, listing the known ones
+        if python_interpreter and (packages or flow_runtime.packages):
             raise ByoConfigError(
                 "packages cannot be combined with python_interpreter: packages are installed into "
                 "the flow's own virtualenv; install them into that interpreter instead, or drop "
                 "python_interpreter"
+                + (f" (runtime {flow_runtime.name!r} has base packages)" if flow_runtime.packages else "")
             )
         if not is_templated(packages):
-            parse_packages(packages, allow_direct_urls=allow_direct_urls)
+            effective_packages(flow_runtime, packages, allow_direct_urls=allow_direct_urls)
         if not is_templated(runtime_config):
             self._checked_config()
 
     # -- what a run is made of -----------------------------------------------------------------
     def _checked_config(self) -> RuntimeConfig:
-        config = parse_runtime_config(self.runtime_config)
+        config = apply_runtime(get_runtime(self.runtime), parse_runtime_config(self.runtime_config))
         self.processor_source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
         return config
 
@@ -160,14 +168,24 @@ class ByoFlowOperator(SourceFilesOperator):
     def resolved_flow_id(self) -> str:
         return self.flow_id or f"{self.dag_id}.{self.task_id}"
 
-    def _python(self) -> str:
+    def _python(self) -> tuple[str, list[str]]:
+        """The interpreter the children run in, and the requirements it was built from."""
         if self.python_interpreter:
-            return self.python_interpreter
+            return self.python_interpreter, []
+        flow_runtime = get_runtime(self.runtime)
+        requirements = effective_packages(
+            flow_runtime, self.packages, allow_direct_urls=self.allow_direct_urls
+        )
+        if python := flow_runtime.checked_python():
+            self.log.info("Runtime %r: interpreter %s", flow_runtime.name, python)
+            return python, requirements
+        for base, pin in package_overrides(flow_runtime, self.packages):
+            self.log.info("The flow's %s overrides %s of runtime %r", pin, base, flow_runtime.name)
+        self.log.info("Runtime %r: packages %s", flow_runtime.name, ", ".join(requirements) or "(none)")
         from airflow_byo.environment import ensure_environment
 
-        requirements = parse_packages(self.packages, allow_direct_urls=self.allow_direct_urls)
         cache = Path(self.venv_cache_path) if self.venv_cache_path else None
-        return str(ensure_environment(requirements, cache))
+        return str(ensure_environment(requirements, cache)), requirements
 
     def _runner(
         self,
@@ -175,18 +193,20 @@ class ByoFlowOperator(SourceFilesOperator):
         *,
         quarantine: Location | None = None,
         router: NotificationRouter | None = None,
-    ) -> tuple[FlowRunner, float]:
-        """The runner, and the seconds it took to get the flow's environment ready."""
+    ) -> tuple[FlowRunner, _Environment]:
+        """The runner, and the environment it runs in (for the summary)."""
         started = time.monotonic()
+        python, requirements = self._python()
         runner = FlowRunner(
             processor=self.processor_source,
             config=config,
-            python=self._python(),
+            python=python,
             log=self.log,
             on_notify=router.child_notifications(self.resolved_flow_id) if router else None,
             quarantine=quarantine,
+            read_only_paths=get_runtime(self.runtime).read_only_paths,
         )
-        return runner, time.monotonic() - started
+        return runner, _Environment(get_runtime(self.runtime).name, requirements, time.monotonic() - started)
 
     def _quarantine_location(self, destination: Location) -> Location:
         if self.quarantine:
@@ -212,11 +232,16 @@ class ByoFlowOperator(SourceFilesOperator):
             len(files),
             new_files.flow_id,
         )
+        held = new_files.held_elsewhere()  # before this run claims: every live claim is another's
+        if held.count:
+            self.log.warning("%s", held.message(new_files.flow_id))
         if files:
             summary = self._process(config, new_files, destination, files)
         else:
             summary = RunSummary(source=new_files.location.url, destination=destination.url)
         summary.files_listed = listed
+        summary.files_claimed_elsewhere, summary.claims_elsewhere_expire = held.count, held.until
+        summary.claim_holders = list(held.holders)
         return self._report(context, summary, new_files.flow_id)
 
     def _process(
@@ -227,7 +252,7 @@ class ByoFlowOperator(SourceFilesOperator):
         quarantine = self._quarantine_location(destination) if job.error_policy == "quarantine" else None
         router = NotificationRouter(self.notifications, self.log) if self.notifications else None
         try:
-            runner, environment_seconds = self._runner(config, quarantine=quarantine, router=router)
+            runner, environment = self._runner(config, quarantine=quarantine, router=router)
             if new_files.ledger is None:
                 summary = runner.run(new_files.location, destination, files)
             else:
@@ -240,7 +265,7 @@ class ByoFlowOperator(SourceFilesOperator):
         if router is not None:
             summary.counters["notifications_delivered"] = router.delivered
             summary.counters["notifications_failed"] = router.failed
-        summary.environment_seconds = environment_seconds
+        environment.describe(summary)
         return summary
 
     def _report(self, context: Context, summary: RunSummary, flow_id: str) -> dict[str, Any]:
@@ -297,9 +322,9 @@ class ByoFlowOperator(SourceFilesOperator):
         self.log.info(
             "Test mode: running the processor on %s; nothing is written to the destination", file.url
         )
-        runner, environment_seconds = self._runner(config)
+        runner, environment = self._runner(config)
         summary, previews = preview_file(runner, location, file)
-        summary.environment_seconds = environment_seconds
+        environment.describe(summary)
         result = summary.as_dict() | {"preview": [p.as_dict() for p in previews]}
         text = format_previews(result["preview"], heading="Output ")
         self.log.info("%s", "\n".join(text) if text else f"The processor produced no output for {file.url}")
@@ -308,6 +333,19 @@ class ByoFlowOperator(SourceFilesOperator):
             failure = summary.failed[0]
             raise ByoFilesFailedError(f"test run failed on {file.url}: {failure.error_type}: {failure.error}")
         return result
+
+
+@dataclass(frozen=True)
+class _Environment:
+    """Where a run's children ran: the runtime, the requirements of its venv, the time to get it."""
+
+    runtime: str
+    requirements: list[str]
+    seconds: float
+
+    def describe(self, summary: RunSummary) -> None:
+        summary.runtime, summary.requirements = self.runtime, self.requirements
+        summary.environment_seconds = self.seconds
 
 
 def _parsed(files: Any) -> Any:

@@ -165,11 +165,13 @@ def _from_spec(flow: Flow, fileloc: str | None) -> ProcessorCode:
         return ProcessorCode(None, problem=f"{flow.spec_file} is not a flow spec file")
     try:
         spec = load_spec(path)
-        code, function_name, packages = spec.processing.resolved()
-    except Exception as exc:  # the page shows why, the DAG's own import errors say more
+        code, function_name, packages, _runtime = spec.processing.resolved()
+    except Exception as exc:  # noqa: BLE001 -- the page shows why, the DAG's own import errors say more
         return ProcessorCode(None, problem=f"cannot read flow spec {path}: {exc}")
     processing = spec.processing
-    origin = f"flow spec {path}" + (f" (library function {processing.function})" if processing.function else "")
+    origin = f"flow spec {path}" + (
+        f" (library function {processing.function})" if processing.function else ""
+    )
     if processing.reference:
         return ProcessorCode(None, reference=code, packages=packages, origin=origin)
     return ProcessorCode(
@@ -197,10 +199,14 @@ def _decorated(tree: ast.Module, source: str, task_id: str) -> ProcessorCode:
         for node in ast.walk(tree)
         if isinstance(node, ast.FunctionDef) and any(_is_byo_decorator(d) for d in node.decorator_list)
     ]
-    chosen = next((n for n in candidates if n.name == task_id), candidates[0] if len(candidates) == 1 else None)
+    chosen = next(
+        (n for n in candidates if n.name == task_id), candidates[0] if len(candidates) == 1 else None
+    )
     if chosen is None:
         return ProcessorCode(None, problem=f"no @task.byo function named {task_id!r} in the DAG file")
-    return ProcessorCode(_segment(source, chosen), chosen.name, origin="the @task.byo function of the DAG file")
+    return ProcessorCode(
+        _segment(source, chosen), chosen.name, origin="the @task.byo function of the DAG file"
+    )
 
 
 def _keyword(call: ast.Call, name: str) -> ast.expr | None:
@@ -226,13 +232,21 @@ def _operator_argument(tree: ast.Module, source: str, task_id: str) -> Processor
     if isinstance(processor, ast.Name):  # a module-level function or string constant
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name == processor.id:
-                return ProcessorCode(_segment(source, node), node.name, origin=f"function {node.name} of the DAG file")
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == processor.id for t in node.targets):
+                return ProcessorCode(
+                    _segment(source, node), node.name, origin=f"function {node.name} of the DAG file"
+                )
+            if isinstance(node, ast.Assign) and any(
+                getattr(t, "id", None) == processor.id for t in node.targets
+            ):
                 processor = node.value
                 break
     if isinstance(processor, ast.Constant) and isinstance(processor.value, str):
         text = processor.value
         if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", text):
             return ProcessorCode(None, reference=text, origin="a module:function reference")
-        return ProcessorCode(textwrap.dedent(text), function_name or "process", origin="inline code of the DAG file")
-    return ProcessorCode(None, problem="the processor is computed when the DAG file runs; paste its code to test it")
+        return ProcessorCode(
+            textwrap.dedent(text), function_name or "process", origin="inline code of the DAG file"
+        )
+    return ProcessorCode(
+        None, problem="the processor is computed when the DAG file runs; paste its code to test it"
+    )

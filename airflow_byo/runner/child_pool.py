@@ -60,7 +60,13 @@ class ChildPool:
     """
 
     def __init__(
-        self, *, python: str, init: InitRequest, job: JobConfig, log: TaskLog, sandbox: SandboxSpec | None = None
+        self,
+        *,
+        python: str,
+        init: InitRequest,
+        job: JobConfig,
+        log: TaskLog,
+        sandbox: SandboxSpec | None = None,
     ) -> None:
         self.python = python
         self.init = init

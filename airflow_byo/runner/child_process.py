@@ -94,15 +94,17 @@ class _LineReader:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._buffer = b""
+        self._buffer = bytearray()
         self._selector = selectors.DefaultSelector()
         self._selector.register(fd, selectors.EVENT_READ)
 
     def readline(self, deadline: float | None) -> bytes | None:
         """Return one line, ``b""`` at EOF, or ``None`` when the deadline passes."""
-        while b"\n" not in self._buffer:
+        scanned = 0  # only new bytes are searched for the newline: no quadratic rescans
+        while (end := self._buffer.find(b"\n", scanned)) < 0:
             if len(self._buffer) > MAX_MESSAGE_BYTES:
                 raise ProtocolViolation(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
+            scanned = len(self._buffer)
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 return None
@@ -112,7 +114,10 @@ class _LineReader:
             if not chunk:
                 return b""
             self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        if end > MAX_MESSAGE_BYTES:  # its newline came in the same read as its excess
+            raise ProtocolViolation(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
         return line
 
     def close(self) -> None:
@@ -335,7 +340,7 @@ class ChildProcess:
         # Let the relay finish so the user's last prints land in the log before what follows.
         self._stderr_thread.join(timeout=5)
         self._reader.close()
-        for stream in (self._proc.stdin, self._proc.stdout):
+        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if stream is not None and not stream.closed:
                 with contextlib.suppress(OSError):
                     stream.close()

@@ -102,6 +102,7 @@ class FlowRunner:
     :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
     :param sandbox: ``"bubblewrap"`` or ``"off"``; by default what ``[byo] sandbox`` gives on
         this worker (``auto``: bubblewrap when it works here).
+    :param read_only_paths: more folders the sandboxed function may read (a runtime's reference data).
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class FlowRunner:
         on_notify: Callable[[str, Notify], None] | None = None,
         quarantine: Location | None = None,
         sandbox: InEffect | None = None,
+        read_only_paths: Sequence[str] = (),
     ) -> None:
         self.processor = processor
         self.config = config
@@ -127,6 +129,7 @@ class FlowRunner:
             if warning:
                 log.warning("%s", warning)
         self.sandbox: InEffect = sandbox
+        self.read_only_paths = tuple(read_only_paths)
 
     def children(self, *, inputs: str, outputs: str) -> ChildPool:
         """
@@ -137,7 +140,7 @@ class FlowRunner:
         if self.sandbox == "bubblewrap":
             spec = SandboxSpec(
                 interpreter=self.python,
-                read_only=(inputs,),
+                read_only=(inputs, *self.read_only_paths),
                 writable=(outputs,),
                 network=self.job.network,
                 env=child_environment(),

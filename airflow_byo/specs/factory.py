@@ -95,7 +95,7 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
     from airflow_byo.sensors.new_files import ByoNewFilesSensor
 
     processing = spec.processing
-    processor, function_name, packages = processing.resolved()
+    processor, function_name, packages, runtime = processing.resolved()
     source = spec.source
 
     def url(location: Any) -> str:
@@ -173,6 +173,7 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
             processor=processor,
             function_name=function_name,
             packages=packages,
+            runtime=runtime,
             runtime_config=processing.runtime_config,
             files=files,
             notifications=notifications.channels if notifications else None,
@@ -231,7 +232,7 @@ def _check_processor(document: SpecDocument, spec: FlowSpec) -> None:
     from airflow_byo.processor import resolve_processor
 
     try:
-        processor, function_name, _ = spec.processing.resolved()
+        processor, function_name, _, _ = spec.processing.resolved()
     except ByoError as exc:  # e.g. a library function that does not exist
         raise ByoFlowSpecError(document.error(("processing", "function"), *_split_fix(str(exc)))) from None
     try:

@@ -95,6 +95,9 @@ class ProcessingSpec(_Spec):
     reference: str | None = Field(None, description="An importable function: package.module:function.")
     function_name: str | None = Field(None, description="Function to call in `code` (default process).")
     packages: str | list[str] | None = Field(None, description="PEP 508 requirements: 'p1==1.0.1,p2==0.0.2'.")
+    runtime: str | None = Field(
+        None, description="A named runtime of [byo] runtimes (base packages, sandbox and limit defaults)."
+    )
     runtime_config: dict[str, Any] = Field(
         default_factory=dict,
         description="Runtime variables & configuration: custom_code, job_config, variables.",
@@ -109,17 +112,32 @@ class ProcessingSpec(_Spec):
             )
         return self
 
-    def resolved(self, packages: str | list[str] | None = None) -> tuple[str, str | None, Any]:
+    def resolved(
+        self, packages: str | list[str] | None = None, runtime: str | None = None
+    ) -> tuple[str, str | None, Any, str | None]:
         """
-        ``(processor, function_name, packages)`` for the flow operator, a library function looked
-        up: ``packages`` (e.g. from the command line) over the spec's over the library's.
+        ``(processor, function_name, packages, runtime)`` for the flow operator, a library function
+        looked up: ``packages``/``runtime`` (e.g. from the command line) over the spec's over the
+        library's.
         """
         packages = packages if packages is not None else self.packages
+        runtime = runtime or self.runtime
         if self.function:
             from airflow_byo import library
 
-            return library.resolve(self.function, packages)
-        return str(self.code or self.reference), self.function_name, packages
+            return library.resolve(self.function, packages, runtime)
+        return str(self.code or self.reference), self.function_name, packages, runtime
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str | None) -> str | None:
+        from airflow_byo.runtimes import get_runtime
+
+        try:
+            get_runtime(value)
+        except ByoError as exc:  # pydantic reports ValueErrors with the field's path (and line)
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("packages")
     @classmethod

@@ -305,12 +305,6 @@ def test_a_forged_message_fails_only_that_file_and_writes_nothing_outside(
     assert_no_temporaries(out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_LineReader.readline (runner/child_process.py) checks the size only while no newline is "
-    "buffered, so a line up to one read (64 KiB) over MAX_MESSAGE_BYTES is accepted when its newline "
-    "arrives in the same read",
-)
 def test_a_valid_message_just_over_the_limit_is_refused(tmp_path: Path) -> None:
     forged = (
         'forge(json.dumps({"ev": "notify", "seq": 0, "level": "info", "fields": {}, '
