@@ -32,12 +32,12 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
+from airflow.api_fastapi.common.db.common import SessionDep  # noqa: TC002 (FastAPI reads it at runtime)
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow_byo.exceptions import ByoError
 from airflow_byo.plugins import render
 from airflow_byo.plugins.flows import Flow, find_flows, processor_code
@@ -128,7 +128,7 @@ def _code(session: Any, flow: Flow, dag_model: Any) -> dict[str, Any]:
     if not flow.spec_file:
         try:
             source = DagCode.code(flow.dag_id, session=session)
-        except Exception:  # no DagCode row yet: the page says why
+        except Exception:  # noqa: BLE001 -- no DagCode row yet: the page says why
             source = None
     code = processor_code(flow, getattr(dag_model, "fileloc", None), source)
     data = dataclasses.asdict(code)
@@ -166,7 +166,9 @@ def _library_index(session: Any, user: Any) -> list[dict[str, Any]]:
             name, _, version = ref.partition("@")
             if name in functions:
                 resolved = version or str(functions[name][-1])
-                used.setdefault(f"{name}@{resolved}", []).append({"dag_id": flow.dag_id, "task_id": flow.task_id})
+                used.setdefault(f"{name}@{resolved}", []).append(
+                    {"dag_id": flow.dag_id, "task_id": flow.task_id}
+                )
     result = []
     for name, versions in functions.items():
         latest = library.get(name)
@@ -184,7 +186,9 @@ def _library_index(session: Any, user: Any) -> list[dict[str, Any]]:
 
 
 def _spec_function(flow: Flow, session: Any) -> str | None:
-    code = processor_code(flow, getattr(_dag_models(session, {flow.dag_id}).get(flow.dag_id), "fileloc", None), None)
+    code = processor_code(
+        flow, getattr(_dag_models(session, {flow.dag_id}).get(flow.dag_id), "fileloc", None), None
+    )
     marker = "(library function "
     return code.origin.split(marker, 1)[1].rstrip(")") if marker in code.origin else None
 
@@ -219,12 +223,16 @@ def create_app() -> FastAPI:
         return _page(request, "flows.html", flows=_flows(session, user), user=user.get_name())
 
     @app.get("/flows/{dag_id}/{task_id}", response_class=HTMLResponse, dependencies=[ReadDag])
-    def flow_page(request: Request, dag_id: str, task_id: str, session: SessionDep, user: GetUserDep) -> HTMLResponse:
+    def flow_page(
+        request: Request, dag_id: str, task_id: str, session: SessionDep, user: GetUserDep
+    ) -> HTMLResponse:
         from airflow.api_fastapi.app import get_auth_manager
         from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
         flow = _flow(session, dag_id, task_id)
-        can_edit = get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=dag_id), user=user)
+        can_edit = get_auth_manager().is_authorized_dag(
+            method="PUT", details=DagDetails(id=dag_id), user=user
+        )
         detail = _detail(session, flow)
         return _page(request, "flow.html", flow=detail, can_edit=can_edit, user=user.get_name())
 
@@ -287,7 +295,9 @@ def create_app() -> FastAPI:
         return await run_in_threadpool(run_test, flow, request)
 
     @app.post("/api/flows/{dag_id}/{task_id}/environment", dependencies=[EditDag])
-    async def api_environment(dag_id: str, task_id: str, body: JsonBody, session: SessionDep) -> dict[str, Any]:
+    async def api_environment(
+        dag_id: str, task_id: str, body: JsonBody, session: SessionDep
+    ) -> dict[str, Any]:
         from airflow_byo.packages import parse_packages
         from airflow_byo.plugins.testing import environment_state
 

@@ -73,7 +73,7 @@ def recent_runs(session: Session, flow: Flow, limit: int = 20) -> list[dict[str,
         result.append(
             {
                 "run_id": run.run_id,
-                "state": str(task.state) if task and task.state else str(run.state),
+                "state": _text(task.state if task and task.state else run.state),
                 "run_after": run.run_after.isoformat() if run.run_after else None,
                 "end_date": (task.end_date or run.end_date).isoformat()
                 if task and (task.end_date or run.end_date)
@@ -84,6 +84,10 @@ def recent_runs(session: Session, flow: Flow, limit: int = 20) -> list[dict[str,
             }
         )
     return result
+
+
+def _text(state: Any) -> str:
+    return str(getattr(state, "value", state))
 
 
 def ledger_status(flow: Flow) -> dict[str, Any]:
@@ -104,7 +108,7 @@ def ledger_status(flow: Flow) -> dict[str, Any]:
             }
             for r in ledger.records([QUARANTINED, FAILED])[:200]
         ]
-    except Exception as exc:  # the page still shows everything else
+    except Exception as exc:  # noqa: BLE001 -- the page still shows everything else
         return {"counts": {}, "problems": [], "error": f"ledger unavailable: {type(exc).__name__}: {exc}"}
     return {"counts": counts, "problems": problems, "error": None}
 
@@ -123,6 +127,6 @@ def new_files_count(flow: Flow, listing: list[dict[str, Any]]) -> int | None:
 
     try:
         known = {r["path"] for r in Ledger.of(flow.flow_id).records()}
-    except Exception:  # shown as unknown
+    except Exception:  # noqa: BLE001 -- shown as unknown
         return None
     return sum(1 for f in listing if f["name"] not in known)

@@ -22,7 +22,6 @@ def _environment() -> Any:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
     )
     env.filters["highlight"] = highlight
     env.filters["as_json"] = lambda v: json.dumps(v, indent=2, default=str) if v not in (None, "") else ""
@@ -69,7 +68,9 @@ def highlight(code: str | None) -> Markup:
         from pygments.formatters import HtmlFormatter
         from pygments.lexers import PythonLexer
     except ImportError:
-        lines = "".join(f'<span class="ln">{i}</span>{escape(line)}\n' for i, line in enumerate(code.splitlines(), 1))
+        lines = "".join(
+            f'<span class="ln">{i}</span>{escape(line)}\n' for i, line in enumerate(code.splitlines(), 1)
+        )
         return Markup(f'<div class="hl"><pre>{lines}</pre></div>')
     return Markup(pyg_highlight(code, PythonLexer(), HtmlFormatter(cssclass="hl", linenos="inline")))
 
@@ -79,7 +80,13 @@ def chart(runs: list[dict[str, Any]]) -> Markup:
     runs = list(reversed(runs))[-30:]
     if not runs:
         return Markup('<p class="muted">No runs yet.</p>')
-    top = max([(r.get("files_processed") or 0) + (r.get("files_failed") or 0) + (r.get("files_quarantined") or 0) for r in runs] + [1])
+    top = max(
+        [
+            (r.get("files_processed") or 0) + (r.get("files_failed") or 0) + (r.get("files_quarantined") or 0)
+            for r in runs
+        ]
+        + [1]
+    )
     width, height, bar = 24 * len(runs) + 10, 90, 16
     parts = []
     for i, run in enumerate(runs):
@@ -89,11 +96,11 @@ def chart(runs: list[dict[str, Any]]) -> Markup:
         good_h, bad_h = 70 * good / top, 70 * bad / top
         title = escape(f"{run['run_id']}: {good} processed, {bad} failed/quarantined ({run['state']})")
         parts.append(
-            f'<g><title>{title}</title>'
+            f"<g><title>{title}</title>"
             f'<rect x="{x}" y="{75 - good_h:.1f}" width="{bar}" height="{good_h:.1f}" class="bar-ok"/>'
-            f'<rect x="{x}" y="{75 - good_h - bad_h:.1f}" width="{bar}" height="{bad_h:.1f}" class="bar-bad"/>'
+            f'<rect x="{x}" y="{75 - good_h - bad_h:.1f}" width="{bar}" height="{bad_h:.1f}" '
+            'class="bar-bad"/>'
             f'<rect x="{x}" y="80" width="{bar}" height="6" class="state-{escape(run["state"])}"/></g>'
         )
-    return Markup(
-        f'<svg class="chart" role="img" aria-label="files per run" width="{width}" height="{height}">{"".join(parts)}</svg>'
-    )
+    svg = f'<svg class="chart" role="img" aria-label="files per run" width="{width}" height="{height}">'
+    return Markup(svg + "".join(parts) + "</svg>")

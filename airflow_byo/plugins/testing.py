@@ -102,7 +102,9 @@ def environment_state(requirements: list[str], *, wait: float = 0.0) -> dict[str
     key = tuple(requirements)
     with _builds_lock:
         started, future = _builds.get(key, (0.0, None))  # type: ignore[arg-type]
-        if future is None or (future.done() and future.exception() is not None and time.time() - started > 30):
+        if future is None or (
+            future.done() and future.exception() is not None and time.time() - started > 30
+        ):
             started, future = time.time(), _builder.submit(_build, key)
             _builds[key] = (started, future)
     try:
@@ -111,7 +113,7 @@ def environment_state(requirements: list[str], *, wait: float = 0.0) -> dict[str
         python = None
     except ByoError as exc:
         return {"state": "failed", "error": str(exc), "packages": list(key)}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- the installer's failure, shown on the page
         return {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "packages": list(key)}
     if python is None:
         return {"state": "building", "seconds": round(time.time() - started, 1), "packages": list(key)}
@@ -132,7 +134,9 @@ def resolve_test_file(flow: Flow, test_file: str) -> str:
     if not test_file:
         raise ByoConfigError("test_file: give the path of one file of the flow's source, or pick one")
     if not source or "{{" in source:
-        raise ByoConfigError("this flow's source is templated; the page can only test files of a fixed source")
+        raise ByoConfigError(
+            "this flow's source is templated; the page can only test files of a fixed source"
+        )
     if _is_url(source):
         wanted = test_file if _is_url(test_file) else f"{source.rstrip('/')}/{test_file.lstrip('/')}"
         if not wanted.startswith(source.rstrip("/") + "/") or "/../" in wanted:
@@ -147,7 +151,9 @@ def resolve_test_file(flow: Flow, test_file: str) -> str:
             "the page tests files of the flow's own source only"
         )
     if not os.path.isfile(path):
-        raise ByoConfigError(f"test_file: {path} does not exist (or is not a file) in the flow's source {source}")
+        raise ByoConfigError(
+            f"test_file: {path} does not exist (or is not a file) in the flow's source {source}"
+        )
     return path
 
 
@@ -222,7 +228,11 @@ def run_test(flow: Flow, request: TestRequest) -> dict[str, Any]:
     log = CaptureLog()
     notifications: list[dict[str, Any]] = []
     if not _CONCURRENT_TESTS.acquire(timeout=30):
-        return {"ok": False, "state": "busy", "error": "other tests are running on this api-server; try again"}
+        return {
+            "ok": False,
+            "state": "busy",
+            "error": "other tests are running on this api-server; try again",
+        }
     try:
         location, file = locate_test_file(path, flow.settings.get("source_conn_id"))
         runner = FlowRunner(
@@ -237,13 +247,19 @@ def run_test(flow: Flow, request: TestRequest) -> dict[str, Any]:
         summary, previews = preview_file(runner, location, file)
     except ByoError as exc:
         return _failure(exc, started, log)
+    except Exception as exc:  # noqa: BLE001 -- e.g. a source server that does not answer: the page shows it
+        return _failure(RuntimeError(f"{type(exc).__name__}: {exc}"), started, log)
     finally:
         _CONCURRENT_TESTS.release()
     result = summary.as_dict()
     failure = summary.failed[0] if summary.failed else None
     error = f"{failure.error_type}: {failure.error}" if failure else None
     traceback = next(
-        (line["message"].removeprefix(_TRACEBACK_HEAD) for line in log.lines if line["message"].startswith(_TRACEBACK_HEAD)),
+        (
+            line["message"].removeprefix(_TRACEBACK_HEAD)
+            for line in log.lines
+            if line["message"].startswith(_TRACEBACK_HEAD)
+        ),
         None,
     )
     frames = _USER_FRAME.findall(traceback or "")

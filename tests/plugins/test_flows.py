@@ -46,7 +46,7 @@ def test_operator_processor_is_read_from_the_dag_source_without_running_it(seria
     flow = _flow(serialized, "byo_customers_csv_to_jsonl")
     code = processor_code(flow, None, (EXAMPLES / "byo_customers_csv_to_jsonl.py").read_text())
     assert code.function_name == "clean_customers"
-    assert code.code.startswith("def clean_customers(file, ctx, *, default_country=\"NL\"):")
+    assert code.code.startswith('def clean_customers(file, ctx, *, default_country="NL"):')
     compile(code.code, "<processor>", "exec")
 
 
@@ -64,17 +64,27 @@ def test_spec_processor_comes_from_the_spec_file(serialized):
     code = processor_code(flow, str(EXAMPLES / "byo_flows_from_specs.py"), None)
     assert code.problem is None, code.problem
     assert "def process(file, ctx" in code.code
-    assert code.runtime_config == {"custom_code": {"kwargs": {"country": "NL"}}, "job_config": {"timeout_seconds": 60}}
+    assert code.runtime_config == {
+        "custom_code": {"kwargs": {"country": "NL"}},
+        "job_config": {"timeout_seconds": 60},
+    }
 
 
 def test_inline_code_reference_and_computed_processors():
     flow = Flow("d", "t", "operator", {}, {})
-    inline = processor_code(flow, None, 'ByoFlowOperator(task_id="t", processor="def run(file, ctx):\\n    return 1\\n", function_name="run")')
+    inline = processor_code(
+        flow,
+        None,
+        'ByoFlowOperator(task_id="t", function_name="run",\n'
+        '                processor="def run(file, ctx):\\n    return 1\\n")',
+    )
     assert (inline.code, inline.function_name) == ("def run(file, ctx):\n    return 1\n", "run")
     ref = processor_code(flow, None, 'ByoFlowOperator(task_id="t", processor="my.module:process")')
-    assert ref.reference == "my.module:process" and ref.code is None
+    assert ref.reference == "my.module:process"
+    assert ref.code is None
     computed = processor_code(flow, None, 'ByoFlowOperator(task_id="t", processor=make())')
-    assert computed.code is None and "computed" in computed.problem
+    assert computed.code is None
+    assert "computed" in computed.problem
     broken = processor_code(flow, None, "def (")
     assert "does not parse" in broken.problem
 

@@ -13,7 +13,7 @@ from airflow_byo.plugins.flows import Flow
 from airflow_byo.plugins.testing import TestRequest, error_line, resolve_test_file, run_test
 
 ORDERS = Path(__file__).resolve().parents[2] / "dags_examples" / "data" / "orders"
-CODE = '''
+CODE = """
 import csv
 
 def process(file, ctx, currency="EUR"):
@@ -22,7 +22,7 @@ def process(file, ctx, currency="EUR"):
     ctx.insight("rows", len(rows))
     ctx.notify(f"{file.name}: {len(rows)} rows", level="info")
     return [{"sku": r["sku"], "quantity": r["quantity"]} for r in rows]
-'''
+"""
 
 
 @pytest.fixture
@@ -48,7 +48,9 @@ def test_only_files_of_the_flows_source_can_be_tested(flow, tmp_path):
 
 def test_error_line_is_the_last_line_named():
     assert error_line("invalid syntax (line 4)") == 4
-    assert error_line('File "<processor>", line 2, in <module>\n  File "<processor>", line 7, in process') == 7
+    assert (
+        error_line('File "<processor>", line 2, in <module>\n  File "<processor>", line 7, in process') == 7
+    )
     assert error_line("no line here") is None
 
 
@@ -67,23 +69,33 @@ def test_a_test_previews_outputs_insights_and_notifications(flow):
     result = _run(flow, CODE, runtime_config={"custom_code": {"kwargs": {"currency": "EUR"}}})
     assert result["ok"], result
     (preview,) = result["previews"]
-    assert preview["lines"] and '"sku"' in preview["lines"][0]
+    assert preview["lines"]
+    assert '"sku"' in preview["lines"][0]
     assert result["insights"]["rows"] == preview["records"]
     assert result["notifications"][0]["message"].startswith("orders_2024-05-01.csv: ")
     assert result["packages"] == []
     warm = _run(flow, CODE)
-    assert warm["ok"] and warm["seconds"] < 5, warm  # generous: the machine is shared
+    assert warm["ok"]
+    assert warm["seconds"] < 5, warm  # generous: the machine is shared
 
 
 @pytest.mark.venv
 def test_errors_name_the_users_line(flow):
     syntax = _run(flow, "def process(file, ctx):\n    x = (\n    return 1\n")
-    assert not syntax["ok"] and syntax["error_line"] in (2, 3), syntax
+    assert not syntax["ok"], syntax
+    assert syntax["error_line"] in (2, 3), syntax
     runtime = _run(flow, "def process(file, ctx):\n    x = 1\n    raise ValueError('boom')\n")
-    assert not runtime["ok"] and "boom" in runtime["error"] and runtime["error_line"] == 3, runtime
+    assert not runtime["ok"], runtime
+    assert "boom" in runtime["error"], runtime
+    assert runtime["error_line"] == 3, runtime
     bad_packages = _run(flow, CODE, packages="pandas===,x")
-    assert not bad_packages["ok"] and "pandas" in bad_packages["error"], bad_packages
-    too_slow = _run(flow, "import time\ndef process(file, ctx):\n    time.sleep(30)\n",
-                    runtime_config={"job_config": {"timeout_seconds": 1}})
-    assert not too_slow["ok"] and "timeout" in too_slow["error"].lower(), too_slow
+    assert not bad_packages["ok"], bad_packages
+    assert "pandas" in bad_packages["error"], bad_packages
+    too_slow = _run(
+        flow,
+        "import time\ndef process(file, ctx):\n    time.sleep(30)\n",
+        runtime_config={"job_config": {"timeout_seconds": 1}},
+    )
+    assert not too_slow["ok"], too_slow
+    assert "timeout" in too_slow["error"].lower(), too_slow
     assert os.path.exists(ORDERS / "orders_2024-05-01.csv")
