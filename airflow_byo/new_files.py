@@ -9,7 +9,9 @@ and the ledger are built once per :class:`NewFiles` (one connection lookup each)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,32 @@ if TYPE_CHECKING:
     from airflow_byo.ledger.state import Ledger
     from airflow_byo.storage.location import SourceFile
 
-__all__ = ["NewFiles"]
+__all__ = ["HeldFiles", "NewFiles"]
+
+
+@dataclass(frozen=True)
+class HeldFiles:
+    """Files of a flow claimed by other runs whose leases are still live (maybe dead runs)."""
+
+    count: int = 0
+    holders: tuple[str, ...] = ()  # claim tokens of the holding runs
+    until: float | None = None  # the earliest lease expiry (epoch seconds)
+    last: float | None = None  # the latest lease expiry
+
+    def message(self, flow_id: str) -> str:
+        """The warning a run logs: what is held, by how many runs, until when, and what to do."""
+        runs = f"{len(self.holders)} other run(s) ({', '.join(h[:8] for h in self.holders[:5])})"
+        return (
+            f"{self.count} file(s) of flow {flow_id!r} are claimed by {runs} and skipped by this run; "
+            f"the earliest claim expires at {_iso(self.until)}, the last at {_iso(self.last)}. If that "
+            "run is still working they are processed there; if it died, the next run after expiry takes "
+            f"them over (job_config.lease_seconds sets how long a claim lives). See `airflow byo ledger "
+            f"status {flow_id}`"
+        )
+
+
+def _iso(epoch: float | None) -> str:
+    return "-" if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -57,7 +84,9 @@ class NewFiles:
 
     @cached_property
     def location(self) -> Location:
-        return Location(self.source, self.source_conn_id, role="source")
+        return Location(
+            self.source, self.source_conn_id, role="source", follow_symlinks=self.selection.follow_symlinks
+        )
 
     @cached_property
     def ledger(self) -> Ledger | None:
@@ -74,6 +103,25 @@ class NewFiles:
         crash_point("listed")
         new = self.ledger.new_files(listing, on_change=self.on_change) if self.ledger else listing
         return len(listing), new
+
+    def held_elsewhere(self) -> HeldFiles:
+        """
+        The flow's files held by live claims of *other* runs: call it before this run claims any.
+        A run that finds its files held this way tells the user (instead of a silent "0 processed").
+        """
+        if self.ledger is None:
+            return HeldFiles()
+        now = time.time()
+        live = [r for r in self.ledger.records(["claimed"]) if (r.get("lease_until") or 0) >= now]
+        if not live:
+            return HeldFiles()
+        expiries = [float(r["lease_until"]) for r in live]
+        return HeldFiles(
+            count=len(live),
+            holders=tuple(sorted({str(r.get("claimed_by") or "?") for r in live})),
+            until=min(expiries),
+            last=max(expiries),
+        )
 
     def snapshot(self, new: list[SourceFile]) -> dict[str, Any]:
         """Store ``new`` in the ledger; return the XCom pointer a flow operator accepts as ``files``."""

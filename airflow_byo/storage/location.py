@@ -11,10 +11,11 @@ a file's outputs (names, quarantine, final URLs) is :mod:`airflow_byo.storage.pu
 from __future__ import annotations
 
 import contextlib
-import errno
+import logging
 import math
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.filesystems import LOCAL_PROTOCOLS, S3_PROTOCOLS, StorageErrors, filesystem, with_retries
 from airflow_byo.scratch import TEMP_MARKER, scratch_dir, sweep
+from airflow_byo.storage.local_files import LocalOutput, check_inside, list_local, open_output_dir
+from airflow_byo.storage.pending import LocalPending, PendingOutput, S3Pending, SftpPending
 from airflow_byo.storage.selection import FileFilter
 
 if TYPE_CHECKING:
@@ -30,8 +33,13 @@ if TYPE_CHECKING:
 
     from fsspec import AbstractFileSystem
 
-__all__ = ["Location", "SourceFile", "StagedInput"]
+__all__ = ["STALE_UPLOAD_SECONDS", "Location", "PendingOutput", "SourceFile", "StagedInput"]
 
+log = logging.getLogger(__name__)
+
+#: Uploads (S3 multipart, SFTP temporaries) older than this belong to no live run: an hour,
+#: far longer than any part or a temporary's last write takes.
+STALE_UPLOAD_SECONDS = 3600.0
 _S3_PART_BYTES = 8 * 1024 * 1024
 _S3_MAX_PARTS = 10_000
 
@@ -91,14 +99,23 @@ class Location:
     :param url: local path or URL of the directory.
     :param conn_id: Airflow connection holding the credentials for ``url`` (unused for local paths).
     :param role: ``"source"``, ``"destination"``...; only used in messages.
+    :param follow_symlinks: read local source files through links that lead outside the
+        location (trusted setups only; off by default, see :class:`FileFilter`).
     """
 
-    def __init__(self, url: str, conn_id: str | None = None, *, role: str = "location") -> None:
+    def __init__(
+        self, url: str, conn_id: str | None = None, *, role: str = "location", follow_symlinks: bool = False
+    ) -> None:
         if not url or not str(url).strip():
             raise ByoStorageError(f"{role} is empty: give a directory path or URL such as /data/incoming")
         url = str(url).strip()
         self.role = role
         self.conn_id = conn_id or None
+        self.follow_symlinks = follow_symlinks
+        self._checked_dirs: set[str] = set()  # remote directories known to be no links
+        self._swept_dirs: set[str] = set()  # remote directories swept of stale temporaries
+        #: Age after which a ``.byo-`` upload temporary belongs to no live run (see sweeps).
+        self.stale_after = STALE_UPLOAD_SECONDS
         url = url.removeprefix("file://")
         if "://" in url:
             self.protocol = url.split("://", 1)[0].lower()
@@ -159,41 +176,81 @@ class Location:
 
     # -- listing -------------------------------------------------------------------------------
     def list_files(self, file_filter: FileFilter | None = None) -> list[SourceFile]:
-        """List the files of the location that pass ``file_filter``, sorted by relative path."""
+        """
+        List the files of the location that pass ``file_filter``, sorted by relative path.
+
+        Only regular files are listed. Symlinks are skipped (with a warning) when they lead outside
+        a local location or, on SFTP, whenever the server reports them as links -- unless
+        ``file_filter.follow_symlinks``.
+        """
         file_filter = file_filter or FileFilter()
+        if self.is_local:
+            return self._list_local(file_filter)
         root = self.root_path
 
         def listing() -> dict[str, dict[str, Any]]:
             if file_filter.recursive:
                 found = self.fs.find(root, withdirs=False, detail=True)
                 return dict(found) if isinstance(found, dict) else {}
-            return {e["name"]: e for e in self.fs.ls(root, detail=True) if e.get("type") == "file"}
+            return {e["name"]: e for e in self.fs.ls(root, detail=True) if e.get("type") in ("file", "link")}
 
         entries = self._retry(listing, "list")
         if not entries and not self._retry(lambda: self.fs.isdir(root), "list"):
-            raise ByoStorageError(
-                f"{self.describe()} does not exist"
-                + (f" (connection {self.conn_id!r})" if self.conn_id else "")
-                + ": create the directory (bucket/prefix) or fix the path"
-            )
+            raise self._missing()
         prefix = root.rstrip("/") + "/"
         files = []
         for name, info in entries.items():
-            full = (
-                os.path.normpath(name)
-                if self.is_local
-                else name.lstrip("/")
-                if not root.startswith("/")
-                else name
-            )
+            full = name.lstrip("/") if not root.startswith("/") else name
             if not full.startswith(prefix):
                 continue
             relative = full[len(prefix) :]
+            if info.get("type") == "link":
+                if TEMP_MARKER in relative or not file_filter.matches_name(relative):
+                    continue
+                if not file_filter.follow_symlinks:
+                    log.warning(
+                        "Skipped %s: the server reports a symbolic link in %s; links are not followed "
+                        "unless follow_symlinks=True (trusted sources only)",
+                        self.url_for(relative),
+                        self.describe(),
+                    )
+                    continue
+                info = self._retry(lambda full=full: self.fs.info(full), "list")  # the link's target
+                if info.get("type") != "file":
+                    continue
             size, mtime = int(info.get("size") or 0), _mtime(info)
             if file_filter.matches(relative, size, mtime):
                 files.append(SourceFile(self.url_for(relative), relative, size, mtime, _etag(info)))
         files.sort(key=lambda f: f.relative_path)
         return files
+
+    def _list_local(self, file_filter: FileFilter) -> list[SourceFile]:
+        try:
+            entries = list_local(
+                self.url, recursive=file_filter.recursive, follow_symlinks=file_filter.follow_symlinks
+            )
+        except FileNotFoundError:
+            raise self._missing() from None
+        except NotADirectoryError:
+            raise ByoStorageError(
+                f"{self.describe()} is not a directory: give the directory of the files"
+            ) from None
+        except OSError as exc:
+            raise self.errors.translate(exc, "list") from None
+        files = [
+            SourceFile(self.url_for(e.relative_path), e.relative_path, e.size, e.mtime)
+            for e in entries
+            if file_filter.matches(e.relative_path, e.size, e.mtime)
+        ]
+        files.sort(key=lambda f: f.relative_path)
+        return files
+
+    def _missing(self) -> ByoStorageError:
+        return ByoStorageError(
+            f"{self.describe()} does not exist"
+            + (f" (connection {self.conn_id!r})" if self.conn_id else "")
+            + ": create the directory (bucket/prefix) or fix the path"
+        )
 
     def file_info(self, relative_path: str) -> SourceFile:
         """Describe one file of the location (used by test mode for a single sample file)."""
@@ -216,7 +273,10 @@ class Location:
         ``staging_dir`` (streamed to disk, never held in memory; released by the caller).
         """
         if self.is_local:
-            return StagedInput(os.path.join(self.url, source_file.relative_path), temporary=False)
+            path = os.path.join(self.url, source_file.relative_path)
+            if not self.follow_symlinks:
+                check_inside(self.url, path)  # a file swapped for a link since it was listed
+            return StagedInput(path, temporary=False)
         local = os.path.join(staging_dir, f"{uuid.uuid4().hex[:12]}-{source_file.name}")
         try:
             options = self._transfer_options(source_file.size)
@@ -234,23 +294,148 @@ class Location:
         """
         A local directory where the child writes outputs before they are published.
 
-        For a local destination it lies inside the destination, so publishing is one atomic
-        ``rename`` on the same file system; for remote ones it is a local temporary directory.
-        Removed afterwards, whatever happens.
+        For a local destination it lies *next to* the destination directory (``<parent>/.byo-
+        outputs-<host>-<pid>-*``), on the same file system, so publishing is one atomic ``rename``
+        and nothing but final files ever appears in the destination, even if the worker is killed.
+        When the parent is another file system (the destination is a mount point) or not writable,
+        it is a local temporary directory and publishing copies through an unnamed file. For remote
+        destinations it is a local temporary directory. Removed afterwards, whatever happens; the
+        leftovers of killed workers of this host are swept first.
         """
-        if self.is_local:
-            try:
-                os.makedirs(self.url, exist_ok=True)
-            except OSError as exc:
-                raise self.errors.translate(exc, "create") from None
-            sweep(self.url)
-            path = scratch_dir("outputs", self.url)
-        else:
-            path = scratch_dir("outputs")
+        path = scratch_dir("outputs") if not self.is_local else self._local_staging()
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    def _local_staging(self) -> str:
+        try:
+            os.makedirs(self.url, exist_ok=True)
+        except OSError as exc:
+            raise self.errors.translate(exc, "create") from None
+        real = os.path.realpath(self.url)
+        sweep(real)  # staging of releases that staged inside the destination
+        parent = os.path.dirname(real)
+        if parent != real:
+            with contextlib.suppress(OSError):
+                if os.stat(parent).st_dev == os.stat(real).st_dev:
+                    sweep(parent)
+                    return scratch_dir("outputs", parent)
+        log.info(
+            "Staging outputs in the temporary directory: the parent of %s is another file system or not "
+            "writable, so each output is copied into place",
+            self.describe(),
+        )
+        return scratch_dir("outputs")
+
+    def sweep_stale_uploads(self, older_than: float) -> list[str]:
+        """
+        Remove what killed workers left in a remote destination: incomplete S3 multipart uploads
+        under its prefix, and ``.byo-`` temporaries of SFTP uploads in its top directory (deeper
+        ones are swept as outputs are published there), when older than ``older_than`` seconds.
+        Returns what was removed (also logged). A no-op for local destinations.
+        """
+        self.stale_after = older_than
+        if self.is_local:
+            return []
+        try:
+            if self.protocol in S3_PROTOCOLS:
+                removed = self._abort_stale_multipart(older_than)
+            else:
+                removed = self._sweep_remote_dir(self.root_path, older_than)
+        except Exception as exc:  # noqa: BLE001 -- a sweep never fails a run
+            log.warning(
+                "Could not sweep stale uploads of %s: %s", self.describe(), self.errors.translate(exc)
+            )
+            return []
+        return removed
+
+    def _abort_stale_multipart(self, older_than: float) -> list[str]:
+        # s3fs names no uploads of its own: the final key is the upload's key. An upload older
+        # than a claim's lease under this prefix belongs to no live run (#13).
+        bucket, _, prefix = self.root_path.partition("/")
+        prefix = f"{prefix}/" if prefix else ""
+        cutoff = time.time() - older_than
+        removed = []
+        for upload in _multipart_uploads(self, bucket, prefix):
+            # Stale when nothing happened for ``older_than``: started long ago and no part since.
+            # A live run's long upload keeps adding parts, so it is never taken for a dead one.
+            initiated = upload["Initiated"]
+            if initiated.timestamp() >= cutoff or _last_part(self, bucket, upload) >= cutoff:
+                continue
+            key, upload_id = upload["Key"], upload["UploadId"]
+            self._retry(
+                lambda key=key, upload_id=upload_id: self.fs.call_s3(
+                    "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id
+                ),
+                "delete",
+            )
+            removed.append(f"s3://{bucket}/{key}")
+            log.warning(
+                "Aborted an incomplete multipart upload of s3://%s/%s started %s, no part for %.0f s: "
+                "left by a killed worker",
+                bucket,
+                key,
+                initiated.isoformat(),
+                older_than,
+            )
+        return removed
+
+    def _sweep_remote_dir(self, directory: str, older_than: float) -> list[str]:
+        """Delete ``.byo-`` upload temporaries older than ``older_than`` in one remote directory."""
+        cutoff = time.time() - older_than
+        removed = []
+        try:
+            entries = self.fs.ls(directory, detail=True)
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            name = str(entry["name"]).rsplit("/", 1)[-1]
+            mtime = _mtime(entry)
+            if (
+                name.startswith(TEMP_MARKER)
+                and entry.get("type") == "file"
+                and mtime is not None
+                and mtime < cutoff
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(entry["name"])
+                    removed.append(str(entry["name"]))
+                    log.warning(
+                        "Removed a stale upload temporary %s of %s (older than %.0f s: left by a killed "
+                        "worker)",
+                        entry["name"],
+                        self.describe(),
+                        older_than,
+                    )
+        return removed
+
+    def prepare_publish(self, local_path: str, name: str) -> PendingOutput:
+        """
+        First half of publishing ``local_path`` as ``<location>/<name>``: everything that can fail
+        before the output becomes visible (checking the name, creating directories, uploading to a
+        temporary on SFTP). :meth:`PendingOutput.commit` then makes it visible in one step.
+        """
+        if self.is_local:
+            try:
+                os.makedirs(self.url, exist_ok=True)
+                fd, leaf = open_output_dir(os.path.realpath(self.url), name, self.describe())
+            except OSError as exc:
+                raise self.errors.translate(exc, "write") from None
+            return LocalPending(self, name, LocalOutput(local_path, fd, leaf))
+        if self.protocol in S3_PROTOCOLS:
+            if len(self.path_for(name).partition("/")[2].encode()) > 1024:
+                raise ByoStorageError(
+                    f"cannot write output {name!r} to {self.describe()}: S3 keys are at most 1024 bytes; "
+                    "choose a shorter output name"
+                )
+            return S3Pending(self, name, local_path)
+        if any(len(part.encode()) > 255 for part in name.split("/")):
+            raise ByoStorageError(
+                f"cannot write output {name!r} to {self.describe()}: a file name is longer than 255 "
+                "bytes; choose a shorter output name"
+            )
+        return SftpPending(self, name, local_path)
 
     def publish(self, local_path: str, name: str) -> str:
         """
@@ -258,47 +443,72 @@ class Location:
 
         Re-publishing a name overwrites it (so retries never duplicate outputs):
 
-        * local: ``rename`` within the file system;
+        * local: ``rename`` within the file system, never through a symlinked directory;
         * S3: one PUT, or a multipart upload that only becomes visible when completed (s3fs aborts
-          it on failure);
+          it on failure; a killed worker's is aborted by a later run's sweep);
         * SFTP and others: upload to a temporary name in the target directory, then rename over
           the final name (sshfs uses the atomic ``posix-rename@openssh.com`` extension).
         """
-        if self.is_local:
-            self._publish_local(local_path, os.path.join(self.url, name))
-            return self.url_for(name)
-        final = self.path_for(name)
-        if self.protocol in S3_PROTOCOLS:
-            options = self._transfer_options(os.path.getsize(local_path))
-            self._retry(lambda: self.fs.put_file(local_path, final, **options), "write")
-            return self.url_for(name)
-        tmp = _temp_sibling(final)
-        parent = final.rsplit("/", 1)[0]
+        pending = self.prepare_publish(local_path, name)
         try:
-            self._retry(lambda: self.fs.makedirs(parent, exist_ok=True), "write")
-            self._retry(lambda: self.fs.put_file(local_path, tmp), "write")
-            self._retry(lambda: self.fs.mv(tmp, final), "write")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.fs.rm_file(tmp)
-            raise
-        return self.url_for(name)
+            return pending.commit()
+        finally:
+            pending.close()
 
-    def _publish_local(self, local_path: str, final: str) -> None:
-        try:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            try:
-                os.replace(local_path, final)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                tmp = _temp_sibling(final)
-                shutil.copyfile(local_path, tmp)
-                os.replace(tmp, final)
-        except OSError as exc:
-            raise self.errors.translate(exc, "write") from None
+    def _check_remote_dirs(self, name: str) -> None:
+        """Refuse an SFTP output whose directories include a link (each directory checked once)."""
+        directory = self.root_path
+        for part in name.split("/")[:-1]:
+            path = f"{directory}/{part}"
+            if path not in self._checked_dirs:
+                try:
+                    listing = self._retry(
+                        lambda directory=directory: self.fs.ls(directory, detail=True), "write"
+                    )
+                except ByoStorageError as exc:
+                    if "does not exist" not in str(exc):
+                        raise
+                    listing = []
+                if any(e["name"].rstrip("/") == path and e.get("type") == "link" for e in listing):
+                    raise ByoStorageError(
+                        f"cannot write output {name!r}: {path!r} in {self.describe()} is a symlink; a "
+                        "destination is never written through links: remove it or choose another output name"
+                    )
+                self._checked_dirs.add(path)
+            directory = path
 
 
-def _temp_sibling(final: str) -> str:
-    head, _, tail = final.rpartition("/")
-    return f"{head}/{TEMP_MARKER}{uuid.uuid4().hex[:12]}-{tail}"
+def _last_part(location: Location, bucket: str, upload: dict[str, Any]) -> float:
+    """When the newest part of a multipart upload was uploaded (0 without parts)."""
+    newest, marker = 0.0, 0
+    while True:
+        page = location._retry(
+            lambda marker=marker: location.fs.call_s3(
+                "list_parts",
+                Bucket=bucket,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+                PartNumberMarker=marker,
+            ),
+            "list",
+        )
+        newest = max([newest, *(part["LastModified"].timestamp() for part in page.get("Parts", []))])
+        if not page.get("IsTruncated"):
+            return newest
+        marker = int(page["NextPartNumberMarker"])
+
+
+def _multipart_uploads(location: Location, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every incomplete multipart upload under ``prefix`` (ListMultipartUploads, page by page)."""
+    markers: dict[str, str] = {}
+    while True:
+        page = location._retry(
+            lambda markers=markers: location.fs.call_s3(
+                "list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers
+            ),
+            "list",
+        )
+        yield from page.get("Uploads", [])
+        if not page.get("IsTruncated"):
+            return
+        markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import shutil
 import time
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.faults import crash_point
 from airflow_byo.scratch import scratch
+from airflow_byo.storage.location import STALE_UPLOAD_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,8 +30,11 @@ if TYPE_CHECKING:
 
     from airflow_byo.runner.child_messages import FileOutcome, StagedOutput
     from airflow_byo.storage.location import Location, SourceFile, StagedInput
+    from airflow_byo.storage.pending import PendingOutput
 
 __all__ = ["Publisher", "discard_staged_outputs"]
+
+log = logging.getLogger(__name__)
 
 
 def discard_staged_outputs(out_prefix: str) -> None:
@@ -49,10 +54,20 @@ class Publisher:
 
     :param destination: where outputs go.
     :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
+    :param stale_after: seconds after which an incomplete upload in a remote destination (S3
+        multipart upload, SFTP ``.byo-`` temporary) belongs to no live run and is removed when
+        the publisher starts.
     """
 
-    def __init__(self, destination: Location, quarantine: Location | None = None) -> None:
+    def __init__(
+        self,
+        destination: Location,
+        quarantine: Location | None = None,
+        *,
+        stale_after: float = STALE_UPLOAD_SECONDS,
+    ) -> None:
         self.destination = destination
+        self.stale_after = stale_after
         self.quarantine_location = quarantine
         self._reserved: dict[str, str] = {}  # output name -> input url that produced it in this run
         self._staging = destination.output_staging()
@@ -60,6 +75,8 @@ class Publisher:
 
     def __enter__(self) -> Publisher:
         self.staging_dir = self._staging.__enter__()
+        #: What killed workers left in a remote destination, removed now (see Location).
+        self.swept = self.destination.sweep_stale_uploads(self.stale_after)
         return self
 
     def __exit__(
@@ -85,16 +102,42 @@ class Publisher:
         return None
 
     def publish(self, outputs: Sequence[StagedOutput], out_prefix: str) -> list[str]:
-        """Publish one file's outputs; return their final URLs. Staged leftovers are removed."""
+        """
+        Publish one file's outputs, all or nothing; return their final URLs.
+
+        Every output is prepared first (names and links checked, directories made, SFTP uploads
+        to temporaries), then each is committed in one atomic step; if one fails, those already
+        committed are removed again before the error is raised. Staged leftovers are removed.
+        """
+        pending: list[PendingOutput] = []
         try:
-            urls = []
             for output in outputs:
                 crash_point("uploading")
-                urls.append(self.destination.publish(output.local_path, output.name))
+                pending.append(self.destination.prepare_publish(output.local_path, output.name))
+            urls = [p.commit() for p in pending]
             crash_point("published")
             return urls
+        except BaseException:
+            self._retract(pending)
+            raise
         finally:
+            for p in pending:
+                p.close()
             discard_staged_outputs(out_prefix)
+
+    def _retract(self, pending: Sequence[PendingOutput]) -> None:
+        for output in pending:
+            if not output.committed:
+                continue
+            try:
+                output.retract()
+            except Exception as exc:  # noqa: BLE001 -- the first error is the one to raise
+                log.error(
+                    "Could not remove output %s again after another output of the same file failed: %s; "
+                    "delete it by hand (the file will be processed again)",
+                    output.location.url_for(output.name),
+                    exc,
+                )
 
     def quarantine(self, file: SourceFile, staged: StagedInput, outcome: FileOutcome) -> str:
         """Copy a failed input and its error record to the quarantine location; return its URL."""

@@ -53,6 +53,9 @@ class FileFilter:
         string; naive means UTC).
     :param min_size: only files of at least this many bytes.
     :param max_size: only files of at most this many bytes.
+    :param follow_symlinks: take symlinks whatever they point to. Off by default: a local source
+        lists (and reads) only regular files whose real path is inside the source, and an SFTP
+        source skips what the server reports as links. Turn it on for trusted sources only.
     """
 
     include: tuple[str, ...] = ("*",)  # a plain str is accepted too
@@ -61,6 +64,7 @@ class FileFilter:
     modified_after: datetime | None = None
     min_size: int | None = None
     max_size: int | None = None
+    follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
         for field in ("include", "exclude"):
@@ -78,13 +82,19 @@ class FileFilter:
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ByoConfigError(f"{field} must be a number of bytes >= 0, got {value!r}")
+        if not isinstance(self.follow_symlinks, bool):
+            raise ByoConfigError(f"follow_symlinks must be true or false, got {self.follow_symlinks!r}")
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
             raise ByoConfigError(f"min_size ({self.min_size}) is larger than max_size ({self.max_size})")
 
-    def matches(self, relative_path: str, size: int, mtime: float | None) -> bool:
+    def matches_name(self, relative_path: str) -> bool:
+        """Whether the path alone passes (no temporary name, include and exclude globs)."""
         if TEMP_MARKER in relative_path:
             return False
-        if not _matches(relative_path, self.include) or _matches(relative_path, self.exclude):
+        return _matches(relative_path, self.include) and not _matches(relative_path, self.exclude)
+
+    def matches(self, relative_path: str, size: int, mtime: float | None) -> bool:
+        if not self.matches_name(relative_path):
             return False
         if self.min_size is not None and size < self.min_size:
             return False
@@ -103,4 +113,6 @@ class FileFilter:
             "modified_after": self.modified_after.isoformat() if self.modified_after else None,
             "min_size": self.min_size,
             "max_size": self.max_size,
+            # Only when on: what triggers already serialised stays as it was.
+            **({"follow_symlinks": True} if self.follow_symlinks else {}),
         }

@@ -40,10 +40,11 @@ def test_publish_returns_the_final_urls_and_removes_what_was_staged(backend: Bac
     assert backend.names("out") == ["a.jsonl", "by_day/2024-05-01.csv"]
 
 
-def test_local_staging_lies_inside_the_destination_and_is_removed(tmp_path: Path) -> None:
+def test_local_staging_lies_next_to_the_destination_and_is_removed(tmp_path: Path) -> None:
     with Publisher(Location(str(tmp_path / "out"))) as publisher:
         staging = Path(publisher.staging_dir)
-        assert staging.parent == tmp_path / "out"
+        assert staging.parent == tmp_path  # same file system, outside the destination tree
+        assert list((tmp_path / "out").iterdir()) == []
         assert staging.name.startswith(TEMP_MARKER)
         assert publisher.out_prefix(7) == str(staging / "000007")
     assert not staging.exists()

@@ -95,3 +95,11 @@ def test_to_kwargs_is_plain_json_and_round_trips() -> None:
         "max_size": 99,
     }
     assert FileFilter(**json.loads(json.dumps(kwargs))) == selection
+
+
+def test_follow_symlinks_is_a_strict_boolean_and_round_trips() -> None:
+    assert "follow_symlinks" not in FileFilter().to_kwargs()
+    trusted = FileFilter(follow_symlinks=True)
+    assert FileFilter(**trusted.to_kwargs()) == trusted
+    with pytest.raises(ByoConfigError, match="follow_symlinks must be true or false, got 'yes'"):
+        FileFilter(follow_symlinks="yes")  # type: ignore[arg-type]

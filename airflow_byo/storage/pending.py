@@ -1,0 +1,128 @@
+"""
+Outputs on their way into a destination, in two steps: *prepare* everything that can fail while
+nothing is visible yet (names, directories, SFTP uploads to a temporary), then *commit* each in one
+atomic step (rename, PUT, posix-rename). The :class:`~airflow_byo.storage.publisher.Publisher`
+prepares all outputs of an input file before committing any, and retracts the committed ones when
+a later one fails, so a file's outputs are published all or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.scratch import TEMP_MARKER
+
+if TYPE_CHECKING:
+    from airflow_byo.storage.local_files import LocalOutput
+    from airflow_byo.storage.location import Location
+
+__all__ = ["LocalPending", "PendingOutput", "S3Pending", "SftpPending", "temp_sibling"]
+
+
+class PendingOutput:
+    """An output prepared by :meth:`Location.prepare_publish`: commit it, or abort/retract it."""
+
+    def __init__(self, location: Location, name: str) -> None:
+        self.location, self.name = location, name
+        self.committed = False
+
+    def commit(self) -> str:
+        """Make the output visible under its final name; return its URL."""
+        try:
+            self._commit()
+        except OSError as exc:
+            raise self.location.errors.translate(exc, "write") from None
+        except ByoStorageError:
+            raise
+        self.committed = True
+        return self.location.url_for(self.name)
+
+    def retract(self) -> None:
+        """Remove the committed output again (another output of the same input failed)."""
+        if self.committed:
+            self._retract()
+            self.committed = False
+
+    def close(self) -> None:
+        """Drop what an uncommitted output left (a temporary); release handles."""
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _retract(self) -> None:
+        raise NotImplementedError
+
+
+class LocalPending(PendingOutput):
+    def __init__(self, location: Location, name: str, output: LocalOutput) -> None:
+        super().__init__(location, name)
+        self.output = output
+
+    def _commit(self) -> None:
+        self.output.commit()
+
+    def _retract(self) -> None:
+        self.output.retract()
+
+    def close(self) -> None:
+        self.output.close()
+
+
+class S3Pending(PendingOutput):
+    def __init__(self, location: Location, name: str, local_path: str) -> None:
+        super().__init__(location, name)
+        self.local_path = local_path
+
+    def _commit(self) -> None:
+        location, final = self.location, self.location.path_for(self.name)
+        options = location._transfer_options(os.path.getsize(self.local_path))
+        location._retry(lambda: location.fs.put_file(self.local_path, final, **options), "write")
+
+    def _retract(self) -> None:
+        final = self.location.path_for(self.name)
+        self.location._retry(lambda: self.location.fs.rm_file(final), "delete")
+
+
+class SftpPending(PendingOutput):
+    """Uploaded to a temporary next to the final name when prepared; renamed over it on commit."""
+
+    def __init__(self, location: Location, name: str, local_path: str) -> None:
+        super().__init__(location, name)
+        final = location.path_for(name)
+        self.tmp: str | None = temp_sibling(final)
+        parent = final.rsplit("/", 1)[0]
+        fs = location.fs
+        try:
+            location._check_remote_dirs(name)
+            location._retry(lambda: fs.makedirs(parent, exist_ok=True), "write")
+            if parent not in location._swept_dirs:
+                location._swept_dirs.add(parent)
+                location._sweep_remote_dir(parent, location.stale_after)
+            location._retry(lambda: fs.put_file(local_path, self.tmp), "write")
+        except BaseException:
+            self.close()
+            raise
+
+    def _commit(self) -> None:
+        fs, final = self.location.fs, self.location.path_for(self.name)
+        self.location._retry(lambda: fs.mv(self.tmp, final), "write")
+        self.tmp = None
+
+    def _retract(self) -> None:
+        final = self.location.path_for(self.name)
+        self.location._retry(lambda: self.location.fs.rm_file(final), "delete")
+
+    def close(self) -> None:
+        if self.tmp is not None:
+            with contextlib.suppress(Exception):
+                self.location.fs.rm_file(self.tmp)
+            self.tmp = None
+
+
+def temp_sibling(final: str) -> str:
+    head, _, tail = final.rpartition("/")
+    return f"{head}/{TEMP_MARKER}{uuid.uuid4().hex[:12]}-{tail}"
