@@ -45,6 +45,9 @@ class SourceFilesOperator(BaseOperator):
     :param modified_after: only files modified after this time (datetime or ISO string, templated).
     :param min_size: only files of at least this many bytes.
     :param max_size: only files of at most this many bytes.
+    :param follow_symlinks: take symlinks whatever they point to (trusted sources only). Off by
+        default: a local source lists and reads only regular files whose real path is inside the
+        source, an SFTP source skips what the server reports as links; each skip is logged.
     :param ledger_conn_id: connection of the ledger database (default ``[byo] ledger_conn_id``,
         else SQLite under ``$AIRFLOW_HOME/byo``).
     """
@@ -62,6 +65,7 @@ class SourceFilesOperator(BaseOperator):
         modified_after: datetime | str | None = None,
         min_size: int | None = None,
         max_size: int | None = None,
+        follow_symlinks: bool = False,
         ledger_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -74,6 +78,7 @@ class SourceFilesOperator(BaseOperator):
         self.modified_after = modified_after
         self.min_size = min_size
         self.max_size = max_size
+        self.follow_symlinks = follow_symlinks
         self.ledger_conn_id = ledger_conn_id
         if not is_templated([include, exclude, modified_after]):
             self.file_filter()  # bad globs, sizes or dates fail the DAG file, not the run
@@ -86,6 +91,7 @@ class SourceFilesOperator(BaseOperator):
             modified_after=self.modified_after,  # type: ignore[arg-type]  # parsed there
             min_size=self.min_size,
             max_size=self.max_size,
+            follow_symlinks=self.follow_symlinks,
         )
 
     def new_files(self, flow_id: str, *, on_change: str = "reprocess", track_files: bool = True) -> NewFiles:

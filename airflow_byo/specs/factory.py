@@ -153,6 +153,7 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
             "modified_after": source.modified_after,
             "min_size": source.min_size,
             "max_size": source.max_size,
+            "follow_symlinks": source.follow_symlinks,
         }
         files: Any = None
         if spec.sensor:
@@ -248,7 +249,16 @@ def _check_processor(document: SpecDocument, spec: FlowSpec) -> None:
 def _field_of_build_error(spec: FlowSpec, message: str) -> tuple[str, ...]:
     """Best guess at the field an error of the DAG build is about (the message names it)."""
     candidates = [
-        ("source", name) for name in ("include", "exclude", "modified_after", "min_size", "max_size", "path")
+        ("source", name)
+        for name in (
+            "include",
+            "exclude",
+            "modified_after",
+            "min_size",
+            "max_size",
+            "follow_symlinks",
+            "path",
+        )
     ] + [("processing", "packages"), ("processing", "runtime_config"), ("destination", "path"), ("schedule",)]
     for loc in candidates:
         if re.search(rf"\b{loc[-1]}\b", message):

@@ -79,6 +79,12 @@ class SourceSpec(_Location):
     min_size: int | None = Field(None, ge=0, description="Only files of at least this many bytes.")
     max_size: int | None = Field(None, ge=0, description="Only files of at most this many bytes.")
     modified_after: str | None = Field(None, description="Only files modified after this ISO time.")
+    follow_symlinks: bool = Field(
+        False,
+        strict=True,
+        description="Take symlinks whatever they point to (trusted sources only); off: a local source "
+        "takes only regular files inside it, an SFTP source skips links.",
+    )
 
 
 class DestinationSpec(_Location):
