@@ -339,7 +339,7 @@ def test_browser_loop_test_error_save_activate(ui, browser_page):
     assert page.locator('tr[data-function="clean_customers_ui"]').inner_text().count(f"v{ref.split('@')[1]}")
     # activate with Airflow's own toggle on the DAG page, then see it active on the Flows page
     page.goto(f"{ui.api_url}/dags/{dag_id}")
-    toggle = page.locator('[data-scope="switch"][data-part="root"]').first
+    toggle = page.get_by_test_id("toggle-pause").first  # the UI's own pause/unpause switch
     toggle.wait_for()
     _shot(page, "6-dag-paused")
     toggle.click()
@@ -349,6 +349,8 @@ def test_browser_loop_test_error_save_activate(ui, browser_page):
         frame = page.frame_locator("iframe")
         state = frame.locator(f'tr[data-dag-id="{dag_id}"] [data-state]')
         state.filter(has_text="active").wait_for()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(500)  # let the frame paint before the screenshot
         _shot(page, "7-flows-active")
     finally:
         ui.pause(dag_id)

@@ -91,7 +91,11 @@
       band.style.top = `${(errorLine - 1) * lineHeight() - code.scrollTop + 6}px`;
     } else band.hidden = true;
   }
-  function markError(line) { errorLine = line || null; renderGutter(); }
+  function markError(line) {
+    errorLine = line || null;
+    if (errorLine) code.scrollTop = Math.max(0, (errorLine - 5) * lineHeight());  // show the line
+    renderGutter();
+  }
   code.addEventListener("input", () => { if (errorLine) markError(null); else renderGutter(); });
   code.addEventListener("scroll", renderGutter);
   code.addEventListener("keydown", (event) => {
