@@ -101,7 +101,7 @@ def environment_state(requirements: list[str], *, wait: float = 0.0) -> dict[str
     """
     key = tuple(requirements)
     with _builds_lock:
-        started, future = _builds.get(key, (0.0, None))  # type: ignore[arg-type]
+        started, future = _builds.get(key, (0.0, None))
         if future is None or (
             future.done() and future.exception() is not None and time.time() - started > 30
         ):
