@@ -30,6 +30,9 @@ Figures:
   directory (target <= 1.3x). Both share uv's download cache, warmed before timing, so neither
   side downloads. Warm: ``ensure_environment`` when the environment exists (target <= 100 ms).
   Importing Airflow (a few seconds, reported in the notes) happens once before any timing.
+* B5 -- the sandbox's cost: a child started in bubblewrap (namespaces, binds, the function
+  loaded) against the same child unsandboxed (target: at most 50 ms more), and B1's flow over
+  2,000 files with the sandbox on against off (target <= 1.1x: the per-file path is the same).
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
 * S1 -- parsing flow specs into DAGs: see ``bench/spec_parse.py``.
 
@@ -124,6 +127,61 @@ def _transform_in_process(path: Path, out_dir: Path) -> None:
     temporary = out_dir / f".tmp-{path.stem}"
     temporary.write_text("\n".join(records) + "\n")
     os.replace(temporary, out_dir / f"{path.stem}.jsonl")
+
+
+def bench_b5(files: int, repeat: int) -> list[Row]:
+    """
+    The sandbox's cost: a child started (and the function loaded) with bubblewrap vs without,
+    and B1's flow with the sandbox on vs off (same files, same function).
+    """
+    from airflow_byo.flow_config import parse_runtime_config
+    from airflow_byo.processor import resolve_processor
+    from airflow_byo.runner import sandbox
+    from airflow_byo.runner.flow_runner import FlowRunner
+    from airflow_byo.storage import Location
+
+    if not sandbox.bubblewrap_status()[0]:
+        return [("B5 sandbox: bubblewrap cannot work here", 0.0, None, sandbox.bubblewrap_status()[1])]
+    source_dir = WORK / f"b1-in-{files}"
+    _make_csv_files(source_dir, files)
+    source = Location(str(source_dir))
+    listing = source.list_files()
+
+    def runner(mode: str) -> FlowRunner:
+        return FlowRunner(
+            processor=resolve_processor(TRANSFORM),
+            config=parse_runtime_config({}),
+            python=sys.executable,
+            log=logging.getLogger("bench.b5"),
+            sandbox=mode,  # type: ignore[arg-type]
+        )
+
+    on, off = runner("bubblewrap"), runner("off")
+
+    def start(flow: FlowRunner) -> Callable[[Path], None]:
+        def child(scratch: Path) -> None:
+            with flow.children(inputs=str(source_dir), outputs=str(scratch)):
+                pass  # a child started and its function loaded, then stopped
+
+        return child
+
+    def run(flow: FlowRunner) -> Callable[[Path], None]:
+        def over(out: Path) -> None:
+            flow.run(source, Location(str(out)), listing)
+
+        return over
+
+    starts = _medians(max(repeat, 5) * 2, sandboxed=start(on), plain=start(off))
+    flows = _medians(repeat, sandboxed=run(on), plain=run(off))
+    return [
+        (
+            "B5 child start + function load, sandboxed vs plain (ms)",
+            starts["sandboxed"] * 1e3,
+            starts["plain"] * 1e3,
+            "<= plain + 50 ms",
+        ),
+        (f"B5 {files:,} files, sandbox on vs off (s)", flows["sandboxed"], flows["plain"], "<= 1.1x"),
+    ]
 
 
 def bench_b1(files: int, repeat: int) -> list[Row]:
@@ -264,6 +322,7 @@ def _run(smoke: bool, repeat: int) -> int:
 
     rows = bench_b1(200 if smoke else 5000, repeat)
     rows += bench_b2(repeat)
+    rows += bench_b5(200 if smoke else 2000, repeat)
     recorded = 1000 if smoke else 100_000
     rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))
     rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)

@@ -26,4 +26,17 @@ def test_benchmark_smoke_run_prints_every_figure(tmp_path: object) -> None:
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert rows[0] == "| figure | measured | same-run baseline | ratio | target |"
     figures = [row.split(" | ")[0].removeprefix("| ") for row in rows[1:]]  # after the header
-    assert [f.split()[0] for f in figures] == ["B1", "B1", "B1", "B2", "B2", "L1", "L2", "S1"]
+    assert [f.split()[0] for f in figures] == [
+        "B1",
+        "B1",
+        "B1",
+        "B2",
+        "B2",
+        "B5",
+        "B5",
+        "L1",
+        "L2",
+        "S1",
+        "S2",
+        "S2",
+    ]
