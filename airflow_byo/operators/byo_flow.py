@@ -89,6 +89,7 @@ class ByoFlowOperator(SourceFilesOperator):
         "runtime_config",
         "quarantine",
         "files",
+        "flow_id",  # templated, and so serialized: the BYO Flows page finds the flow's ledger by it
     )
     template_fields_renderers = {"runtime_config": "json"}
     ui_color = "#e8f4ea"
