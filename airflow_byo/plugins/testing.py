@@ -220,6 +220,17 @@ def run_test(flow: Flow, request: TestRequest) -> dict[str, Any]:
         path = resolve_test_file(flow, request.test_file)
     except ByoError as exc:
         return _failure(exc, started)
+    from airflow_byo.runner.sandbox import sandbox_mode
+
+    mode, why = sandbox_mode()
+    if mode != "bubblewrap" and why:  # [byo] sandbox = auto without bubblewrap: refuse, don't warn
+        return _failure(
+            ByoConfigError(
+                "the Test button runs pasted code only in the sandbox, and it cannot work on this "
+                f"api-server: {why.removeprefix('the processor runs WITHOUT a sandbox: ')}"
+            ),
+            started,
+        )
     environment = environment_state(requirements, wait=1.5)
     if environment["state"] != "ready":
         return {"ok": environment["state"] != "failed", **environment} | (

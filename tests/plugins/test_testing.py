@@ -36,10 +36,8 @@ def test_only_files_of_the_flows_source_can_be_tested(flow, tmp_path):
     for outside in ("/etc/passwd", "../customers/customers_2024-05-01.csv", str(ORDERS)):
         with pytest.raises(ByoConfigError, match="not a file of the flow's source"):
             resolve_test_file(flow, outside)
-    link = ORDERS.parent / "link-to-etc"
     with pytest.raises(ByoConfigError, match="does not exist"):
         resolve_test_file(flow, "missing.csv")
-    assert not link.exists()
     remote = Flow("r", "f", "operator", {"source": "s3://bucket/in", "source_conn_id": "aws"}, {})
     assert resolve_test_file(remote, "a.csv") == "s3://bucket/in/a.csv"
     with pytest.raises(ByoConfigError):
@@ -74,9 +72,8 @@ def test_a_test_previews_outputs_insights_and_notifications(flow):
     assert result["insights"]["rows"] == preview["records"]
     assert result["notifications"][0]["message"].startswith("orders_2024-05-01.csv: ")
     assert result["packages"] == []
-    warm = _run(flow, CODE)
+    warm = _run(flow, CODE)  # (how fast a warm test is: measured, not asserted -- see the README)
     assert warm["ok"]
-    assert warm["seconds"] < 5, warm  # generous: the machine is shared
 
 
 @pytest.mark.venv
@@ -99,3 +96,17 @@ def test_errors_name_the_users_line(flow):
     assert not too_slow["ok"], too_slow
     assert "timeout" in too_slow["error"].lower(), too_slow
     assert os.path.exists(ORDERS / "orders_2024-05-01.csv")
+
+
+def test_without_a_working_sandbox_the_test_button_refuses_to_run_code(flow, monkeypatch):
+    from airflow_byo.runner import sandbox
+
+    monkeypatch.setattr(
+        sandbox, "bubblewrap_status", lambda: (False, "bubblewrap (bwrap) is not installed: x")
+    )
+    result = run_test(
+        flow, TestRequest(code=CODE, function_name="process", test_file="orders_2024-05-01.csv")
+    )
+    assert not result["ok"]
+    assert "runs pasted code only in the sandbox" in result["error"]
+    assert "bubblewrap (bwrap) is not installed" in result["error"]
