@@ -91,10 +91,10 @@ def list_local(root: str, *, recursive: bool, follow_symlinks: bool) -> list[Loc
     return found
 
 
-def check_inside(root: str, path: str) -> None:
-    """Refuse to read ``path`` unless its real path is a regular file inside ``root``."""
+def check_inside(real_root: str, path: str, root: str) -> None:
+    """Refuse to read ``path`` unless its real path is a regular file inside ``real_root``."""
     real = os.path.realpath(path)
-    if not _inside(os.path.realpath(root), real):
+    if not _inside(real_root, real):
         raise ByoStorageError(
             f"source file {path!r} resolves to {real!r}, outside the source {root!r}: links out of a "
             "source are not read; replace the link with the file, or set follow_symlinks=True for a "

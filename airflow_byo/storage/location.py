@@ -156,6 +156,13 @@ class Location:
             path = "/" + path  # sftp:///incoming -> /incoming
         return path
 
+    @cached_property
+    def _real_root(self) -> str:
+        """A local location's real path (created if missing: destinations are made on first use)."""
+        if self.role != "source":
+            os.makedirs(self.url, exist_ok=True)
+        return os.path.realpath(self.url)
+
     def path_for(self, relative_path: str) -> str:
         return f"{self.root_path}/{relative_path}"
 
@@ -275,7 +282,7 @@ class Location:
         if self.is_local:
             path = os.path.join(self.url, source_file.relative_path)
             if not self.follow_symlinks:
-                check_inside(self.url, path)  # a file swapped for a link since it was listed
+                check_inside(self._real_root, path, self.url)  # a file swapped for a link since listed
             return StagedInput(path, temporary=False)
         local = os.path.join(staging_dir, f"{uuid.uuid4().hex[:12]}-{source_file.name}")
         try:
@@ -418,8 +425,7 @@ class Location:
         """
         if self.is_local:
             try:
-                os.makedirs(self.url, exist_ok=True)
-                fd, leaf = open_output_dir(os.path.realpath(self.url), name, self.describe())
+                fd, leaf = open_output_dir(self._real_root, name, self.describe())
             except OSError as exc:
                 raise self.errors.translate(exc, "write") from None
             return LocalPending(self, name, LocalOutput(local_path, fd, leaf))
