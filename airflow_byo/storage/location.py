@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import shutil
-import time
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,6 +26,7 @@ from airflow_byo.scratch import TEMP_MARKER, scratch_dir, sweep
 from airflow_byo.storage.local_files import LocalOutput, check_inside, list_local, open_output_dir
 from airflow_byo.storage.pending import LocalPending, PendingOutput, S3Pending, SftpPending
 from airflow_byo.storage.selection import FileFilter
+from airflow_byo.storage.sweeps import abort_stale_multipart, sweep_remote_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -347,74 +347,14 @@ class Location:
             return []
         try:
             if self.protocol in S3_PROTOCOLS:
-                removed = self._abort_stale_multipart(older_than)
+                removed = abort_stale_multipart(self, older_than)
             else:
-                removed = self._sweep_remote_dir(self.root_path, older_than)
+                removed = sweep_remote_dir(self, self.root_path, older_than)
         except Exception as exc:  # noqa: BLE001 -- a sweep never fails a run
             log.warning(
                 "Could not sweep stale uploads of %s: %s", self.describe(), self.errors.translate(exc)
             )
             return []
-        return removed
-
-    def _abort_stale_multipart(self, older_than: float) -> list[str]:
-        # s3fs names no uploads of its own: the final key is the upload's key. An upload older
-        # than a claim's lease under this prefix belongs to no live run (#13).
-        bucket, _, prefix = self.root_path.partition("/")
-        prefix = f"{prefix}/" if prefix else ""
-        cutoff = time.time() - older_than
-        removed = []
-        for upload in _multipart_uploads(self, bucket, prefix):
-            # Stale when nothing happened for ``older_than``: started long ago and no part since.
-            # A live run's long upload keeps adding parts, so it is never taken for a dead one.
-            initiated = upload["Initiated"]
-            if initiated.timestamp() >= cutoff or _last_part(self, bucket, upload) >= cutoff:
-                continue
-            key, upload_id = upload["Key"], upload["UploadId"]
-            self._retry(
-                lambda key=key, upload_id=upload_id: self.fs.call_s3(
-                    "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id
-                ),
-                "delete",
-            )
-            removed.append(f"s3://{bucket}/{key}")
-            log.warning(
-                "Aborted an incomplete multipart upload of s3://%s/%s started %s, no part for %.0f s: "
-                "left by a killed worker",
-                bucket,
-                key,
-                initiated.isoformat(),
-                older_than,
-            )
-        return removed
-
-    def _sweep_remote_dir(self, directory: str, older_than: float) -> list[str]:
-        """Delete ``.byo-`` upload temporaries older than ``older_than`` in one remote directory."""
-        cutoff = time.time() - older_than
-        removed = []
-        try:
-            entries = self.fs.ls(directory, detail=True)
-        except FileNotFoundError:
-            return []
-        for entry in entries:
-            name = str(entry["name"]).rsplit("/", 1)[-1]
-            mtime = _mtime(entry)
-            if (
-                name.startswith(TEMP_MARKER)
-                and entry.get("type") == "file"
-                and mtime is not None
-                and mtime < cutoff
-            ):
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.rm_file(entry["name"])
-                    removed.append(str(entry["name"]))
-                    log.warning(
-                        "Removed a stale upload temporary %s of %s (older than %.0f s: left by a killed "
-                        "worker)",
-                        entry["name"],
-                        self.describe(),
-                        older_than,
-                    )
         return removed
 
     def prepare_publish(self, local_path: str, name: str) -> PendingOutput:
@@ -482,39 +422,3 @@ class Location:
                     )
                 self._checked_dirs.add(path)
             directory = path
-
-
-def _last_part(location: Location, bucket: str, upload: dict[str, Any]) -> float:
-    """When the newest part of a multipart upload was uploaded (0 without parts)."""
-    newest, marker = 0.0, 0
-    while True:
-        page = location._retry(
-            lambda marker=marker: location.fs.call_s3(
-                "list_parts",
-                Bucket=bucket,
-                Key=upload["Key"],
-                UploadId=upload["UploadId"],
-                PartNumberMarker=marker,
-            ),
-            "list",
-        )
-        newest = max([newest, *(part["LastModified"].timestamp() for part in page.get("Parts", []))])
-        if not page.get("IsTruncated"):
-            return newest
-        marker = int(page["NextPartNumberMarker"])
-
-
-def _multipart_uploads(location: Location, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
-    """Every incomplete multipart upload under ``prefix`` (ListMultipartUploads, page by page)."""
-    markers: dict[str, str] = {}
-    while True:
-        page = location._retry(
-            lambda markers=markers: location.fs.call_s3(
-                "list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers
-            ),
-            "list",
-        )
-        yield from page.get("Uploads", [])
-        if not page.get("IsTruncated"):
-            return
-        markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.scratch import TEMP_MARKER
+from airflow_byo.storage.sweeps import sweep_remote_dir
 
 if TYPE_CHECKING:
     from airflow_byo.storage.local_files import LocalOutput
@@ -101,7 +102,7 @@ class SftpPending(PendingOutput):
             location._retry(lambda: fs.makedirs(parent, exist_ok=True), "write")
             if parent not in location._swept_dirs:
                 location._swept_dirs.add(parent)
-                location._sweep_remote_dir(parent, location.stale_after)
+                sweep_remote_dir(location, parent, location.stale_after)
             location._retry(lambda: fs.put_file(local_path, self.tmp), "write")
         except BaseException:
             self.close()
