@@ -22,21 +22,22 @@ from tests.conftest import RecordingLogger
 
 pytestmark = pytest.mark.venv
 
-PINNED = "humanize==4.11.0"
+# Not a dependency of anything the worker has (humanize is: Celery's flower pulls it in).
+PINNED = "pyfiglet==1.0.2"
 
 
 def test_pinned_package_is_imported_in_the_child_and_absent_from_the_worker(
     venv_cache: Path, tmp_path: Path
 ) -> None:
-    assert importlib.util.find_spec("humanize") is None, "the worker must not have the flow's package"
+    assert importlib.util.find_spec("pyfiglet") is None, "the worker must not have the flow's package"
     python = ensure_environment(parse_packages(PINNED), venv_cache)
     code = textwrap.dedent(
         """
-        import importlib.util, sys
-        import humanize
+        import importlib.metadata, importlib.util, sys
+        import pyfiglet
         def process(file, ctx):
             return {
-                "humanize": humanize.__version__,
+                "pyfiglet": importlib.metadata.version("pyfiglet"),
                 "airflow_importable": importlib.util.find_spec("airflow") is not None,
                 "executable": sys.executable,
             }
@@ -53,7 +54,7 @@ def test_pinned_package_is_imported_in_the_child_and_absent_from_the_worker(
     ).run(source, Location(str(tmp_path / "out")), source.list_files())
     assert summary.failed == []
     record = json.loads((tmp_path / "out" / "a.jsonl").read_text())
-    assert record == {"humanize": "4.11.0", "airflow_importable": False, "executable": str(python)}
+    assert record == {"pyfiglet": "1.0.2", "airflow_importable": False, "executable": str(python)}
 
 
 def test_same_packages_share_one_environment_whatever_their_order(venv_cache: Path) -> None:
