@@ -203,6 +203,16 @@ def context(**params: Any) -> dict[str, Any]:
 
 # -- files and flow runs --------------------------------------------------------------------------
 
+#: A processor that turns CSV rows into records (integers times ``factor``), counting rows in.
+CSV_TO_RECORDS = """
+    import csv
+    def process(file, ctx, factor=1):
+        with file.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                ctx.count("records_in")
+                yield {key: int(value) * factor for key, value in row.items()}
+"""
+
 #: A processor that upper-cases each text file.
 UPPER = "def process(file, ctx):\n    return file.open().read().upper()\n"
 

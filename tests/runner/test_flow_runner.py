@@ -18,6 +18,7 @@ from airflow_byo.processor import resolve_processor
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.storage import Location
 from tests.conftest import (
+    CSV_TO_RECORDS,
     RecordingLogger,
     assert_no_temporaries,
     inline_runner,
@@ -25,15 +26,6 @@ from tests.conftest import (
     published,
     run_flow,
 )
-
-CSV_TO_RECORDS = """
-    import csv
-    def process(file, ctx, factor=1):
-        with file.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                ctx.count("records_in")
-                yield {key: int(value) * factor for key, value in row.items()}
-"""
 
 
 def test_records_become_jsonl_outputs_with_summary(tmp_path: Path) -> None:

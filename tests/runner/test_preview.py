@@ -13,16 +13,7 @@ import pytest
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.runner.preview import format_previews, locate_test_file, preview_file, read_preview
 from airflow_byo.storage import Location
-from tests.conftest import inline_runner, make_files
-
-CSV_TO_RECORDS = """
-    import csv
-    def process(file, ctx, factor=1):
-        with file.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                ctx.count("records_in")
-                yield {key: int(value) * factor for key, value in row.items()}
-"""
+from tests.conftest import CSV_TO_RECORDS, inline_runner, make_files
 
 
 def test_test_mode_previews_and_writes_nothing(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_byo.runner import sandbox
 from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.runner import sandbox
 from airflow_byo.runner.sandbox import SandboxSpec, sandbox_command
 
 HOSTILE = Path(__file__).parent / "sandbox" / "hostile.py"
@@ -401,7 +401,8 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
     if worker.kind != "user":
         pytest.skip("the root worker is the test process itself")
     code = (
-        "import sys, subprocess; sys.path.insert(0, sys.argv[1]); from airflow_byo.runner import sandbox as s\n"
+        "import sys, subprocess; sys.path.insert(0, sys.argv[1])\n"
+        "from airflow_byo.runner import sandbox as s\n"
         "assert not [m for m in sys.modules if m.startswith('airflow.')], 'Airflow imported'\n"
         "assert s.bubblewrap_status()[0], s.bubblewrap_status()\n"
         "spec = s.SandboxSpec(interpreter=sys.argv[2])\n"
