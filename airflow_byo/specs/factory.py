@@ -89,6 +89,29 @@ class FlowCollection:
         return {f"byo_flow__{flow.spec.name}": flow.dag for flow in self.flows}
 
 
+def _callbacks(notifications: Any) -> dict[str, Any]:
+    """The flow task's success/failure callbacks for the spec's notification events."""
+    from airflow_byo.notifications.notifier import ByoFlowNotifier
+
+    channels = notifications.channels
+    on_success = [ByoFlowNotifier(channels=channels, event=e) for e in notifications.events if e != "failed"]
+    if notifications.data_delay_minutes:
+        on_success.append(
+            ByoFlowNotifier(
+                channels=channels,
+                event="data_delay",
+                level="warning",
+                delay_minutes=notifications.data_delay_minutes,
+            )
+        )
+    callbacks: dict[str, Any] = {}
+    if on_success:
+        callbacks["on_success_callback"] = on_success
+    if "failed" in notifications.events:
+        callbacks["on_failure_callback"] = [ByoFlowNotifier(channels=channels, event="failed", level="error")]
+    return callbacks
+
+
 def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
     """One flow spec -> one DAG (paused at creation): an optional sensor, then the flow task."""
     from airflow_byo.operators.byo_flow import ByoFlowOperator
@@ -106,30 +129,8 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
 
     flow_id = f"{spec.name}.flow"
     doc = f"{spec.description}\n\nGenerated from flow spec `{spec_file}`." if spec_file else spec.description
-    callbacks: dict[str, Any] = {}
     notifications = spec.notifications
-    if notifications:
-        from airflow_byo.notifications.notifier import ByoFlowNotifier
-
-        channels = notifications.channels
-        on_success = [
-            ByoFlowNotifier(channels=channels, event=e) for e in notifications.events if e != "failed"
-        ]
-        if notifications.data_delay_minutes:
-            on_success.append(
-                ByoFlowNotifier(
-                    channels=channels,
-                    event="data_delay",
-                    level="warning",
-                    delay_minutes=notifications.data_delay_minutes,
-                )
-            )
-        if on_success:
-            callbacks["on_success_callback"] = on_success
-        if "failed" in notifications.events:
-            callbacks["on_failure_callback"] = [
-                ByoFlowNotifier(channels=channels, event="failed", level="error")
-            ]
+    callbacks = _callbacks(notifications) if notifications else {}
     with DAG(
         dag_id=spec.name,
         description=spec.description or None,
