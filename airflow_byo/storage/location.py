@@ -288,7 +288,8 @@ class Location:
         try:
             options = self._transfer_options(source_file.size)
             remote = self.path_for(source_file.relative_path)
-            self._retry(lambda: self.fs.get_file(remote, local, **options), "download")
+            action = f"download {source_file.relative_path!r} from"  # the message names the file
+            self._retry(lambda: self.fs.get_file(remote, local, **options), action)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(local)

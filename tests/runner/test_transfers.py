@@ -97,18 +97,12 @@ def test_a_failed_download_is_reported_when_that_files_turn_comes(
     [here] = source.list_files()
     with ThreadPoolExecutor(2) as pool:
         missing, present = fetch_ahead(pool, source, [gone, here], str(tmp_path), prefix, depth=1)
-    with pytest.raises(ByoStorageError, match=r"cannot download source .*: it does not exist"):
+    with pytest.raises(ByoStorageError, match=r"cannot download .* from source .*: it does not exist"):
         missing.request()
     assert present.request()["relative_path"] == "here.txt"
     present.staged.result().release()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Location.stage (storage/location.py) translates errors with the location's description, "
-    "so a vanished input is reported as \"cannot download source '<dir>' ...: it does not exist\" "
-    "without naming the file",
-)
 def test_a_vanished_input_is_named_in_the_error(tmp_path: Path, s3_server: Any, connections: Any) -> None:
     backend = S3Backend(s3_server, connections("byo_s3_transfers", s3_server.connection()))
     source = backend.location("in", "source")
