@@ -137,12 +137,14 @@ def test_metrics_and_asset_event_of_a_real_run(tmp_path: Path, airflow_home: Pat
     assert "airflow.byo.bytes.in" in names
     assert "airflow.byo.run.duration" in names
 
+    # Other tests run the same example DAG into their own directories: pick this run's Asset.
+    destination_pattern = f"%{tmp_path / 'output' / 'orders_by_sku'}"
     script = (
         "import json\n"
         "from airflow.models.asset import AssetEvent, AssetModel\n"
         "from airflow.utils.session import create_session\n"
         "with create_session() as session:\n"
-        "    asset = session.query(AssetModel).filter(AssetModel.uri.like('%orders_by_sku%')).one()\n"
+        f"    asset = session.query(AssetModel).filter(AssetModel.uri.like({destination_pattern!r})).one()\n"
         "    event = session.query(AssetEvent).filter(AssetEvent.asset_id == asset.id)"
         ".order_by(AssetEvent.id.desc()).first()\n"
         "    print(json.dumps(event.extra))\n"
