@@ -74,6 +74,8 @@ class RunSummary:
     files_claimed_elsewhere: int = 0
     claims_elsewhere_expire: float | None = None  # earliest expiry of those claims (epoch seconds)
     claim_holders: list[str] = field(default_factory=list)
+    #: What killed runs left in the destination and this run removed (S3 uploads, SFTP temporaries).
+    leftovers_removed: list[str] = field(default_factory=list)
     files: list[FileResult] = field(default_factory=list)
     insights: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
@@ -121,6 +123,8 @@ class RunSummary:
             "files_claimed_elsewhere": self.files_claimed_elsewhere,
             "claims_elsewhere_expire": _iso(self.claims_elsewhere_expire),
             "claim_holders": self.claim_holders[:10],
+            "leftovers_removed": len(self.leftovers_removed),
+            "leftovers_removed_sample": self.leftovers_removed[:5],
             "bytes_in": sum(f.size for f in self.files if f.status != "skipped"),
             "bytes_out": sum(f.bytes_out for f in processed),
             "records_in": self.counters.get("records_in"),
@@ -164,6 +168,11 @@ class RunSummary:
                 if self.files_claimed_elsewhere
                 else []
             ),
+            *(
+                [("leftovers of killed runs removed", _leftovers(self.leftovers_removed))]
+                if self.leftovers_removed
+                else []
+            ),
             ("bytes in / out", f"{data['bytes_in']:,} / {data['bytes_out']:,}"),
             ("records in / out", f"{_or_dash(data['records_in'])} / {_or_dash(data['records_out'])}"),
             ("outputs written", data["outputs_written"]),
@@ -183,6 +192,11 @@ class RunSummary:
 
 def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _leftovers(names: list[str]) -> str:
+    more = f", {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{len(names)} ({', '.join(names[:3])}{more})"
 
 
 def _or_dash(value: Any) -> Any:
