@@ -15,9 +15,11 @@ from __future__ import annotations
 import difflib
 import json
 import string
-from typing import Any, Literal
+import types
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.runtime.contract import OutputError, safe_output_name
@@ -37,7 +39,12 @@ class CustomCode(BaseModel):
 
 
 class JobConfig(BaseModel):
-    """Platform settings a flow may override. Unknown keys are errors, so typos never pass silently."""
+    """
+    Platform settings a flow may override. Unknown keys are errors, so typos never pass silently,
+    and types are strict: a number key takes a JSON number only (``true`` or ``"60"`` is an error,
+    not 1 or 60), an integer key a whole number (not ``10.0``), a boolean key ``true``/``false``
+    only (not ``1`` or ``"yes"``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -116,6 +123,14 @@ class JobConfig(BaseModel):
     )
     preview_lines: int = Field(20, ge=1, le=1000, description="Lines/records shown per output in test mode.")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_types(cls, value: Any, info: ValidationInfo) -> Any:
+        # JSON/YAML ``true`` is no number and ``1`` no boolean: pydantic's lax mode would take
+        # them (and "60" as 60), so a typo'd config would run with values nobody meant.
+        assert info.field_name is not None
+        return strict_scalar(value, cls.model_fields[info.field_name].annotation)
+
     @field_validator("output_name")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
@@ -134,6 +149,55 @@ class JobConfig(BaseModel):
         except OutputError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """``int``, ``float`` or ``bool`` for a field of that type (optional or not), else None."""
+    options = get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    found = [t for t in options if t in (bool, int, float)]
+    return found[0] if len(found) == 1 else None
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def strict_scalar(value: Any, annotation: Any) -> Any:
+    """
+    ``value`` if it has the JSON type of a number or boolean field; an error naming what was
+    given otherwise. Values this check lets through (``"soon"``, ``1.5`` for an integer) get
+    pydantic's own message.
+    """
+    kind = _scalar_type(annotation)
+    if kind is None or value is None:
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise PydanticCustomError("strict_bool", f"must be true or false, not {_json_kind(value)}")
+        return value
+    wanted = "a JSON whole number such as 100" if kind is int else "a JSON number such as 60 or 2.5"
+    if isinstance(value, bool) or (isinstance(value, str) and _looks_numeric(value)):
+        raise PydanticCustomError("strict_number", f"must be {wanted}, not {_json_kind(value)}")
+    if kind is int and isinstance(value, float) and value.is_integer():
+        raise PydanticCustomError("strict_number", f"must be {wanted}, not {_json_kind(value)}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    """How a value was written in JSON/YAML: ``"60"`` is a string, ``true`` a boolean."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, float):
+        return "a number with a decimal point"
+    if isinstance(value, int):
+        return "a number"
+    return f"a {type(value).__name__}"
 
 
 class RuntimeConfig(BaseModel):

@@ -259,3 +259,78 @@ def test_custom_code_types(custom_code: Any, line: str) -> None:
 def test_config_errors_belong_to_the_project_hierarchy() -> None:
     with pytest.raises(ByoError):
         parse_runtime_config("[]")
+
+
+# -- strict types (issue 13) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("job_config", "line"),
+    [
+        (
+            {"timeout_seconds": True},
+            "job_config.timeout_seconds: must be a JSON number such as 60 or 2.5, not a boolean (got True)",
+        ),
+        (
+            {"lease_seconds": False},
+            "job_config.lease_seconds: must be a JSON number such as 60 or 2.5, not a boolean (got False)",
+        ),
+        (
+            {"timeout_seconds": "60"},
+            "job_config.timeout_seconds: must be a JSON number such as 60 or 2.5, not a string (got '60')",
+        ),
+        (
+            {"batch_size": True},
+            "job_config.batch_size: must be a JSON whole number such as 100, not a boolean (got True)",
+        ),
+        (
+            {"retries": "2"},
+            "job_config.retries: must be a JSON whole number such as 100, not a string (got '2')",
+        ),
+        (
+            {"preview_lines": 10.0},
+            "job_config.preview_lines: must be a JSON whole number such as 100, not a number with a "
+            "decimal point (got 10.0)",
+        ),
+        (
+            {"max_memory_mb": True},
+            "job_config.max_memory_mb: must be a JSON whole number such as 100, not a boolean (got True)",
+        ),
+        (
+            {"cpu_seconds": "1e3"},
+            "job_config.cpu_seconds: must be a JSON number such as 60 or 2.5, not a string (got '1e3')",
+        ),
+        ({"network": 1}, "job_config.network: must be true or false, not a number (got 1)"),
+        ({"network": "yes"}, "job_config.network: must be true or false, not a string (got 'yes')"),
+        ({"network": "true"}, "job_config.network: must be true or false, not a string (got 'true')"),
+        ({"network": None}, "job_config.network: Input should be a valid boolean (got None)"),
+    ],
+)
+def test_numbers_and_booleans_are_strict(job_config: dict[str, Any], line: str) -> None:
+    with pytest.raises(ByoConfigError) as raised:
+        parse_runtime_config({"job_config": job_config})
+    assert str(raised.value) == f"invalid runtime_config:\n  {line}"
+
+
+def test_strict_types_hold_for_json_text_too() -> None:
+    with pytest.raises(ByoConfigError) as raised:
+        parse_runtime_config('{"job_config": {"timeout_seconds": true, "network": 0}}')
+    assert str(raised.value).splitlines()[1:] == [
+        "  job_config.timeout_seconds: must be a JSON number such as 60 or 2.5, not a boolean (got True)",
+        "  job_config.network: must be true or false, not a number (got 0)",
+    ]
+
+
+def test_json_numbers_and_booleans_of_the_right_type_pass() -> None:
+    job = parse_runtime_config(
+        '{"job_config": {"timeout_seconds": 60, "cpu_seconds": 2.5, "batch_size": 10, '
+        '"max_memory_mb": null, "network": true}}'
+    ).job_config
+    assert (job.timeout_seconds, job.cpu_seconds, job.batch_size, job.max_memory_mb, job.network) == (
+        60.0,
+        2.5,
+        10,
+        None,
+        True,
+    )
+    assert isinstance(job.timeout_seconds, float)  # an integer is a number
