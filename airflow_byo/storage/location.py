@@ -26,20 +26,17 @@ from airflow_byo.scratch import TEMP_MARKER, scratch_dir, sweep
 from airflow_byo.storage.local_files import LocalOutput, check_inside, list_local, open_output_dir
 from airflow_byo.storage.pending import LocalPending, PendingOutput, S3Pending, SftpPending
 from airflow_byo.storage.selection import FileFilter
-from airflow_byo.storage.sweeps import abort_stale_multipart, sweep_remote_dir
+from airflow_byo.storage.sweeps import STALE_FLOOR_SECONDS, abort_stale_multipart, sweep_remote_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from fsspec import AbstractFileSystem
 
-__all__ = ["STALE_UPLOAD_SECONDS", "Location", "PendingOutput", "SourceFile", "StagedInput"]
+__all__ = ["Location", "PendingOutput", "SourceFile", "StagedInput"]
 
 log = logging.getLogger(__name__)
 
-#: Uploads (S3 multipart, SFTP temporaries) older than this belong to no live run: an hour,
-#: far longer than any part or a temporary's last write takes.
-STALE_UPLOAD_SECONDS = 3600.0
 _S3_PART_BYTES = 8 * 1024 * 1024
 _S3_MAX_PARTS = 10_000
 
@@ -114,8 +111,11 @@ class Location:
         self.follow_symlinks = follow_symlinks
         self._checked_dirs: set[str] = set()  # remote directories known to be no links
         self._swept_dirs: set[str] = set()  # remote directories swept of stale temporaries
-        #: Age after which a ``.byo-`` upload temporary belongs to no live run (see sweeps).
-        self.stale_after = STALE_UPLOAD_SECONDS
+        #: Idle time after which an upload of unknown writer belongs to no live run (see sweeps).
+        self.stale_after = STALE_FLOOR_SECONDS
+        #: What killed workers left here and was removed (URLs): by :meth:`sweep_stale_uploads`,
+        #: and from each directory SFTP outputs are published to, the first time.
+        self.leftovers_removed: list[str] = []
         url = url.removeprefix("file://")
         if "://" in url:
             self.protocol = url.split("://", 1)[0].lower()
@@ -340,22 +340,35 @@ class Location:
         """
         Remove what killed workers left in a remote destination: incomplete S3 multipart uploads
         under its prefix, and ``.byo-`` temporaries of SFTP uploads in its top directory (deeper
-        ones are swept as outputs are published there), when older than ``older_than`` seconds.
-        Returns what was removed (also logged). A no-op for local destinations.
+        ones are swept as outputs are published there), when stale (see
+        :mod:`~airflow_byo.storage.sweeps`: writer gone, or idle for ``older_than`` seconds).
+        Returns what was removed (also logged, and kept in :attr:`leftovers_removed` with what later
+        SFTP publishing sweeps). A no-op for local destinations.
         """
         self.stale_after = older_than
+        self.leftovers_removed, self._swept_dirs = [], set()
         if self.is_local:
             return []
+        if self.protocol in S3_PROTOCOLS:
+            return self._sweep(lambda: abort_stale_multipart(self, older_than))
+        return self.sweep_directory(self.root_path)
+
+    def sweep_directory(self, directory: str) -> list[str]:
+        """Remove the stale SFTP upload temporaries of one directory (once per directory)."""
+        if directory in self._swept_dirs:
+            return []
+        self._swept_dirs.add(directory)
+        return self._sweep(lambda: sweep_remote_dir(self, directory, self.stale_after))
+
+    def _sweep(self, sweep: Any) -> list[str]:
         try:
-            if self.protocol in S3_PROTOCOLS:
-                removed = abort_stale_multipart(self, older_than)
-            else:
-                removed = sweep_remote_dir(self, self.root_path, older_than)
+            removed: list[str] = sweep()
         except Exception as exc:  # noqa: BLE001 -- a sweep never fails a run
             log.warning(
                 "Could not sweep stale uploads of %s: %s", self.describe(), self.errors.translate(exc)
             )
             return []
+        self.leftovers_removed.extend(removed)
         return removed
 
     def prepare_publish(self, local_path: str, name: str) -> PendingOutput:

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from typing import TYPE_CHECKING
 
 from airflow_byo.exceptions import ByoStorageError
-from airflow_byo.scratch import TEMP_MARKER
-from airflow_byo.storage.sweeps import sweep_remote_dir
+from airflow_byo.storage.sweeps import upload_temporary
 
 if TYPE_CHECKING:
     from airflow_byo.storage.local_files import LocalOutput
     from airflow_byo.storage.location import Location
 
-__all__ = ["LocalPending", "PendingOutput", "S3Pending", "SftpPending", "temp_sibling"]
+__all__ = ["LocalPending", "PendingOutput", "S3Pending", "SftpPending"]
 
 
 class PendingOutput:
@@ -94,15 +92,13 @@ class SftpPending(PendingOutput):
     def __init__(self, location: Location, name: str, local_path: str) -> None:
         super().__init__(location, name)
         final = location.path_for(name)
-        self.tmp: str | None = temp_sibling(final)
+        self.tmp: str | None = upload_temporary(final)
         parent = final.rsplit("/", 1)[0]
         fs = location.fs
         try:
             location._check_remote_dirs(name)
             location._retry(lambda: fs.makedirs(parent, exist_ok=True), "write")
-            if parent not in location._swept_dirs:
-                location._swept_dirs.add(parent)
-                sweep_remote_dir(location, parent, location.stale_after)
+            location.sweep_directory(parent)  # what killed workers left there (see sweeps)
             location._retry(lambda: fs.put_file(local_path, self.tmp), "write")
         except BaseException:
             self.close()
@@ -122,8 +118,3 @@ class SftpPending(PendingOutput):
             with contextlib.suppress(Exception):
                 self.location.fs.rm_file(self.tmp)
             self.tmp = None
-
-
-def temp_sibling(final: str) -> str:
-    head, _, tail = final.rpartition("/")
-    return f"{head}/{TEMP_MARKER}{uuid.uuid4().hex[:12]}-{tail}"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.faults import crash_point
 from airflow_byo.scratch import scratch
-from airflow_byo.storage.location import STALE_UPLOAD_SECONDS
+from airflow_byo.storage.sweeps import stale_age
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,9 +54,11 @@ class Publisher:
 
     :param destination: where outputs go.
     :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
-    :param stale_after: seconds after which an incomplete upload in a remote destination (S3
-        multipart upload, SFTP ``.byo-`` temporary) belongs to no live run and is removed when
-        the publisher starts.
+    :param lease_seconds: the flow's ``job_config.lease_seconds``: an incomplete upload in a
+        remote destination (S3 multipart upload, SFTP ``.byo-`` temporary) whose writer cannot be
+        told dead is removed when idle for longer than that, and never sooner than an hour
+        (:func:`~airflow_byo.storage.sweeps.stale_age` says why).
+    :param stale_after: that idle time itself, instead of the one derived from the lease.
     """
 
     def __init__(
@@ -64,10 +66,11 @@ class Publisher:
         destination: Location,
         quarantine: Location | None = None,
         *,
-        stale_after: float = STALE_UPLOAD_SECONDS,
+        lease_seconds: float = 0.0,
+        stale_after: float | None = None,
     ) -> None:
         self.destination = destination
-        self.stale_after = stale_after
+        self.stale_after = stale_age(lease_seconds) if stale_after is None else stale_after
         self.quarantine_location = quarantine
         self._reserved: dict[str, str] = {}  # output name -> input url that produced it in this run
         self._staging = destination.output_staging()
@@ -75,9 +78,20 @@ class Publisher:
 
     def __enter__(self) -> Publisher:
         self.staging_dir = self._staging.__enter__()
-        #: What killed workers left in a remote destination, removed now (see Location).
-        self.swept = self.destination.sweep_stale_uploads(self.stale_after)
+        removed = self.destination.sweep_stale_uploads(self.stale_after)
+        if removed:
+            log.warning(
+                "Removed %d leftover(s) of killed runs from %s: %s",
+                len(removed),
+                self.destination.describe(),
+                ", ".join(removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else ""),
+            )
         return self
+
+    @property
+    def swept(self) -> list[str]:
+        """What killed workers left in the destination and this run removed so far (see sweeps)."""
+        return list(self.destination.leftovers_removed)
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
