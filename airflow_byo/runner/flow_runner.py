@@ -177,7 +177,7 @@ class FlowRunner:
         depth = self.job.transfer_concurrency
         handled: set[str] = set()
         with (
-            Publisher(destination, self.quarantine) as publisher,
+            Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher,
             scratch("inputs") as staging,
             self.children(
                 inputs=source.url if source.is_local else staging, outputs=publisher.staging_dir
@@ -200,6 +200,7 @@ class FlowRunner:
                 current = ahead
             while uploads:
                 self._settle(uploads.popleft(), summary, tracker, progress)
+        summary.leftovers_removed = publisher.swept
         if self.job.error_policy == "fail_fast" and summary.failed:
             for file in files:
                 if file.url not in handled:
