@@ -1,6 +1,7 @@
 """
 The ledger's database: its SQLAlchemy URL from an Airflow connection, one engine per URL (tables
-created on first use), and the dialect details that keep SQLite and PostgreSQL behaving alike.
+created, or upgraded in place, on first use), and the dialect details that keep SQLite and
+PostgreSQL behaving alike.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, create_engine, event
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.ledger.schema import metadata
+from airflow_byo.ledger.migrations import upgrade
 from airflow_byo.provider_config import byo_home, setting
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["chunks", "engine", "insert_ignore", "ledger_url"]
+__all__ = ["chunks", "engine", "insert_ignore", "ledger_url", "open_ledger"]
 
 _CHUNK = 500  # rows per statement when writing many
 
@@ -59,6 +60,16 @@ def ledger_url(conn_id: str | None = None) -> str:
 
 @cache
 def engine(url: str) -> Engine:
+    """The engine of the ledger at ``url``, its schema created or upgraded (once per process)."""
+    return open_ledger(url)
+
+
+def open_ledger(url: str) -> Engine:
+    """
+    A new engine for ``url`` after bringing the ledger to this code's schema version.
+
+    :raises LedgerVersionError: the ledger is newer than this code.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
 
@@ -75,11 +86,15 @@ def engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            # Workers starting together must not race to create the tables.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(70790318)")
-        metadata.create_all(connection)
+    try:
+        with engine.begin() as connection:  # on SQLite, BEGIN IMMEDIATE: the write lock
+            if engine.dialect.name == "postgresql":
+                # Workers starting together must not race to create or upgrade the tables.
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(70790318)")
+            upgrade(connection, url)
+    except Exception:
+        engine.dispose()
+        raise
     return engine
 
 

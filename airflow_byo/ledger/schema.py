@@ -6,6 +6,10 @@ makes a claim atomic: two workers inserting the same identity cannot both succee
 ``byo_events`` is the append-only history behind ``airflow byo ledger history``.
 ``byo_snapshots`` holds file lists handed from a sensor or a planning task to the flow, so XCom
 carries a snapshot id rather than megabytes of paths.
+``byo_runs`` says who holds a claim token (host, process, Airflow task instance), so a run that
+finds files claimed by another can tell whether that run is still alive.
+``byo_ledger_version`` records the schema version, one row per upgrade (see
+:mod:`airflow_byo.ledger.migrations`): a change here needs a migration step there.
 """
 
 from __future__ import annotations
@@ -62,4 +66,32 @@ snapshots = Table(
     Column("mtime", Float),
     Column("etag", String(200)),
     Column("created", Float, nullable=False),
+)
+
+runs = Table(
+    "byo_runs",
+    metadata,
+    Column("token", String(64), primary_key=True),  # byo_files.claimed_by
+    Column("flow_id", String(250), nullable=False),
+    Column("host", String(255), nullable=False),
+    # Where ``pid`` means something: boot id and PID namespace (containers sharing a hostname
+    # do not share PIDs), so a PID is only compared with one from the same scope.
+    Column("process_scope", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("process_started", Float),  # the process's start time: a reused PID has another
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("task_id", String(250)),
+    Column("map_index", Integer),
+    Column("try_number", Integer),
+    Column("started", Float, nullable=False),
+)
+Index("byo_runs_started", runs.c.started)
+
+versions = Table(
+    "byo_ledger_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied", Float, nullable=False),
+    Column("release", String(50), nullable=False),  # the airflow-byo release that applied it
 )
