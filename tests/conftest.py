@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from airflow_byo.summary import RunSummary
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="byo-tests-airflow-home-"))
+_PRISTINE_METADATA_DB = _SESSION_HOME.with_name(_SESSION_HOME.name + "-migrated.db")
 os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags_examples")
@@ -58,7 +60,21 @@ def airflow_home() -> Path:
         capture_output=True,
         env=os.environ.copy(),
     )
+    shutil.copyfile(_SESSION_HOME / "airflow.db", _PRISTINE_METADATA_DB)
     return _SESSION_HOME
+
+
+@pytest.fixture
+def migrated_airflow_home(airflow_home: Path, tmp_path: Path) -> Path:
+    """
+    A new ``AIRFLOW_HOME`` of this test alone whose SQLite metadata DB is freshly migrated and
+    empty: a copy of the session's DB as it was right after ``airflow db migrate`` (migrating
+    again would cost ~10 s per test).
+    """
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    shutil.copyfile(_PRISTINE_METADATA_DB, home / "airflow.db")
+    return home
 
 
 def fresh_ledger_env(directory: Path) -> dict[str, str]:

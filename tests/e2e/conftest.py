@@ -1,5 +1,5 @@
 """
-The one Airflow deployment shared by every end-to-end test (``deployment`` fixture, session scope).
+The one Airflow deployment shared by every end-to-end test (``deployment`` fixture, package scope).
 
 Starting it costs about a minute, so every test that needs a running Airflow uses this fixture
 instead of starting its own; each test uses its own DAG ids, flow ids and S3 buckets or prefixes,
@@ -22,9 +22,13 @@ from tests.e2e.processes import ensure_services
 _STARTED: list[Deployment] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """A running CeleryExecutor deployment (see :mod:`tests.e2e.deployment`), stopped at the end."""
+    """
+    A running CeleryExecutor deployment (see :mod:`tests.e2e.deployment`), stopped after the last
+    end-to-end test: package scope, so its six busy processes don't compete with the rest of the
+    suite for the machine's cores.
+    """
     ensure_services()
     # Not under pytest's basetemp: other pytest sessions on the machine rotate those away, and the
     # logs must survive a failure. Removed at the end when no test failed.
