@@ -6,11 +6,14 @@ accepted only when it has the shape of :mod:`airflow_byo.runtime.protocol`; a fi
 when each name is a normalised relative path and each file is a regular file (no symlink) at the
 place the worker chose for it (:func:`~airflow_byo.runtime.protocol.output_path`). Anything else
 raises :class:`ProtocolViolation`, which fails that file ("the processor sent an invalid
-message: ...") and never leads to a write outside the destination.
+message: ...") and never leads to a write outside the destination. A test-mode preview decoded
+in the child is held to :data:`~airflow_byo.runtime.protocol.PREVIEW_MAX_ROWS` rows and
+:data:`~airflow_byo.runtime.protocol.PREVIEW_MAX_COLUMNS` columns of strings; longer cells are cut.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -18,12 +21,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_byo.runtime.contract import OutputError, safe_output_name
-from airflow_byo.runtime.protocol import output_path
+from airflow_byo.runtime.protocol import (
+    PREVIEW_MAX_CELL_CHARS,
+    PREVIEW_MAX_COLUMNS,
+    PREVIEW_MAX_ROWS,
+    output_path,
+)
 
 if TYPE_CHECKING:
-    from airflow_byo.runtime.protocol import Done, Failed, Notify
+    from airflow_byo.runtime.protocol import DecodedPreview, Done, Failed, Notify
 
-__all__ = ["MAX_MESSAGE_BYTES", "FileOutcome", "ProtocolViolation", "StagedOutput", "parse_message"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "FileOutcome",
+    "ProtocolViolation",
+    "StagedOutput",
+    "checked_previews",
+    "parse_message",
+]
 
 #: A longer line from the child is refused (a child could otherwise exhaust the worker's memory).
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -46,6 +61,8 @@ class StagedOutput:
     local_path: str
     size: int
     records: int | None
+    #: Test mode: the schema and first rows the child decoded (binary formats only).
+    decoded: DecodedPreview | None = None
 
 
 @dataclass
@@ -159,6 +176,9 @@ def checked_done(message: dict[str, Any], out_prefix: str) -> tuple[Done, list[S
         if _field(report, "size", int) != info.st_size:
             raise ProtocolViolation(f"output {name!r}: reported {report['size']} bytes, wrote {info.st_size}")
         outputs.append(StagedOutput(name, local_path, info.st_size, records))
+    for preview in checked_previews(message.get("previews", []), outputs):
+        staged = outputs[preview["output"]]
+        outputs[preview["output"]] = dataclasses.replace(staged, decoded=preview)
     done: Done = {
         "ev": "done",
         "seq": _field(message, "seq", int),
@@ -166,5 +186,66 @@ def checked_done(message: dict[str, Any], out_prefix: str) -> tuple[Done, list[S
         "outputs": [{"name": o.name, "size": o.size, "records": o.records} for o in outputs],
         "insights": {str(k): v for k, v in _field(message, "insights", dict).items()},
         "counters": {str(k): v for k, v in counters.items()},
+        "previews": [o.decoded for o in outputs if o.decoded is not None],
     }
     return done, outputs
+
+
+_PREVIEW_FORMATS = ("parquet", "arrow", "avro")
+
+
+def checked_previews(previews: Any, outputs: list[StagedOutput]) -> list[DecodedPreview]:
+    """The child's decoded previews: one at most per output, bounded, every cell a string."""
+    if not isinstance(previews, list) or len(previews) > len(outputs):
+        raise ProtocolViolation(
+            f"field 'previews' must be a list of at most one preview per output ({len(outputs)})"
+        )
+    seen: set[int] = set()
+    checked: list[DecodedPreview] = []
+    for preview in previews:
+        if not isinstance(preview, dict):
+            raise ProtocolViolation("a preview is not an object")
+        index = _field(preview, "output", int)
+        if not 0 <= index < len(outputs) or index in seen:
+            raise ProtocolViolation(f"preview of output #{index}: no such output, or a second preview")
+        seen.add(index)
+        where = f"preview of output {outputs[index].name[:200]!r}"
+        kind = preview.get("format")
+        if kind not in _PREVIEW_FORMATS:
+            raise ProtocolViolation(f"{where}: format {str(kind)[:40]!r} is not one of {_PREVIEW_FORMATS}")
+        columns = _strings(preview, "columns", where)
+        types = _strings(preview, "types", where)
+        rows = _field(preview, "rows", list)
+        if len(rows) > PREVIEW_MAX_ROWS:
+            raise ProtocolViolation(f"{where}: {len(rows)} rows; at most {PREVIEW_MAX_ROWS}")
+        if len(types) != len(columns):
+            raise ProtocolViolation(f"{where}: {len(types)} types for {len(columns)} columns")
+        cells = [_strings({"row": row}, "row", where) for row in rows]
+        if any(len(row) != len(columns) for row in cells):
+            raise ProtocolViolation(f"{where}: a row does not have one cell per column ({len(columns)})")
+        total = preview.get("total_rows")
+        if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
+            raise ProtocolViolation(f"{where}: total_rows must be a count or null")
+        checked.append(
+            {
+                "output": index,
+                "format": kind,
+                "library": _text(preview, "library")[:100],
+                "columns": columns,
+                "types": types,
+                "rows": cells,
+                "total_rows": total,
+                "error": _text(preview, "error")[:1000],
+            }
+        )
+    return checked
+
+
+def _strings(message: dict[str, Any], name: str, where: str) -> list[str]:
+    """A list of at most PREVIEW_MAX_COLUMNS strings, each cut to PREVIEW_MAX_CELL_CHARS."""
+    values = message.get(name)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ProtocolViolation(f"{where}: {name} must be a list of strings")
+    if len(values) > PREVIEW_MAX_COLUMNS:
+        raise ProtocolViolation(f"{where}: {len(values)} {name}; at most {PREVIEW_MAX_COLUMNS}")
+    return [v if len(v) <= PREVIEW_MAX_CELL_CHARS else v[: PREVIEW_MAX_CELL_CHARS - 1] + "…" for v in values]

@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 __all__ = ["ChildPool", "init_request"]
 
 
-def init_request(processor: ProcessorSource, config: RuntimeConfig) -> InitRequest:
-    """The first message a child receives: what to load and how to call it."""
+def init_request(processor: ProcessorSource, config: RuntimeConfig, preview_rows: int = 0) -> InitRequest:
+    """
+    The first message a child receives: what to load and how to call it, and (test mode) how
+    many rows of each binary output to decode for the preview.
+    """
     return {
         "op": "init",
         "code": processor.code,
@@ -43,6 +46,7 @@ def init_request(processor: ProcessorSource, config: RuntimeConfig) -> InitReque
         "variables": dict(config.variables),
         "args": list(config.custom_code.args),
         "kwargs": dict(config.custom_code.kwargs),
+        "preview_rows": preview_rows,
     }
 
 

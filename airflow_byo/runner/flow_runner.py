@@ -131,10 +131,11 @@ class FlowRunner:
         self.sandbox: InEffect = sandbox
         self.read_only_paths = tuple(read_only_paths)
 
-    def children(self, *, inputs: str, outputs: str) -> ChildPool:
+    def children(self, *, inputs: str, outputs: str, preview_rows: int = 0) -> ChildPool:
         """
         The child processes of one run (a context manager; the first child starts on entry),
         sandboxed unless the sandbox is off: they may read ``inputs`` and write ``outputs`` only.
+        ``preview_rows`` > 0 (test mode) has them decode that many rows of binary outputs.
         """
         spec = None
         if self.sandbox == "bubblewrap":
@@ -148,7 +149,7 @@ class FlowRunner:
             )
             if warning := limits_warning(spec):  # a root worker: information, not a fault
                 self.log.info("%s", warning)
-        init = init_request(self.processor, self.config)
+        init = init_request(self.processor, self.config, preview_rows)
         return ChildPool(python=self.python, init=init, job=self.job, log=self.log, sandbox=spec)
 
     # -- whole runs ----------------------------------------------------------------------------

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_byo.runner.preview_formats import (
+    HEAD_BYTES,
+    Head,
+    as_table,
+    binary_name,
+    read_head,
+    render_table,
+)
 from airflow_byo.runner.progress import log_file_result
 from airflow_byo.runner.transfers import FetchedFile, stage_now
 from airflow_byo.scratch import scratch
@@ -21,42 +29,95 @@ from airflow_byo.storage.location import Location
 from airflow_byo.summary import FileResult, RunSummary
 
 if TYPE_CHECKING:
+    from airflow_byo.runner.child_messages import StagedOutput
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.storage.location import SourceFile
 
-__all__ = ["OutputPreview", "format_previews", "locate_test_file", "preview_file"]
+__all__ = ["OutputPreview", "format_previews", "locate_test_file", "output_preview", "preview_file"]
 
-_PREVIEW_MAX_BYTES = 64 * 1024
+_PREVIEW_MAX_BYTES = HEAD_BYTES
 
 
 @dataclass
 class OutputPreview:
-    """The first lines of one output, shown by test mode."""
+    """
+    What test mode shows of one output: a table of its first records when it is JSON Lines,
+    JSON, CSV or (decoded in the child) Parquet/Arrow/Avro, else its first lines.
+
+    ``lines`` stays the raw first lines of a text output (a note for binary ones), so callers
+    that only know lines still show something sensible.
+    """
 
     name: str
     size: int
     records: int | None
     lines: list[str]
     truncated: bool
+    #: jsonl, json, csv, tsv, parquet, arrow, avro, text or binary
+    format: str = "text"
+    #: gzip or bz2 when the output was compressed (the preview shows it decompressed)
+    compression: str | None = None
+    columns: list[str] = field(default_factory=list)
+    #: column types, when the format has a schema (Parquet, Arrow, Avro)
+    types: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    #: rows in the whole output, when its format says (Parquet, Arrow file)
+    total_rows: int | None = None
+    #: how it was decoded, or why it could not be
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def read_preview(local_path: str, max_lines: int) -> tuple[list[str], bool]:
-    """Read at most ``max_lines`` lines (and 64 KB) of an output; binary shows as hex."""
-    with open(local_path, "rb") as handle:
-        head = handle.read(_PREVIEW_MAX_BYTES + 1)
-    more_bytes = len(head) > _PREVIEW_MAX_BYTES
-    head = head[:_PREVIEW_MAX_BYTES]
+    """Read at most ``max_lines`` lines (and 64 KB) of an output; binary shows as size + hex head."""
+    head = read_head(local_path, os.path.basename(local_path), _PREVIEW_MAX_BYTES)
+    lines, truncated, _binary = _text_lines(head, os.path.getsize(local_path), max_lines)
+    return lines, truncated
+
+
+def _text_lines(head: Head, size: int, max_lines: int) -> tuple[list[str], bool, bool]:
+    """The head's first lines, whether more exist, and whether it is binary (one hex line)."""
+    data = head.data
+    label = binary_name(data) or ("binary" if b"\x00" in data[:8192] else None)
     try:
-        text = head.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the 64 KB mark
-            return [f"<binary, first bytes: {head[:64].hex(' ')}>"], True
-        text = head[: exc.start].decode("utf-8")
+        if exc.start < len(data) - 4 or head.complete:  # not a multi-byte character cut at the end
+            label = label or "binary"
+        text = data[: exc.start].decode("utf-8")
+    if label:
+        packed = f"{head.compression}-compressed " if head.compression else ""
+        return [f"<{packed}{label}, {size} bytes, first bytes: {data[:64].hex(' ')}>"], True, True
     lines = text.splitlines()
-    return lines[:max_lines], more_bytes or len(lines) > max_lines
+    return lines[:max_lines], not head.complete or len(lines) > max_lines, False
+
+
+def output_preview(output: StagedOutput, rows: int) -> OutputPreview:
+    """The preview of one staged output: the child's decoding if it sent one, else the worker's."""
+    head = read_head(output.local_path, output.name, _PREVIEW_MAX_BYTES)
+    preview = OutputPreview(output.name, output.size, output.records, [], False, compression=head.compression)
+    decoded = output.decoded
+    if decoded is not None and not decoded["error"]:
+        preview.format, preview.total_rows = decoded["format"], decoded["total_rows"]
+        preview.columns, preview.types = decoded["columns"], decoded["types"]
+        preview.rows = decoded["rows"][:rows]
+        shown_all = decoded["total_rows"] is not None and len(preview.rows) >= decoded["total_rows"]
+        preview.truncated = not shown_all
+        preview.note = f"{decoded['format']}, decoded in the flow's environment by {decoded['library']}"
+        return preview
+    preview.lines, preview.truncated, binary = _text_lines(head, output.size, rows)
+    if binary:
+        preview.format = "binary"
+        preview.note = decoded["error"] if decoded is not None else head.error
+        return preview
+    table = as_table(head.inner_name, head.data.decode("utf-8", errors="ignore"), head.complete, rows + 1)
+    if table is not None:
+        preview.format, preview.columns, found = table
+        preview.rows = found[:rows]
+        preview.truncated = len(found) > rows or not head.complete
+    return preview
 
 
 def locate_test_file(test_file: str, conn_id: str | None) -> tuple[Location, SourceFile]:
@@ -86,7 +147,11 @@ def preview_file(
     with (
         scratch("test") as out_root,
         scratch("inputs") as staging,
-        runner.children(inputs=location.url if location.is_local else staging, outputs=out_root) as children,
+        runner.children(
+            inputs=location.url if location.is_local else staging,
+            outputs=out_root,
+            preview_rows=runner.job.preview_lines,
+        ) as children,
     ):
         item = FetchedFile(0, file, os.path.join(out_root, "000000"), stage_now(location, file, staging))
         outcome = runner.process(children, item)
@@ -98,8 +163,7 @@ def preview_file(
         )
         result.error_type, result.error = outcome.error_type, outcome.error
         for output in outcome.outputs:
-            lines, truncated = read_preview(output.local_path, runner.job.preview_lines)
-            previews.append(OutputPreview(output.name, output.size, output.records, lines, truncated))
+            previews.append(output_preview(output, runner.job.preview_lines))
             result.add_output(output, url=None)
         summary.add(result, outcome.insights, outcome.counters)
         summary.notifications = len(outcome.notifications)
@@ -111,13 +175,23 @@ def preview_file(
 def format_previews(previews: list[dict[str, Any]], *, heading: str) -> list[str]:
     """
     The text of the previews (``OutputPreview.as_dict()`` values, e.g. from an XCom): per output
-    a heading line -- ``heading`` then name, size and records -- and its first lines, indented.
+    a heading line -- ``heading`` then name, size and records -- then, indented, how it was
+    decoded and its first records as a table, or its first lines.
     """
     lines = []
     for preview in previews:
         records = f", {preview['records']} records" if preview["records"] is not None else ""
-        lines.append(f"{heading}{preview['name']} ({preview['size']} bytes{records})")
-        lines.extend(f"    {line}" for line in preview["lines"])
+        total = preview.get("total_rows")
+        rows_total = f", {total} rows" if total is not None and preview["records"] is None else ""
+        packed = f", {preview['compression']}" if preview.get("compression") else ""
+        lines.append(f"{heading}{preview['name']} ({preview['size']} bytes{records}{rows_total}{packed})")
+        if preview.get("note"):
+            lines.append(f"    [{preview['note']}]")
+        if preview.get("columns"):
+            table = render_table(preview["columns"], preview.get("rows") or [], preview.get("types"))
+            lines.extend(f"    {line}" for line in table)
+        else:
+            lines.extend(f"    {line}" for line in preview["lines"])
         if preview["truncated"]:
             lines.append("    ...")
     return lines

@@ -23,6 +23,7 @@ import traceback
 from typing import IO, TYPE_CHECKING, Any
 
 from .contract import FORMAT_EXTENSIONS, Context, InputFile, OutputError
+from .decode import decoded_previews
 from .function_loader import ProcessorLoadError, load_processor
 from .limits import limit_hint, set_child_limits, start_cpu_budget
 
@@ -99,6 +100,7 @@ class _Runner:
         self.variables: dict[str, Any] = init["variables"]
         self.args: list[Any] = init["args"]
         self.kwargs: dict[str, Any] = init["kwargs"]
+        self.preview_rows = int(init.get("preview_rows") or 0)
         self.func: Callable[..., Any] = load_processor(
             code=init["code"],
             function_name=init["function_name"],
@@ -136,6 +138,7 @@ class _Runner:
             result = self.func(input_file, ctx, *self.args, **self.kwargs)
             _write_result(result, ctx, input_file)
             outputs: list[OutputSpec] = ctx._finish_outputs()
+            previews = decoded_previews(outputs, self.preview_rows) if self.preview_rows else []
         except MemoryError as exc:
             del exc  # free what we can before reporting
             self._send_error(seq, "MemoryError", self._memory_message(), "", started)
@@ -151,6 +154,7 @@ class _Runner:
             "outputs": [spec.as_dict() for spec in outputs],  # in order: the n-th is at output_path(n)
             "insights": ctx.insights,
             "counters": ctx.counters,
+            "previews": previews,
         }
         self.channel.send(done)
 

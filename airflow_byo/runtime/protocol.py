@@ -6,6 +6,11 @@ The child protocol, typed once for both ends: one JSON object per line.
 * child -> worker, on the child's original stdout: :class:`Ready` or :class:`LoadError` after
   init; per file zero or more :class:`Notify`, then exactly one :class:`Done` or :class:`Failed`.
 
+In test mode (``InitRequest.preview_rows`` > 0) a :class:`Done` also carries a
+:class:`DecodedPreview` of each output the child could decode with a library of the flow's
+environment (Parquet, Arrow IPC, Avro): the worker may not have those libraries. The worker caps
+and checks it (``airflow_byo.runner.child_messages``) and decodes text formats itself.
+
 A file's outputs are written by the child at :func:`output_path` ``(out_prefix, n)`` in the order
 it reports them, so the worker derives every local path itself and never takes one from a
 message. The worker treats everything the child sends as untrusted input and checks it
@@ -18,7 +23,11 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 __all__ = [
+    "PREVIEW_MAX_CELL_CHARS",
+    "PREVIEW_MAX_COLUMNS",
+    "PREVIEW_MAX_ROWS",
     "ChildMessage",
+    "DecodedPreview",
     "Done",
     "Failed",
     "FileRequest",
@@ -30,6 +39,12 @@ __all__ = [
     "StopRequest",
     "output_path",
 ]
+
+#: Bounds of a :class:`DecodedPreview`: more rows or columns are a protocol violation, longer
+#: cells are cut by the worker (the child cuts them first).
+PREVIEW_MAX_ROWS = 1000
+PREVIEW_MAX_COLUMNS = 100
+PREVIEW_MAX_CELL_CHARS = 200
 
 
 class InitRequest(TypedDict):
@@ -44,6 +59,8 @@ class InitRequest(TypedDict):
     variables: dict[str, Any]
     args: list[Any]
     kwargs: dict[str, Any]
+    #: Test mode: decode this many first rows of each binary output (0: a real run, no previews).
+    preview_rows: int
 
 
 class FileRequest(TypedDict):
@@ -94,6 +111,22 @@ class OutputReport(TypedDict):
     records: int | None
 
 
+class DecodedPreview(TypedDict):
+    """
+    The head of a binary output, decoded in the child: its schema and first rows, as text.
+    ``error`` (then no columns or rows) says why it could not be decoded, e.g. a missing library.
+    """
+
+    output: int  # the index of the output in Done.outputs
+    format: Literal["parquet", "arrow", "avro"]
+    library: str  # e.g. "pyarrow 17.0.0"
+    columns: list[str]
+    types: list[str]
+    rows: list[list[str]]
+    total_rows: int | None
+    error: str
+
+
 class Done(TypedDict):
     ev: Literal["done"]
     seq: int
@@ -101,6 +134,7 @@ class Done(TypedDict):
     outputs: list[OutputReport]
     insights: dict[str, Any]
     counters: dict[str, float]
+    previews: list[DecodedPreview]  # test mode only; empty in a real run
 
 
 class Failed(TypedDict):

@@ -66,7 +66,8 @@ def test_binary_output_shows_as_hex(tmp_path: Path) -> None:
     path = tmp_path / "out"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     lines, truncated = read_preview(str(path), 10)
-    assert lines == ["<binary, first bytes: " + (b"\x89PNG\r\n\x1a\n" + bytes(range(56))).hex(" ") + ">"]
+    head = (b"\x89PNG\r\n\x1a\n" + bytes(range(56))).hex(" ")
+    assert lines == [f"<binary, 264 bytes, first bytes: {head}>"]
     assert truncated
 
 
