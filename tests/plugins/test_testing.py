@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -69,6 +70,10 @@ def test_a_test_previews_outputs_insights_and_notifications(flow):
     (preview,) = result["previews"]
     assert preview["lines"]
     assert '"sku"' in preview["lines"][0]
+    # the page's table (byo.js draws columns x rows): the same engine as `airflow byo test`
+    assert (preview["format"], preview["columns"]) == ("jsonl", ["sku", "quantity"])
+    assert len(preview["rows"]) == min(preview["records"], 20)
+    assert preview["rows"][0][0] == json.loads(preview["lines"][0])["sku"]
     assert result["insights"]["rows"] == preview["records"]
     assert result["notifications"][0]["message"].startswith("orders_2024-05-01.csv: ")
     assert result["packages"] == []

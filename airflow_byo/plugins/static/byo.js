@@ -138,15 +138,32 @@
       el("thead", {}, el("tr", {}, keys.map((k) => el("th", {}, k)))),
       el("tbody", {}, rows.map((r) => el("tr", {}, keys.map((k) => el("td", {}, typeof r[k] === "object" && r[k] !== null ? JSON.stringify(r[k]) : (r[k] === undefined ? "" : String(r[k]))))))));
   }
+  function grid(columns, types, rows) {
+    const heads = columns.map((c, i) => el("th", {}, c, types && types[i] ? el("span", {class: "muted small"}, ` ${types[i]}`) : null));
+    return el("table", {class: "preview-table small"},
+      el("thead", {}, el("tr", {}, heads)),
+      el("tbody", {}, rows.map((r) => el("tr", {}, r.map((v) => el("td", {}, v))))));
+  }
   function previewNode(p) {
-    const head = el("h4", {}, `${p.name} — ${p.size} bytes${p.records !== null && p.records !== undefined ? `, ${p.records} records` : ""}${p.truncated ? " (first lines)" : ""}`);
+    const extra = [];
+    if (p.records !== null && p.records !== undefined) extra.push(`${p.records} records`);
+    else if (p.total_rows !== null && p.total_rows !== undefined) extra.push(`${p.total_rows} rows`);
+    if (p.compression) extra.push(p.compression);
+    const head = el("h4", {}, `${p.name} — ${p.size} bytes${extra.map((e) => `, ${e}`).join("")}${p.truncated ? " (first records)" : ""}`);
+    const note = p.note ? el("p", {class: "muted small preview-note"}, p.note) : null;
+    const lines = p.lines || [];
+    const text = el("pre", {class: "preview-text"}, lines.join("\n") + (p.truncated ? "\n…" : ""));
+    if (p.columns && p.columns.length) {
+      // A table the engine built (JSON Lines/JSON/CSV here, Parquet/Arrow/Avro in the flow's environment).
+      const raw = lines.length ? el("details", {}, el("summary", {}, "raw lines"), text) : null;
+      return el("div", {class: "preview", "data-format": p.format}, head, note, grid(p.columns, p.types, p.rows || []), raw);
+    }
     let rows = null;
-    try {
-      const parsed = p.lines.map((line) => JSON.parse(line));
+    try {  // results of an older engine: lines only
+      const parsed = lines.map((line) => JSON.parse(line));
       if (parsed.length && parsed.every((r) => r && typeof r === "object" && !Array.isArray(r))) rows = parsed;
     } catch (e) { rows = null; }
-    const text = el("pre", {class: "preview-text"}, p.lines.join("\n") + (p.truncated ? "\n…" : ""));
-    return el("div", {class: "preview"}, head, rows ? table(rows) : null, rows ? el("details", {}, el("summary", {}, "raw lines"), text) : text);
+    return el("div", {class: "preview", "data-format": p.format || "text"}, head, note, rows ? table(rows) : null, rows ? el("details", {}, el("summary", {}, "raw lines"), text) : text);
   }
   function show(data) {
     result.replaceChildren();
