@@ -1,16 +1,12 @@
 """
 Nothing partial, nothing outside (issue 13), on every backend: a file's outputs are published
-all or nothing, links never lead a source or a destination outside its root, and what killed
-workers left in remote destinations (S3 multipart uploads, SFTP temporaries) is swept.
+all or nothing, and links never lead a source or a destination outside its root. What killed
+workers leave in remote destinations is swept: test_sweeps.py.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +15,9 @@ import pytest
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.runner.child_messages import StagedOutput
 from airflow_byo.runtime.protocol import output_path
-from airflow_byo.storage import TEMP_MARKER, FileFilter, Location
+from airflow_byo.storage import FileFilter, Location
 from airflow_byo.storage.publisher import Publisher
-from tests.backends import Backend, LocalBackend, S3Backend
+from tests.backends import Backend
 
 TOO_LONG = {"local": "x" * 300 + ".txt", "sftp": "x" * 300 + ".txt", "s3": "deep/" + "x" * 1100}
 
@@ -147,78 +143,6 @@ def test_a_destination_is_never_written_through_a_link(backend: Backend, tmp_pat
     assert f"{str(root / 'out' / 'by_day')!r} in destination" in str(raised.value)
     assert "is a symlink" in str(raised.value)
     assert list((root / "elsewhere").iterdir()) == []
-
-
-# -- remote leftovers of killed workers -----------------------------------------------------------
-
-_UPLOAD = """
-import sys
-from airflow_byo.storage import Location
-print("uploading", flush=True)
-Location(sys.argv[1], sys.argv[2] or None).publish(sys.argv[3], "report.bin")
-"""
-
-
-def _kill_during_upload(backend: Backend, tmp_path: Path) -> None:
-    big = tmp_path / "big.bin"
-    LocalBackend(tmp_path).put_large("big.bin", 120 * 1024 * 1024)
-    process = subprocess.Popen(
-        [sys.executable, "-c", _UPLOAD, backend.url("out"), backend.conn_id or "", str(big)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"uploading\n"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not _uploads(backend):
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert _uploads(backend), "the killed upload left nothing to sweep"
-
-
-def _uploads(backend: Backend) -> list[str]:
-    if isinstance(backend, S3Backend):
-        found = backend.client.list_multipart_uploads(Bucket=backend.bucket).get("Uploads", [])
-        return sorted(u["Key"] for u in found)
-    return [n for n in backend.names("out") if TEMP_MARKER in n]
-
-
-@pytest.mark.parametrize("backend", ["s3", "sftp"], indirect=True)
-def test_a_killed_workers_uploads_are_swept_by_the_next_run(
-    backend: Backend, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    _kill_during_upload(backend, tmp_path)
-    killed = _uploads(backend)
-    time.sleep(2.5)
-    # A live run's upload, younger than the stale age, and one outside the destination.
-    if isinstance(backend, S3Backend):
-        live = backend.client.create_multipart_upload(Bucket=backend.bucket, Key="out/live.bin")
-        backend.client.upload_part(
-            Bucket=backend.bucket,
-            Key="out/live.bin",
-            UploadId=live["UploadId"],
-            PartNumber=1,
-            Body=b"x" * 1024,
-        )
-        backend.client.create_multipart_upload(Bucket=backend.bucket, Key="other/old.bin")
-    else:
-        backend.put(f"out/{TEMP_MARKER}0123456789ab-live.bin", b"being written")
-    with (
-        caplog.at_level("WARNING"),
-        Publisher(backend.location("out", "destination"), stale_after=2.0) as publisher,
-    ):
-        swept = publisher.swept
-    assert len(swept) == len(killed) == 1
-    assert "left by a killed worker" in caplog.text
-    if isinstance(backend, S3Backend):
-        assert swept == [backend.url("out/report.bin")]
-        assert _uploads(backend) == ["other/old.bin", "out/live.bin"]
-    else:
-        assert _uploads(backend) == [f"{TEMP_MARKER}0123456789ab-live.bin"]
-    assert backend.get("out/report.bin") is None
 
 
 @pytest.fixture
