@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from airflow_byo.exceptions import ByoConfigError, ByoError
+from airflow_byo.exceptions import ByoConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -121,6 +121,10 @@ class SlackChannel(_Channel):
             ) from None
         text = f"*{message['level'].upper()}* {message.get('flow', '')}: {message['message']}"
         SlackWebhookNotifier(slack_webhook_conn_id=self.conn_id, text=text).notify({})
+
+    @property
+    def label(self) -> str:
+        return f"slack {self.conn_id}"
 
 
 class FileChannel(_Channel):
@@ -225,7 +229,8 @@ class NotificationRouter:
                 channel.send(message)
                 self.delivered += 1
                 return
-            except (OSError, ByoError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 -- retried, then counted: never ends the thread
+                # (the Slack provider answers a non-200 with AirflowException, no OSError)
                 error = f"{channel.label}: {type(exc).__name__}: {exc}"
                 if attempt < self.attempts:
                     time.sleep(self.retry_delay * attempt)

@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow_byo.notifications.notifier import ByoFlowNotifier
 from tests.conftest import FakeTaskInstance
+from tests.notifications.conftest import SLACK_TOKEN
 from tests.notifications.servers import WebhookServer
 
 
@@ -33,6 +34,18 @@ def test_notifier_renders_the_summary(webhook: WebhookServer) -> None:
         {"ti": _TI({"files_quarantined": 0})}
     )
     assert len(webhook.requests) == 1  # nothing quarantined: nothing said
+
+
+def test_notifier_tells_slack_a_run_failed(slack: WebhookServer) -> None:
+    notifier = ByoFlowNotifier(
+        channels=[{"type": "slack", "conn_id": "byo_slack", "levels": ["error"]}],
+        event="failed",
+        level="error",
+    )
+    notifier.notify({"ti": _TI({}), "exception": "3 of 5 file(s) failed"})
+    [post] = slack.requests
+    assert post["path"] == f"/services/{SLACK_TOKEN}"
+    assert post["json"]["text"] == "*ERROR* dag.flow: dag.flow failed: 3 of 5 file(s) failed"
 
 
 def test_data_delay_alert(webhook: WebhookServer, ledger_db: dict[str, Any], connections: Any) -> None:
