@@ -8,6 +8,7 @@ __all__ = [
     "ByoConfigError",
     "ByoError",
     "ByoFilesFailedError",
+    "ByoFilesHeldError",
     "ByoFlowSpecError",
     "ByoPackageError",
     "ByoProcessorError",
@@ -41,3 +42,7 @@ class ByoFlowSpecError(ByoConfigError):
 
 class ByoFilesFailedError(ByoError):
     """One or more files failed to process; the run summary says which and why."""
+
+
+class ByoFilesHeldError(ByoError):
+    """Files are held by other runs that may be alive, and ``job_config.on_held`` is ``fail``."""

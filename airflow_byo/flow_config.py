@@ -75,6 +75,14 @@ class JobConfig(BaseModel):
         description="How long a claim on a file survives without renewal; a file claimed by a "
         "worker that died is picked up again after it.",
     )
+    on_held: Literal["succeed", "wait", "fail"] = Field(
+        "succeed",
+        description="Files held by live claims of other runs that may be alive (a provably dead "
+        "run's claims are taken over at once): 'succeed' processes the rest and reports them (log "
+        "and summary: how many, held by which run, until when); 'wait' first waits until their "
+        "claims are released or expire (at most until the last expiry it saw), then processes them; "
+        "'fail' processes the rest, then fails the task naming the holders and the expiry.",
+    )
     output_format: Literal["jsonl", "json", "csv", "text", "bytes"] = Field(
         "jsonl", description="How returned records are written; also picks the default extension."
     )

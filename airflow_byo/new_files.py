@@ -9,47 +9,22 @@ and the ledger are built once per :class:`NewFiles` (one connection lookup each)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.faults import crash_point
+from airflow_byo.ledger.holders import HeldFiles, held_files
 from airflow_byo.storage.location import Location
 from airflow_byo.storage.selection import FileFilter
 
 if TYPE_CHECKING:
+    from airflow_byo.ledger.runs import RunIdentity
     from airflow_byo.ledger.state import Ledger
     from airflow_byo.storage.location import SourceFile
 
 __all__ = ["HeldFiles", "NewFiles"]
-
-
-@dataclass(frozen=True)
-class HeldFiles:
-    """Files of a flow claimed by other runs whose leases are still live (maybe dead runs)."""
-
-    count: int = 0
-    holders: tuple[str, ...] = ()  # claim tokens of the holding runs
-    until: float | None = None  # the earliest lease expiry (epoch seconds)
-    last: float | None = None  # the latest lease expiry
-
-    def message(self, flow_id: str) -> str:
-        """The warning a run logs: what is held, by how many runs, until when, and what to do."""
-        runs = f"{len(self.holders)} other run(s) ({', '.join(h[:8] for h in self.holders[:5])})"
-        return (
-            f"{self.count} file(s) of flow {flow_id!r} are claimed by {runs} and skipped by this run; "
-            f"the earliest claim expires at {_iso(self.until)}, the last at {_iso(self.last)}. If that "
-            "run is still working they are processed there; if it died, the next run after expiry takes "
-            f"them over (job_config.lease_seconds sets how long a claim lives). See `airflow byo ledger "
-            f"status {flow_id}`"
-        )
-
-
-def _iso(epoch: float | None) -> str:
-    return "-" if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -104,24 +79,16 @@ class NewFiles:
         new = self.ledger.new_files(listing, on_change=self.on_change) if self.ledger else listing
         return len(listing), new
 
-    def held_elsewhere(self) -> HeldFiles:
+    def held_elsewhere(self, me: RunIdentity | None = None) -> HeldFiles:
         """
-        The flow's files held by live claims of *other* runs: call it before this run claims any.
-        A run that finds its files held this way tells the user (instead of a silent "0 processed").
+        The flow's files held by live claims of runs other than ``me``: call it before ``me``
+        claims any. Claims of runs provably dead (seen from ``me``) are taken over at once and
+        listed in :attr:`HeldFiles.taken_over`; the rest are what a run reports (instead of a
+        silent "0 processed").
         """
         if self.ledger is None:
             return HeldFiles()
-        now = time.time()
-        live = [r for r in self.ledger.records(["claimed"]) if (r.get("lease_until") or 0) >= now]
-        if not live:
-            return HeldFiles()
-        expiries = [float(r["lease_until"]) for r in live]
-        return HeldFiles(
-            count=len(live),
-            holders=tuple(sorted({str(r.get("claimed_by") or "?") for r in live})),
-            until=min(expiries),
-            last=max(expiries),
-        )
+        return held_files(self.ledger, me)
 
     def snapshot(self, new: list[SourceFile]) -> dict[str, Any]:
         """Store ``new`` in the ledger; return the XCom pointer a flow operator accepts as ``files``."""

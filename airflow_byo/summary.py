@@ -73,7 +73,12 @@ class RunSummary:
     #: Files held by live claims of other (possibly dead) runs when this run started.
     files_claimed_elsewhere: int = 0
     claims_elsewhere_expire: float | None = None  # earliest expiry of those claims (epoch seconds)
-    claim_holders: list[str] = field(default_factory=list)
+    #: Per holding run: ``{"run": token, "holder": "run 1a2b3c4d (host ..., pid ..., dag ...)",
+    #: "files": n, "until": iso}``.
+    claim_holders: list[dict[str, Any]] = field(default_factory=list)
+    #: Files whose claims this run took over from provably dead runs, and from which runs (why).
+    files_taken_over: int = 0
+    claims_taken_over: list[dict[str, Any]] = field(default_factory=list)
     #: What killed runs left in the destination and this run removed (S3 uploads, SFTP temporaries).
     leftovers_removed: list[str] = field(default_factory=list)
     files: list[FileResult] = field(default_factory=list)
@@ -123,6 +128,8 @@ class RunSummary:
             "files_claimed_elsewhere": self.files_claimed_elsewhere,
             "claims_elsewhere_expire": _iso(self.claims_elsewhere_expire),
             "claim_holders": self.claim_holders[:10],
+            "files_taken_over": self.files_taken_over,
+            "claims_taken_over": self.claims_taken_over[:10],
             "leftovers_removed": len(self.leftovers_removed),
             "leftovers_removed_sample": self.leftovers_removed[:5],
             "bytes_in": sum(f.size for f in self.files if f.status != "skipped"),
@@ -166,6 +173,15 @@ class RunSummary:
                     )
                 ]
                 if self.files_claimed_elsewhere
+                else []
+            ),
+            *[
+                (f"  held by {h['holder']}", f"{h['files']} until {h['until']}")
+                for h in self.claim_holders[:5]
+            ],
+            *(
+                [("files taken over from dead runs", data["files_taken_over"])]
+                if self.files_taken_over
                 else []
             ),
             *(

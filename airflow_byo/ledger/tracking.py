@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 from airflow_byo.faults import crash_point
 from airflow_byo.ledger.leases import LeaseKeeper
+from airflow_byo.ledger.runs import RunIdentity, register_run, run_ended
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -26,14 +26,20 @@ class LedgerTracker:
     each outcome after the outputs are published, and gives back what it claimed but did not
     process when the run stops early.
 
-    Use as a context manager around :meth:`FlowRunner.run`.
+    Use as a context manager around :meth:`FlowRunner.run`; entering it records the run (who
+    holds its claims: see :mod:`airflow_byo.ledger.runs`).
+
+    :param run: this run (default: this process, outside any task instance).
     """
 
-    def __init__(self, ledger: Ledger, *, lease_seconds: float, chunk: int = 16) -> None:
+    def __init__(
+        self, ledger: Ledger, *, lease_seconds: float, chunk: int = 16, run: RunIdentity | None = None
+    ) -> None:
         self.ledger = ledger
         self.lease_seconds = lease_seconds
         self.chunk = chunk
-        self.token = uuid.uuid4().hex
+        self.run = run or RunIdentity.current(ledger.flow_id)
+        self.token = self.run.token
         self._open: dict[str, SourceFile] = {}
         self.taken_elsewhere = 0
         self._keeper = LeaseKeeper(ledger, self.token, lease_seconds)
@@ -59,6 +65,7 @@ class LedgerTracker:
         self._open.pop(file.url, None)
 
     def __enter__(self) -> LedgerTracker:
+        register_run(self.ledger, self.run)
         self._keeper.__enter__()
         return self
 
@@ -66,5 +73,8 @@ class LedgerTracker:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._keeper.__exit__(kind, exc, tb)
-        self.ledger.release(self._open.values(), self.token)
-        self._open.clear()
+        try:
+            self.ledger.release(self._open.values(), self.token)
+            self._open.clear()
+        finally:
+            run_ended(self.token)

@@ -6,11 +6,14 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_byo.exceptions import ByoConfigError, ByoError, ByoFilesFailedError
-from airflow_byo.flow_config import RuntimeConfig, parse_runtime_config
+from airflow_byo.exceptions import ByoConfigError, ByoError, ByoFilesFailedError, ByoFilesHeldError
+from airflow_byo.flow_config import JobConfig, RuntimeConfig, parse_runtime_config
+from airflow_byo.ledger.holders import HeldFiles
+from airflow_byo.ledger.runs import RunIdentity
 from airflow_byo.ledger.tracking import LedgerTracker
 from airflow_byo.lineage import asset_uri, compact, lineage
 from airflow_byo.metrics import emit_metrics
@@ -225,6 +228,8 @@ class ByoFlowOperator(SourceFilesOperator):
         )
         destination = Location(self.destination, self.destination_conn_id, role="destination")
         snapshot = new_files.load_snapshot(_parsed(self.files)) if self.files else None
+        run = RunIdentity.current(new_files.flow_id, context.get("ti")) if new_files.ledger else None
+        held = self._held_claims(new_files, run, config.job_config)  # before this run claims any
         listed, files = new_files.find(snapshot)
         self.log.info(
             "%d file(s) in %s, %d not processed yet by flow %r",
@@ -233,20 +238,55 @@ class ByoFlowOperator(SourceFilesOperator):
             len(files),
             new_files.flow_id,
         )
-        held = new_files.held_elsewhere()  # before this run claims: every live claim is another's
-        if held.count:
-            self.log.warning("%s", held.message(new_files.flow_id))
         if files:
-            summary = self._process(config, new_files, destination, files)
+            summary = self._process(config, new_files, destination, files, run)
         else:
             summary = RunSummary(source=new_files.location.url, destination=destination.url)
         summary.files_listed = listed
         summary.files_claimed_elsewhere, summary.claims_elsewhere_expire = held.count, held.until
-        summary.claim_holders = list(held.holders)
-        return self._report(context, summary, new_files.flow_id)
+        summary.claim_holders = [h.as_dict() for h in held.holders]
+        summary.files_taken_over = sum(t.files for t in held.taken_over)
+        summary.claims_taken_over = [t.as_dict() for t in held.taken_over]
+        fail_held = (
+            held.error(new_files.flow_id) if held.count and config.job_config.on_held == "fail" else None
+        )
+        return self._report(context, summary, new_files.flow_id, held_error=fail_held)
+
+    def _held_claims(self, new_files: NewFiles, run: RunIdentity | None, job: JobConfig) -> HeldFiles:
+        """
+        Take over the claims of provably dead runs; report the files other runs hold, after
+        waiting for them with ``on_held: wait`` (at most until the last claim seen expires).
+        """
+        held = new_files.held_elsewhere(run)
+        taken = list(held.taken_over)
+        if held.count and job.on_held == "wait":
+            deadline = (held.last or 0.0) + 1.0
+            self.log.info(
+                "%s; on_held is 'wait': waiting for them until %s",
+                held.what(new_files.flow_id),
+                datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+            )
+            poll = max(0.2, min(10.0, job.lease_seconds / 10))
+            while held.count and (left := deadline - time.time()) > 0:
+                time.sleep(min(poll, left))
+                held = new_files.held_elsewhere(run)
+                taken += held.taken_over
+            if not held.count:
+                self.log.info("The held files were released or their claims expired: processing them")
+        held = HeldFiles(held.holders, tuple(taken))
+        if held.taken_over:
+            self.log.warning("%s", held.takeover_message(new_files.flow_id))
+        if held.count:
+            self.log.warning("%s", held.message(new_files.flow_id))
+        return held
 
     def _process(
-        self, config: RuntimeConfig, new_files: NewFiles, destination: Location, files: list[Any]
+        self,
+        config: RuntimeConfig,
+        new_files: NewFiles,
+        destination: Location,
+        files: list[Any],
+        run: RunIdentity | None = None,
     ) -> RunSummary:
         """Claim, process, publish and settle ``files``; notifications delivered as they come."""
         job = config.job_config
@@ -257,7 +297,8 @@ class ByoFlowOperator(SourceFilesOperator):
             if new_files.ledger is None:
                 summary = runner.run(new_files.location, destination, files)
             else:
-                with LedgerTracker(new_files.ledger, lease_seconds=job.lease_seconds) as tracker:
+                tracker = LedgerTracker(new_files.ledger, lease_seconds=job.lease_seconds, run=run)
+                with tracker:
                     summary = runner.run(new_files.location, destination, files, tracker)
                 summary.files_taken_elsewhere = tracker.taken_elsewhere
         finally:
@@ -269,8 +310,13 @@ class ByoFlowOperator(SourceFilesOperator):
         environment.describe(summary)
         return summary
 
-    def _report(self, context: Context, summary: RunSummary, flow_id: str) -> dict[str, Any]:
-        """Log, publish and return the summary; fail the task (summary still in XCom) on failures."""
+    def _report(
+        self, context: Context, summary: RunSummary, flow_id: str, held_error: str | None = None
+    ) -> dict[str, Any]:
+        """
+        Log, publish and return the summary; fail the task (summary still in XCom) on failures,
+        and on files held elsewhere with ``on_held: fail`` (``held_error``).
+        """
         self.log.info("%s", summary.format_table())
         result = summary.as_dict()
         emit_metrics(result, flow_id)
@@ -300,6 +346,8 @@ class ByoFlowOperator(SourceFilesOperator):
                     "The log above shows each error and traceback; the XCom holds the run summary"
                 ),
             )
+        if held_error:
+            _fail_with_summary(context, result, ByoFilesHeldError(held_error))
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
