@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow_byo import provider_config
+
+if provider_config.STANDALONE:  # the ``byo`` console script: no Airflow import for an error class
+    AirflowException = Exception
+else:
+    from airflow.sdk.exceptions import AirflowException
 
 __all__ = [
     "ByoConfigError",

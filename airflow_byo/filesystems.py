@@ -92,6 +92,12 @@ def filesystem(protocol: str, conn_id: str | None, where: str) -> tuple[Abstract
 
     :param where: what the file system is for, as users know it (e.g. ``source 's3://b/in'``).
     """
+    if protocol in LOCAL_PROTOCOLS:
+        # What Airflow's get_fs() builds for file:// (its built-in), without importing Airflow:
+        # ``byo test`` of a local sample stays free of Airflow's start-up.
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem(), StorageErrors(where, None, [])
     from airflow.sdk.io import get_fs
 
     options: dict[str, Any] = {}

@@ -65,8 +65,27 @@ def _ledger(args: argparse.Namespace) -> Ledger:
 
 
 @_cli
-def ledger_status(args: argparse.Namespace) -> dict[str, int]:
-    return _ledger(args).counts() or {"files": 0}
+def ledger_status(args: argparse.Namespace) -> Any:
+    """Files per state; and the files held by live claims, per holding run (read only)."""
+    from airflow_byo.ledger.holders import held_files
+    from airflow_byo.ledger.runs import RunIdentity
+
+    ledger = _ledger(args)
+    counts: dict[str, Any] = dict(ledger.counts() or {"files": 0})
+    held = held_files(ledger, RunIdentity.current(ledger.flow_id), take_over=False)
+    if args.output == "json":
+        if held.holders:
+            counts["held"] = [h.as_dict() | {"paths": list(h.paths)} for h in held.holders]
+        return counts
+    lines = [f"{key:<14} {value}" for key, value in counts.items()]
+    for holder in held.holders:
+        lines.append(f"held by {holder.line()}")
+        if holder.dead:
+            lines.append(f"  provably dead ({holder.dead}): the next run of the flow takes them over")
+        lines += [f"  {path}" for path in holder.paths]
+        if holder.files > len(holder.paths):
+            lines.append(f"  ... and {holder.files - len(holder.paths)} more")
+    return "\n".join(lines)
 
 
 @_cli
@@ -127,14 +146,18 @@ def _read(path: str, what: str) -> str:
 
 @_cli
 def test(args: argparse.Namespace) -> str:
-    """Run a function on one sample file, through the flow operator's own test mode."""
-    import logging
-
+    """
+    Run a function on one sample file, through the flow operator's own test mode. Prints the
+    preview, insights and errors only; Airflow's and the operator's log lines with ``-v``.
+    """
     from airflow_byo import library
+    from airflow_byo.cli.test_output import VERBOSE_HINT, quiet_logging, result_text
+    from airflow_byo.exceptions import ByoFilesFailedError
     from airflow_byo.operators.byo_flow import ByoFlowOperator
-    from airflow_byo.runner.preview import format_previews
     from airflow_byo.specs.factory import load_flow
 
+    if not args.verbose:
+        quiet_logging()
     given = [name for name in ("code", "function", "spec") if getattr(args, name)]
     if len(given) != 1:
         raise ByoConfigError("give exactly one of --code FILE, --function NAME[@VERSION] or --spec FILE")
@@ -161,20 +184,13 @@ def test(args: argparse.Namespace) -> str:
         python_interpreter=args.python,
         track_files=False,
     )
-    if not args.verbose:
-        logging.getLogger("airflow").setLevel(logging.WARNING)
-    result = operator.preview(args.sample)
-    lines = format_previews(result["preview"], heading="== ") or ["(no output)"]
-    for key, value in {
-        **result["insights"],
-        **{f"counter {k}": v for k, v in result["counters"].items()},
-    }.items():
-        lines.append(f"insight {key}: {json.dumps(value, default=str)}")
-    lines.append(
-        f"ok: {result['files'][0]['url']} in {result['seconds_total']}s (sandbox: {result['sandbox']}); "
-        "nothing was written"
-    )
-    return "\n".join(lines)
+    try:
+        result = operator.preview(args.sample)
+    except ByoFilesFailedError as exc:
+        if args.verbose:
+            raise
+        raise ByoFilesFailedError(f"{exc} {VERBOSE_HINT}") from exc
+    return result_text(result)
 
 
 @_cli

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,28 @@ def test_test_runs_code_on_a_sample_and_writes_nothing(tmp_path: Path, env: dict
     assert sorted(p.name for p in tmp_path.iterdir()) == ["upper.py"]
 
 
+#: A structlog line as Airflow prints it: ``2024-05-01T12:00:00.123456Z [info     ] ...``.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[\w+\s*\]", re.MULTILINE)
+
+
+def test_test_prints_the_preview_once_and_log_lines_only_with_verbose(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    code = tmp_path / "upper.py"
+    code.write_text(UPPER)
+    args = ("test", "--code", str(code), "--python", sys.executable, str(SAMPLE))
+    quiet = byo(*args, env=env)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stdout.count("1005,5,BOOK-001") == 1
+    assert quiet.stdout.count("orders_2024-05-02.jsonl") == 1
+    assert not LOG_LINE.search(quiet.stdout + quiet.stderr), quiet.stdout + quiet.stderr
+    verbose = byo(*args, "-v", env=env)
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    logged = verbose.stdout + verbose.stderr
+    assert LOG_LINE.search(logged)
+    assert "Test mode: running the processor on" in logged
+
+
 def test_test_fails_with_the_functions_error(tmp_path: Path, env: dict[str, str]) -> None:
     code = tmp_path / "broken.py"
     code.write_text("def process(file, ctx):\n    raise ValueError('bad header')\n")
@@ -54,6 +77,7 @@ def test_test_fails_with_the_functions_error(tmp_path: Path, env: dict[str, str]
     assert result.stderr.strip().splitlines()[-1].startswith("error: test run failed on ")
     assert "ValueError: bad header" in result.stderr
     assert "Traceback (most recent call last)" not in result.stderr.split("error: test run failed")[1]
+    assert result.stderr.rstrip().endswith("(-v shows the log, with the processor's traceback)")
 
 
 def test_functions_save_list_show_use_delete(tmp_path: Path, env: dict[str, str]) -> None:
