@@ -59,7 +59,9 @@ def _ledger(verbose: Any, output: Any) -> Any:
         help="Inspect and operate a flow's ledger of processed files",
         subcommands=(
             command(
-                "status", "Count the flow's files per state, e.g. `airflow byo ledger status my_dag.clean`"
+                "status",
+                "Count the flow's files per state and show the files other runs hold, by which run "
+                "(host, pid, dag, run, task) and until when, e.g. `airflow byo ledger status my_dag.clean`",
             ),
             command("history", "Show one file's history", Arg(("path",), help="path relative to the source")),
             command("quarantined", "List quarantined and failed files with their errors"),

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,68 @@ def test_errors_are_one_line_with_a_hint(ledger: Ledger) -> None:
         "error: since 'yesterday' is not an ISO date/time such as '2024-05-01T00:00:00+00:00'"
         in result.stderr
     )
+
+
+def test_status_shows_held_files_and_their_holders(ledger: Ledger) -> None:
+    import psutil
+    from sqlalchemy import insert
+
+    from airflow_byo.ledger.runs import RunIdentity
+    from airflow_byo.ledger.schema import runs
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        holders = {}
+        for token, process in (("a" * 32, alive), ("d" * 32, gone)):
+            run = replace(RunIdentity.current(FLOW), token=token, pid=process.pid, started=1.7e9)
+            if process is alive:
+                run = replace(run, process_started=psutil.Process(alive.pid).create_time())
+            with ledger.engine.begin() as connection:
+                connection.execute(insert(runs).values(**run.__dict__))
+            names = ["new/x.csv", "new/y.csv"] if process is alive else ["new/z.csv"]
+            ledger.claim([SourceFile(f"/in/{n}", n, 1, 1.0) for n in names], token, 600)
+            holders[token] = run
+
+        result = byo("status", FLOW, "--ledger-conn-id", "byo_ledger", "-o", "json")
+        assert result.returncode == 0, result.stderr
+        status = json.loads(result.stdout)
+        until = status["held"][0]["until"]
+        assert status == {
+            "done": 3,
+            "quarantined": 1,
+            "claimed": 3,
+            "held": [
+                {
+                    "run": "a" * 32,
+                    "holder": holders["a" * 32].describe(),
+                    "files": 2,
+                    "until": until,
+                    "paths": ["new/x.csv", "new/y.csv"],
+                },
+                {
+                    "run": "d" * 32,
+                    "holder": holders["d" * 32].describe(),
+                    "files": 1,
+                    "until": status["held"][1]["until"],
+                    "dead": f"process {gone.pid} on {holders['d' * 32].host} is gone",
+                    "paths": ["new/z.csv"],
+                },
+            ],
+        }
+
+        table = byo("status", FLOW, "--ledger-conn-id", "byo_ledger").stdout.splitlines()
+        assert table[3:] == [
+            f"held by {holders['a' * 32].describe()}: 2 file(s) until {until}",
+            "  new/x.csv",
+            "  new/y.csv",
+            f"held by {holders['d' * 32].describe()}: 1 file(s) until {status['held'][1]['until']}",
+            f"  provably dead (process {gone.pid} on {holders['d' * 32].host} is gone): the next run of the "
+            "flow takes them over",
+            "  new/z.csv",
+        ]
+        assert ledger.counts()["claimed"] == 3  # status only looks
+    finally:
+        alive.kill()
+        alive.wait()
