@@ -35,6 +35,7 @@ Figures:
   2,000 files with the sandbox on against off (target <= 1.1x: the per-file path is the same).
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
 * S1 -- parsing flow specs into DAGs: see ``bench/spec_parse.py``.
+* T1 -- the CLI test loop, ``byo test`` vs ``airflow byo test``: see ``bench/cli_loop.py``.
 
 No benchmark asserts a time: machines are shared and noisy. Read ratios, not seconds.
 """
@@ -318,7 +319,7 @@ def _run(smoke: bool, repeat: int) -> int:
     import airflow.providers.standard.operators.python  # noqa: F401 - import time is not part of B2
 
     airflow_import = time.perf_counter() - started
-    from bench import ledger_scale, spec_parse
+    from bench import cli_loop, ledger_scale, spec_parse
 
     rows = bench_b1(200 if smoke else 5000, repeat)
     rows += bench_b2(repeat)
@@ -326,6 +327,7 @@ def _run(smoke: bool, repeat: int) -> int:
     recorded = 1000 if smoke else 100_000
     rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))
     rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)
+    rows += cli_loop.run(WORK, packages=PACKAGES, repeat=repeat)
     table = _table(rows)
     print(table)
 

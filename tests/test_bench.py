@@ -39,4 +39,5 @@ def test_benchmark_smoke_run_prints_every_figure(tmp_path: object) -> None:
         "S1",
         "S2",
         "S2",
+        "T1",
     ]
