@@ -95,9 +95,17 @@ def test_test_mode_previews_one_file_and_writes_nothing(source: Path, tmp_path: 
     out = tmp_path / "out"
     result = operator(source, out).execute(context(test_file=str(source / "a.txt")))
     assert result["test_mode"] is True
-    assert result["preview"] == [
-        {"name": "a.txt", "size": 5, "records": None, "lines": ["ALPHA"], "truncated": False}
-    ]
+    [preview] = result["preview"]
+    shown = {k: preview[k] for k in ("name", "size", "records", "lines", "truncated", "format", "columns")}
+    assert shown == {
+        "name": "a.txt",
+        "size": 5,
+        "records": None,
+        "lines": ["ALPHA"],
+        "truncated": False,
+        "format": "text",  # plain text: lines, no table (tests/runner/test_preview_formats.py)
+        "columns": [],
+    }
     assert not out.exists()
 
 
