@@ -130,6 +130,13 @@ class JobConfig(BaseModel):
         30.0, gt=0, description="How often a run logs its progress (files, bytes, rate, ETA)."
     )
     preview_lines: int = Field(20, ge=1, le=1000, description="Lines/records shown per output in test mode.")
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Children one task runs side by side, each streaming files as one child does "
+        "(memory caps are per child: the total is workers times max_memory_mb). 'auto': the CPUs "
+        "available to the task; always capped by the number of files and by [byo] max_workers. "
+        "Test mode runs one child; fail_fast with 'auto' runs one child (it stops at the first failure).",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -138,6 +145,21 @@ class JobConfig(BaseModel):
         # them (and "60" as 60), so a typo'd config would run with values nobody meant.
         assert info.field_name is not None
         return strict_scalar(value, cls.model_fields[info.field_name].annotation)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        # A union of a number and a word: pydantic's lax mode would take "2" or true as a count.
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        given = (
+            "a number below 1"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else _json_kind(value)
+        )
+        raise PydanticCustomError(
+            "workers", f'must be "auto" or a JSON whole number of at least 1 such as 4, not {given}'
+        )
 
     @field_validator("output_name")
     @classmethod

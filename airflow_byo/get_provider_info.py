@@ -60,6 +60,15 @@ _OPTIONS: dict[str, Any] = {
         "example": "/opt/airflow/byo-runtimes.yaml",
         "default": "",
     },
+    "max_workers": {
+        "description": "Most children one task runs side by side (job_config.workers, whose 'auto' "
+        "is the CPUs available to the task): a ceiling for this worker machine, since each child has "
+        "its own memory cap (job_config.max_memory_mb) and its own sandbox.",
+        "version_added": "0.1.0",
+        "type": "integer",
+        "example": "4",
+        "default": "8",
+    },
     "venv_cache_path": {
         "description": "Directory holding the cached virtualenvs of flows, one per set "
         "of packages. Empty means $AIRFLOW_HOME/byo/venvs. Use a local disk of each "

@@ -85,6 +85,9 @@ class RunSummary:
     insights: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     notifications: int = 0
+    #: Children run side by side (``job_config.workers``), and the files each one handled.
+    workers: int = 1
+    files_per_worker: list[int] = field(default_factory=list)
     seconds: float = 0.0
     environment_seconds: float = 0.0
     _failed: list[FileResult] = field(default_factory=list, repr=False)
@@ -142,6 +145,8 @@ class RunSummary:
             "seconds_per_file_p50": round(statistics.median(durations), 4) if durations else None,
             "seconds_per_file_max": round(max(durations), 4) if durations else None,
             "notifications": self.notifications,
+            "workers": self.workers,
+            "files_per_worker": self.files_per_worker,
             "insights": self.insights,
             "counters": self.counters,
             "files": [f.as_dict() for f in self.files[:MAX_FILES_IN_SUMMARY]],
@@ -192,6 +197,7 @@ class RunSummary:
             ("bytes in / out", f"{data['bytes_in']:,} / {data['bytes_out']:,}"),
             ("records in / out", f"{_or_dash(data['records_in'])} / {_or_dash(data['records_out'])}"),
             ("outputs written", data["outputs_written"]),
+            ("workers (files each)", f"{self.workers} ({', '.join(map(str, self.files_per_worker)) or '-'})"),
             ("seconds total (environment)", f"{data['seconds_total']} ({data['seconds_environment']})"),
             (
                 "seconds per file p50 / max",

@@ -312,6 +312,27 @@ def test_numbers_and_booleans_are_strict(job_config: dict[str, Any], line: str) 
     assert str(raised.value) == f"invalid runtime_config:\n  {line}"
 
 
+@pytest.mark.parametrize(
+    ("workers", "given"),
+    [
+        ("two", "a string (got 'two')"),
+        ("2", "a string (got '2')"),
+        (True, "a boolean (got True)"),
+        (0, "a number below 1 (got 0)"),
+        (2.0, "a number with a decimal point (got 2.0)"),
+    ],
+)
+def test_workers_is_auto_or_a_whole_number(workers: Any, given: str) -> None:
+    with pytest.raises(ByoConfigError) as raised:
+        parse_runtime_config({"job_config": {"workers": workers}})
+    assert str(raised.value) == (
+        'invalid runtime_config:\n  job_config.workers: must be "auto" or a JSON whole number of '
+        f"at least 1 such as 4, not {given}"
+    )
+    assert parse_runtime_config({"job_config": {"workers": 3}}).job_config.workers == 3
+    assert parse_runtime_config({}).job_config.workers == "auto"
+
+
 def test_strict_types_hold_for_json_text_too() -> None:
     with pytest.raises(ByoConfigError) as raised:
         parse_runtime_config('{"job_config": {"timeout_seconds": true, "network": 0}}')

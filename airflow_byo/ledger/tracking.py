@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from airflow_byo.faults import crash_point
@@ -43,26 +44,31 @@ class LedgerTracker:
         self._open: dict[str, SourceFile] = {}
         self.taken_elsewhere = 0
         self._keeper = LeaseKeeper(ledger, self.token, lease_seconds)
+        # Children side by side claim and settle from several threads: one ledger write at a time
+        # (a SQLite ledger has one writer anyway), and the open claims kept consistent.
+        self._lock = threading.Lock()
 
     def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
         for start in range(0, len(files), self.chunk):
             chunk = files[start : start + self.chunk]
-            won = self.ledger.claim(chunk, self.token, self.lease_seconds)
-            crash_point("claimed")
-            self.taken_elsewhere += len(chunk) - len(won)
-            # Held from the claim on, not from when it is yielded: a run that stops early
-            # (fail_fast) gives back the rest of its chunk too.
-            self._open.update((file.url, file) for file in won)
+            with self._lock:
+                won = self.ledger.claim(chunk, self.token, self.lease_seconds)
+                crash_point("claimed")
+                self.taken_elsewhere += len(chunk) - len(won)
+                # Held from the claim on, not from when it is yielded: a run that stops early
+                # (fail_fast) gives back the rest of its chunk too.
+                self._open.update((file.url, file) for file in won)
             yield from won
 
     def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
-        if result.status == "processed":
-            self.ledger.done(file, self.token, result.outputs)
-        else:
-            self.ledger.failed(
-                file, self.token, f"{result.error_type}: {result.error}", quarantined=quarantined
-            )
-        self._open.pop(file.url, None)
+        with self._lock:
+            if result.status == "processed":
+                self.ledger.done(file, self.token, result.outputs)
+            else:
+                self.ledger.failed(
+                    file, self.token, f"{result.error_type}: {result.error}", quarantined=quarantined
+                )
+            self._open.pop(file.url, None)
 
     def __enter__(self) -> LedgerTracker:
         register_run(self.ledger, self.run)
@@ -74,7 +80,8 @@ class LedgerTracker:
     ) -> None:
         self._keeper.__exit__(kind, exc, tb)
         try:
-            self.ledger.release(self._open.values(), self.token)
-            self._open.clear()
+            with self._lock:
+                self.ledger.release(self._open.values(), self.token)
+                self._open.clear()
         finally:
             run_ended(self.token)

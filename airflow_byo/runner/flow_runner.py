@@ -12,9 +12,10 @@ in the :class:`~airflow_byo.runner.child_pool.ChildPool`, publishing in the
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,7 +26,8 @@ from airflow_byo.runner.child_pool import ChildPool, init_request
 from airflow_byo.runner.child_process import child_environment
 from airflow_byo.runner.progress import Progress, log_file_result, log_notification
 from airflow_byo.runner.sandbox import SandboxSpec, limits_warning, sandbox_mode
-from airflow_byo.runner.transfers import fetch_ahead
+from airflow_byo.runner.transfers import fetch_numbered
+from airflow_byo.runner.workers import RunState, SharedClaims, worker_count
 from airflow_byo.scratch import scratch
 from airflow_byo.storage.publisher import Publisher, discard_staged_outputs
 from airflow_byo.summary import FileResult, RunSummary
@@ -130,6 +132,7 @@ class FlowRunner:
                 log.warning("%s", warning)
         self.sandbox: InEffect = sandbox
         self.read_only_paths = tuple(read_only_paths)
+        self._notify_lock = threading.Lock()
 
     def children(self, *, inputs: str, outputs: str, preview_rows: int = 0) -> ChildPool:
         """
@@ -167,47 +170,100 @@ class FlowRunner:
         downloaded ahead and as many files' outputs uploaded behind, so local disk use stays
         bounded by that many files whatever the size of the run. With a ``tracker`` (the ledger),
         only the files it lets this run claim are processed, and each outcome is recorded after
-        the file's outputs were published.
+        the file's outputs were published. ``job_config.workers`` children (see
+        :func:`~airflow_byo.runner.workers.worker_count`) each run that pipeline, in threads,
+        taking files from one shared sequence of claims.
         """
         tracker = tracker or _EveryFile()
         summary = RunSummary(
             source=source.url, destination=destination.url, files_seen=len(files), sandbox=self.sandbox
         )
-        progress = Progress(self.log, self.job.progress_interval_seconds)
+        workers = worker_count(self.job, len(files))
+        summary.workers = workers
+        state = RunState(summary, Progress(self.log, self.job.progress_interval_seconds), workers)
         started = time.monotonic()
+        with Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher:
+            claims = SharedClaims(tracker.claimed(files))  # claim (in chunks, as the run goes)
+            if workers == 1:
+                self._work(0, source, publisher, claims, tracker, state)
+            else:
+                self.log.info("Running %d children side by side", workers)
+                self._work_in_parallel(workers, source, publisher, claims, tracker, state)
+        summary.leftovers_removed = publisher.swept
+        summary.files.sort(key=lambda result: state.order.get(result.url, 0))
+        summary.files_per_worker = state.per_worker
+        if self.job.error_policy == "fail_fast" and summary.failed:
+            for file in files:
+                if file.url not in state.handled:
+                    summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _work_in_parallel(
+        self,
+        workers: int,
+        source: Location,
+        publisher: Publisher,
+        claims: SharedClaims,
+        tracker: FileTracker,
+        state: RunState,
+    ) -> None:
+        """``workers`` pipelines in threads, one child pool each; the first error stops them all."""
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="byo-worker") as threads:
+            running = [
+                threads.submit(self._work, index, source, publisher, claims, tracker, state)
+                for index in range(workers)
+            ]
+            try:
+                for future in as_completed(running):
+                    if future.exception() is not None:
+                        claims.stopped.set()
+            finally:
+                claims.stopped.set()  # only matters when this thread was interrupted
+        for future in running:
+            future.result()  # the first worker's error, if any
+
+    def _work(
+        self,
+        worker: int,
+        source: Location,
+        publisher: Publisher,
+        claims: SharedClaims,
+        tracker: FileTracker,
+        state: RunState,
+    ) -> None:
+        """
+        One child pool's pipeline: take files from ``claims`` until there are none (or a failure
+        stops the run), each fetched ahead, processed, published behind and settled.
+        """
         depth = self.job.transfer_concurrency
-        handled: set[str] = set()
         with (
-            Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher,
             scratch("inputs") as staging,
             self.children(
                 inputs=source.url if source.is_local else staging, outputs=publisher.staging_dir
             ) as children,
             _transfer_threads(depth) as transfers,
         ):
-            claimed = tracker.claimed(files)  # claim (in chunks, as the run goes)
-            fetched = fetch_ahead(transfers, source, claimed, staging, publisher.out_prefix, depth)
+            fetched = fetch_numbered(transfers, source, claims, staging, publisher.out_prefix, depth)
             uploads: deque[_Publishing] = deque()
             current = next(fetched, None)
             while current is not None:
                 while uploads and (len(uploads) >= depth or uploads[0].upload.done()):
-                    self._settle(uploads.popleft(), summary, tracker, progress)
-                if self.job.error_policy == "fail_fast" and self._any_failure(summary, uploads):
+                    self._settle(uploads.popleft(), tracker, state, worker)
+                if self.job.error_policy == "fail_fast" and self._any_failure(state, uploads):
+                    claims.stopped.set()
                     break
-                handled.add(current.file.url)
+                with state.lock:
+                    state.handled.add(current.file.url)
+                    state.order[current.file.url] = current.seq
                 ahead = next(fetched, None)
                 outcome = self.process(children, current, ahead=ahead, publisher=publisher)
-                uploads.append(self._publish_behind(transfers, publisher, current, outcome))
+                with state.lock:  # output names are reserved run-wide
+                    publishing = self._publish_behind(transfers, publisher, current, outcome)
+                uploads.append(publishing)
                 current = ahead
             while uploads:
-                self._settle(uploads.popleft(), summary, tracker, progress)
-        summary.leftovers_removed = publisher.swept
-        if self.job.error_policy == "fail_fast" and summary.failed:
-            for file in files:
-                if file.url not in handled:
-                    summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
-        summary.seconds = time.monotonic() - started
-        return summary
+                self._settle(uploads.popleft(), tracker, state, worker)
 
     # -- process: one file through the child ---------------------------------------------------
     def process(
@@ -241,10 +297,11 @@ class FlowRunner:
                 self.log.warning("Quarantined %s to %s", item.file.url, url)
         finally:
             staged.release()
-        for event in outcome.notifications:
-            log_notification(self.log, item.file.url, event)
-            if self.on_notify is not None:
-                self.on_notify(item.file.url, event)
+        with self._notify_lock:  # children side by side: notifications one at a time
+            for event in outcome.notifications:
+                log_notification(self.log, item.file.url, event)
+                if self.on_notify is not None:
+                    self.on_notify(item.file.url, event)
         return outcome
 
     # -- publish: outputs to the destination, in a transfer thread -----------------------------
@@ -281,18 +338,24 @@ class FlowRunner:
         result.status = "processed"
 
     # -- settle: the outcome into the ledger and the summary -----------------------------------
-    def _settle(
-        self, pending: _Publishing, summary: RunSummary, tracker: FileTracker, progress: Progress
-    ) -> None:
+    def _settle(self, pending: _Publishing, tracker: FileTracker, state: RunState, worker: int) -> None:
         pending.upload.result()
-        tracker.settle(pending.item.file, pending.result, pending.outcome.quarantined)
-        crash_point("committed")
-        summary.add(pending.result, pending.outcome.insights, pending.outcome.counters)
-        summary.notifications += len(pending.outcome.notifications)
-        log_file_result(self.log, pending.result, pending.outcome, pending.item.seq + 1, summary.files_seen)
-        progress.update(summary, summary.files_seen)
+        summary = state.summary
+        with state.lock:
+            tracker.settle(pending.item.file, pending.result, pending.outcome.quarantined)
+            crash_point("committed")
+            summary.add(pending.result, pending.outcome.insights, pending.outcome.counters)
+            summary.notifications += len(pending.outcome.notifications)
+            state.per_worker[worker] += 1
+            log_file_result(
+                self.log, pending.result, pending.outcome, pending.item.seq + 1, summary.files_seen
+            )
+            state.progress.update(summary, summary.files_seen)
 
     @staticmethod
-    def _any_failure(summary: RunSummary, uploads: deque[_Publishing]) -> bool:
+    def _any_failure(state: RunState, uploads: deque[_Publishing]) -> bool:
         """A failure so far, counting files whose outcome is known but not yet summarised."""
-        return bool(summary.failed) or any(p.upload.done() and p.result.status == "failed" for p in uploads)
+        with state.lock:
+            if state.summary.failed:
+                return True
+        return any(p.upload.done() and p.result.status == "failed" for p in uploads)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from airflow_byo.runtime.protocol import FileRequest
     from airflow_byo.storage.location import Location, SourceFile, StagedInput
 
-__all__ = ["FetchedFile", "fetch_ahead", "stage_now"]
+__all__ = ["FetchedFile", "fetch_ahead", "fetch_numbered", "stage_now"]
 
 
 @dataclass
@@ -74,8 +74,23 @@ def fetch_ahead(
     depth: int,
 ) -> Iterator[FetchedFile]:
     """Yield each of ``files`` with a future of its local copy, keeping ``depth`` downloads ahead."""
+    return fetch_numbered(transfers, source, enumerate(files), staging_dir, out_prefix, depth)
+
+
+def fetch_numbered(
+    transfers: ThreadPoolExecutor,
+    source: Location,
+    files: Iterable[tuple[int, SourceFile]],
+    staging_dir: str,
+    out_prefix: Callable[[int], str],
+    depth: int,
+) -> Iterator[FetchedFile]:
+    """
+    :func:`fetch_ahead` of files numbered by the caller: several children of one run take
+    their files from one shared sequence, each file keeping its place in the run.
+    """
     window: deque[FetchedFile] = deque()
-    for seq, file in enumerate(files):
+    for seq, file in files:
         if source.is_local:  # nothing to download: the child reads the file in place
             yield FetchedFile(seq, file, out_prefix(seq), stage_now(source, file, staging_dir))
             continue

@@ -130,7 +130,9 @@ def test_concurrent_runs_process_every_file_exactly_once(
     make_scenario: Any, ledger_db: dict[str, Any]
 ) -> None:
     scenario = make_scenario("local", ledger_db, inputs=40)
-    workers = [scenario.start(delay=0.05) for _ in range(4)]
+    # One child per run: with two, the first run to start does all 40 files before the others
+    # are up (runs of two children side by side, and their crashes, are the tests below).
+    workers = [scenario.start(delay=0.05, job_config={"workers": 1}) for _ in range(4)]
     results = [worker.communicate(timeout=300) for worker in workers]
     assert all(worker.returncode == 0 for worker in workers), [err[-2000:] for _, err in results]
     scenario.assert_exactly_once()

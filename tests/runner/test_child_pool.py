@@ -43,10 +43,11 @@ def test_one_child_serves_a_batch_and_is_recycled_after_batch_size(tmp_path: Pat
             return [{"child": CHILD, "pid": os.getpid()}]
     """
     files = {f"f{i}.txt": "" for i in range(5)}
-    _, out = run_flow(tmp_path, code, files, {"job_config": {"batch_size": 2}})
+    one_child = {"job_config": {"batch_size": 2, "workers": 1}}  # files in order, through one pool
+    _, out = run_flow(tmp_path, code, files, one_child)
     children = [json.loads(text)["child"] for _, text in sorted(published(out).items())]
     assert children[0] == children[1] != children[2] == children[3] != children[4]
-    _, out = run_flow(tmp_path / "off", code, files, {"job_config": {"batch_size": 2}}, sandbox="off")
+    _, out = run_flow(tmp_path / "off", code, files, one_child, sandbox="off")
     assert os.getpid() not in [json.loads(text)["pid"] for text in published(out).values()]
 
 
