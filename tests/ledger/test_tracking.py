@@ -64,3 +64,26 @@ def test_the_rest_of_a_claimed_chunk_is_given_back_too(ledger: Ledger) -> None:
         first = next(tracker.claimed(listing))  # fail_fast: the run stops after one file
         tracker.settle(first, FileResult(url=first.url, status="processed"), False)
     assert ledger.new_files(listing) == listing[1:]
+
+
+def test_children_side_by_side_claim_and_settle_from_threads(ledger: Ledger) -> None:
+    # What job_config.workers does: several threads pull from one sequence of claims and settle.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_byo.runner.workers import SharedClaims
+
+    listing = files(*(f"f{i:02d}" for i in range(40)))
+    with LedgerTracker(ledger, lease_seconds=60, chunk=3) as tracker:
+        claims = SharedClaims(tracker.claimed(listing))
+
+        def work(_: int) -> list[str]:
+            taken = []
+            for _, file in claims:
+                tracker.settle(file, FileResult(url=file.url, status="processed", outputs=["x"]), False)
+                taken.append(file.url)
+            return taken
+
+        with ThreadPoolExecutor(4) as threads:
+            taken = [url for urls in threads.map(work, range(4)) for url in urls]
+    assert sorted(taken) == [file.url for file in listing]  # each file to exactly one thread
+    assert ledger.counts() == {"done": 40}
