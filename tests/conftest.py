@@ -327,6 +327,30 @@ def run_flow(
 
 
 FAULT_POINTS_COVERED: list[str] = []
+#: Lines for the end of the run's report, e.g. the e2e deployment's timings.
+REPORT_LINES: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One deployment for all: under pytest-xdist (`--dist loadgroup`, see ./dev) every end-to-end
+    # test goes to the same worker, whose package-scoped `deployment` fixture then starts once.
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: its report goes to the controller
+        workeroutput["byo_fault_points"] = FAULT_POINTS_COVERED
+        workeroutput["byo_report_lines"] = REPORT_LINES
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", {})
+    FAULT_POINTS_COVERED.extend(output.get("byo_fault_points", []))
+    REPORT_LINES.extend(output.get("byo_report_lines", []))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -335,3 +359,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"fault injection: {len(FAULT_POINTS_COVERED)} kill points covered: "
             + ", ".join(FAULT_POINTS_COVERED)
         )
+    for line in REPORT_LINES:
+        terminalreporter.write_line(line)

@@ -143,11 +143,12 @@ class SftpServer:
     with a password or a key. Paths are real paths on this machine, under ``self.root``.
     """
 
-    user = "byo-sftp-test"
-
     def __init__(self, workdir: Path) -> None:
         sshd = ensure_sshd()
         self.workdir = workdir
+        # A system user of this server alone: concurrent test sessions (pytest-xdist workers)
+        # would otherwise reset each other's password and home.
+        self.user = "byo-sftp-" + secrets.token_hex(4)
         self.port = free_port()
         self.password = "byo-pw-" + secrets.token_hex(8)
         # Outside pytest's 0700 temp dirs, so that the SFTP user can reach it.
@@ -199,23 +200,11 @@ class SftpServer:
         wait_for_port(self.port, self._process, "sshd")
 
     def _create_user(self) -> None:
-        try:
-            pwd.getpwnam(self.user)
-        except KeyError:
-            subprocess.run(
-                [
-                    "useradd",
-                    "--no-create-home",
-                    "--home-dir",
-                    str(self.root),
-                    "--shell",
-                    "/bin/sh",
-                    self.user,
-                ],
-                check=True,
-                capture_output=True,
-            )
-        subprocess.run(["usermod", "--home", str(self.root), self.user], check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--no-create-home", "--home-dir", str(self.root), "--shell", "/bin/sh", self.user],
+            check=True,
+            capture_output=True,
+        )
         subprocess.run(["chpasswd"], input=f"{self.user}:{self.password}".encode(), check=True)
         entry = pwd.getpwnam(self.user)
         self.uid, self.gid = entry.pw_uid, entry.pw_gid
@@ -242,5 +231,5 @@ class SftpServer:
     def stop(self) -> None:
         stop(self._process)
         self._log.close()
-        subprocess.run(["userdel", self.user], check=False, capture_output=True)
+        subprocess.run(["userdel", "--force", self.user], check=False, capture_output=True)
         shutil.rmtree(self._top, ignore_errors=True)

@@ -12,14 +12,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.conftest import REPORT_LINES
 from tests.e2e.deployment import Deployment
 from tests.e2e.processes import ensure_services
-
-_STARTED: list[Deployment] = []
 
 
 @pytest.fixture(scope="package")
@@ -34,7 +32,6 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     # logs must survive a failure. Removed at the end when no test failed.
     root = Path(tempfile.mkdtemp(prefix="byo-e2e-"))
     running = Deployment(root)
-    _STARTED.append(running)
     failures = request.session.testsfailed
     started = False
     try:
@@ -45,18 +42,21 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
         running.close()
         if started and request.session.testsfailed == failures:
             shutil.rmtree(root, ignore_errors=True)
+        REPORT_LINES.extend(_report(running))
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for running in _STARTED:
-        if running.seconds_to_start is not None:
-            timings = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in running.timings.items())
-            terminalreporter.write_line(
-                f"e2e deployment: started in {running.seconds_to_start:.0f}s"
-                + (f"; {timings}" if timings else "")
-            )
-        if running.cpu_seconds:
-            cpu = ", ".join(f"{name} {seconds:.0f}" for name, seconds in running.cpu_seconds.items())
-            terminalreporter.write_line(f"e2e deployment: CPU seconds by component: {cpu}")
-        if running.root.exists():
-            terminalreporter.write_line(f"e2e deployment: logs kept in {running.logs}")
+def _report(running: Deployment) -> list[str]:
+    """The deployment's timings for the end of the run's report (see tests.conftest.REPORT_LINES)."""
+    lines = []
+    if running.seconds_to_start is not None:
+        timings = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in running.timings.items())
+        lines.append(
+            f"e2e deployment: started in {running.seconds_to_start:.0f}s"
+            + (f"; {timings}" if timings else "")
+        )
+    if running.cpu_seconds:
+        cpu = ", ".join(f"{name} {seconds:.0f}" for name, seconds in running.cpu_seconds.items())
+        lines.append(f"e2e deployment: CPU seconds by component: {cpu}")
+    if running.root.exists():
+        lines.append(f"e2e deployment: logs kept in {running.logs}")
+    return lines

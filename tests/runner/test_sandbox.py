@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -34,7 +35,6 @@ from airflow_byo.runner.sandbox import SandboxSpec, sandbox_command
 HOSTILE = Path(__file__).parent / "sandbox" / "hostile.py"
 CANARY = "postgres://u:s3cr3t@h/db"
 FERNET = "fernet-canary-0123456789abcdef"
-TEST_USER = "byosandbox"
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 pytestmark = pytest.mark.skipif(
@@ -120,16 +120,14 @@ def _fake_worker_files(base: Path) -> tuple[Path, Path, Path]:
 
 
 def _test_user(home: Path) -> pwd.struct_passwd:
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
-            check=True,
-            capture_output=True,
-        )
-    subprocess.run(["usermod", "--home", str(home), TEST_USER], check=True, capture_output=True)
-    return pwd.getpwnam(TEST_USER)
+    """A new system user of this fixture alone (concurrent test sessions must not share one)."""
+    name = "byosbx-" + secrets.token_hex(4)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin", name],
+        check=True,
+        capture_output=True,
+    )
+    return pwd.getpwnam(name)
 
 
 WORKERS = ["root", "user"] if os.geteuid() == 0 else ["user"]
@@ -141,6 +139,7 @@ def worker(request: pytest.FixtureRequest) -> object:
     base = Path(tempfile.mkdtemp(prefix="byo-sandbox-test-"))
     base.chmod(0o755)
     airflow_home, home, dags = _fake_worker_files(base)
+    user = None
     if request.param == "root":
         # The project's own base interpreter (pyenv under /root): the prefix must be bound, not /root.
         python = _make_venv(os.path.realpath(sys.executable), airflow_home)
@@ -152,8 +151,8 @@ def worker(request: pytest.FixtureRequest) -> object:
         if system_python is None:
             pytest.skip("an ordinary user needs an interpreter it can reach: /usr/bin/python3 is missing")
         python = _make_venv(system_python, airflow_home)
-        entry = _test_user(home)
-        uid, gid = entry.pw_uid, entry.pw_gid
+        user = _test_user(home)
+        uid, gid = user.pw_uid, user.pw_gid
         prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
         for item in [base, *base.rglob("*")]:
             os.chown(item, uid, gid, follow_symlinks=False)
@@ -164,6 +163,8 @@ def worker(request: pytest.FixtureRequest) -> object:
         uid, gid, prefix = os.getuid(), os.getgid(), []
     yield Worker(request.param, uid, gid, prefix, python, airflow_home, home, dags, base)
     shutil.rmtree(base, ignore_errors=True)
+    if user is not None:
+        subprocess.run(["userdel", "--force", user.pw_name], check=False, capture_output=True)
 
 
 @pytest.fixture(autouse=True)
