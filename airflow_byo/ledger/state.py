@@ -44,7 +44,11 @@ if TYPE_CHECKING:
 
     from airflow_byo.storage.location import SourceFile
 
-__all__ = ["Ledger", "fingerprint", "ledger_url"]
+__all__ = ["Ledger", "Outcome", "fingerprint", "ledger_url"]
+
+#: One file's outcome for :meth:`Ledger.settle_many`: the file, its new state, the event's
+#: details and the columns to set.
+Outcome = tuple["SourceFile", str, dict[str, Any], dict[str, Any]]
 
 
 def fingerprint(file: SourceFile) -> str:
@@ -176,30 +180,57 @@ class Ledger:
         return int(result.rowcount or 0)
 
     # -- outcomes ------------------------------------------------------------------------------
-    def _settle(
-        self, file: SourceFile, token: str, state: str, event_details: dict[str, Any], **values: Any
-    ) -> None:
+    @staticmethod
+    def done_outcome(file: SourceFile, outputs: list[str]) -> Outcome:
+        """The outcome of a processed file, for :meth:`settle_many`."""
+        return (file, DONE, {"outputs": outputs}, {"outputs": json.dumps(outputs), "error": None})
+
+    @staticmethod
+    def failed_outcome(file: SourceFile, error: str, *, quarantined: bool = False) -> Outcome:
+        """The outcome of a failed file (retried by the next run, unless quarantined)."""
+        state = QUARANTINED if quarantined else FAILED
+        return (file, state, {"error": error[:2000]}, {"error": error[:8000]})
+
+    def settle_many(self, outcomes: Sequence[Outcome], token: str) -> None:
+        """
+        Record outcomes of files claimed by ``token`` in one transaction (one statement per
+        kind of outcome, however many files): a run settles its files in small batches.
+        """
+        if not outcomes:
+            return
+        now = time.time()
+        kinds: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for file, state, _, values in outcomes:
+            row = {"p": file.relative_path, "fp": fingerprint(file), "st": state}
+            row.update({f"v_{column}": value for column, value in values.items()})
+            kinds.setdefault(tuple(sorted(values)), []).append(row)
         with self.engine.begin() as connection:
-            connection.execute(
-                update(files)
-                .where(
-                    files.c.flow_id == self.flow_id,
-                    files.c.path == file.relative_path,
-                    files.c.fingerprint == fingerprint(file),
-                    files.c.claimed_by == token,
+            for columns, rows in kinds.items():
+                connection.execute(
+                    update(files)
+                    .where(
+                        files.c.flow_id == self.flow_id,
+                        files.c.path == bindparam("p"),
+                        files.c.fingerprint == bindparam("fp"),
+                        files.c.claimed_by == token,
+                    )
+                    .values(
+                        state=bindparam("st"),
+                        lease_until=None,
+                        updated=now,
+                        **{column: bindparam(f"v_{column}") for column in columns},
+                    ),
+                    rows,
                 )
-                .values(state=state, lease_until=None, updated=time.time(), **values)
-            )
-            self._log(connection, [(file, state, event_details)])
+            self._log(connection, [(file, state, details) for file, state, details, _ in outcomes])
 
     def done(self, file: SourceFile, token: str, outputs: list[str]) -> None:
         """Record ``file`` as processed, after its outputs were published."""
-        self._settle(file, token, DONE, {"outputs": outputs}, outputs=json.dumps(outputs), error=None)
+        self.settle_many([self.done_outcome(file, outputs)], token)
 
     def failed(self, file: SourceFile, token: str, error: str, *, quarantined: bool = False) -> None:
         """Record a failure: retried by the next run, unless the file was quarantined."""
-        state = QUARANTINED if quarantined else FAILED
-        self._settle(file, token, state, {"error": error[:2000]}, error=error[:8000])
+        self.settle_many([self.failed_outcome(file, error, quarantined=quarantined)], token)
 
     def release(self, pending: Iterable[SourceFile], token: str) -> None:
         """Give back files claimed but not processed (fail_fast): the next run takes them."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from airflow_byo.faults import crash_point
 from airflow_byo.ledger.leases import LeaseKeeper
 from airflow_byo.ledger.runs import RunIdentity, register_run, run_ended
+from airflow_byo.ledger.state import Ledger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from types import TracebackType
 
-    from airflow_byo.ledger.state import Ledger
+    from airflow_byo.ledger.state import Outcome
     from airflow_byo.storage.location import SourceFile
     from airflow_byo.summary import FileResult
 
@@ -31,10 +33,19 @@ class LedgerTracker:
     holds its claims: see :mod:`airflow_byo.ledger.runs`).
 
     :param run: this run (default: this process, outside any task instance).
+    :param settle_batch: outcomes written to the ledger in one transaction, at most.
+    :param settle_seconds: how long an outcome may wait for its batch (checked as files settle).
     """
 
     def __init__(
-        self, ledger: Ledger, *, lease_seconds: float, chunk: int = 16, run: RunIdentity | None = None
+        self,
+        ledger: Ledger,
+        *,
+        lease_seconds: float,
+        chunk: int = 16,
+        run: RunIdentity | None = None,
+        settle_batch: int = 64,
+        settle_seconds: float = 1.0,
     ) -> None:
         self.ledger = ledger
         self.lease_seconds = lease_seconds
@@ -47,6 +58,10 @@ class LedgerTracker:
         # Children side by side claim and settle from several threads: one ledger write at a time
         # (a SQLite ledger has one writer anyway), and the open claims kept consistent.
         self._lock = threading.Lock()
+        self.settle_batch = settle_batch
+        self.settle_seconds = settle_seconds
+        self._unsettled: list[Outcome] = []
+        self._unsettled_since = 0.0
 
     def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
         for start in range(0, len(files), self.chunk):
@@ -61,14 +76,34 @@ class LedgerTracker:
             yield from won
 
     def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
+        # Recorded in batches (one transaction per ``settle_batch`` files or ``settle_seconds``):
+        # a ledger write per file would be most of the worker-side cost of a light file. Safe: an
+        # outcome not yet written when the worker dies leaves the file claimed, so it is processed
+        # again after its lease and its outputs are published again, atomically, under the same
+        # names -- never lost, never duplicated.
+        if result.status == "processed":
+            outcome = Ledger.done_outcome(file, result.outputs)
+        else:
+            error = f"{result.error_type}: {result.error}"
+            outcome = Ledger.failed_outcome(file, error, quarantined=quarantined)
         with self._lock:
-            if result.status == "processed":
-                self.ledger.done(file, self.token, result.outputs)
-            else:
-                self.ledger.failed(
-                    file, self.token, f"{result.error_type}: {result.error}", quarantined=quarantined
-                )
+            if not self._unsettled:
+                self._unsettled_since = time.monotonic()
+            self._unsettled.append(outcome)
             self._open.pop(file.url, None)
+            waited = time.monotonic() - self._unsettled_since
+            if len(self._unsettled) >= self.settle_batch or waited >= self.settle_seconds:
+                self._flush()
+
+    def flush(self) -> None:
+        """Write the outcomes recorded so far to the ledger."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._unsettled:
+            self.ledger.settle_many(self._unsettled, self.token)
+            self._unsettled = []
 
     def __enter__(self) -> LedgerTracker:
         register_run(self.ledger, self.run)
@@ -78,7 +113,10 @@ class LedgerTracker:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._keeper.__exit__(kind, exc, tb)
+        try:
+            self.flush()  # while the leases are still renewed
+        finally:
+            self._keeper.__exit__(kind, exc, tb)
         try:
             with self._lock:
                 self.ledger.release(self._open.values(), self.token)
