@@ -33,6 +33,10 @@ Figures:
 * B5 -- the sandbox's cost: a child started in bubblewrap (namespaces, binds, the function
   loaded) against the same child unsandboxed (target: at most 50 ms more), and B1's flow over
   2,000 files with the sandbox on against off (target <= 1.1x: the per-file path is the same).
+* B6 -- one task on every core (``job_config.workers``), through ``ByoFlowOperator`` and the
+  ledger: a CPU-bound function over 300 files against a plain loop (target <= 0.6x on 2 cores),
+  and 2,000 light CSV files with ``workers: auto`` against ``workers: 1`` (target <= 1.0x): see
+  ``bench/parallel.py``. (B1 and B5 run with the default ``workers: auto`` too.)
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
 * S1 -- parsing flow specs into DAGs: see ``bench/spec_parse.py``.
 * T1 -- the CLI test loop, ``byo test`` vs ``airflow byo test``: see ``bench/cli_loop.py``.
@@ -319,11 +323,20 @@ def _run(smoke: bool, repeat: int) -> int:
     import airflow.providers.standard.operators.python  # noqa: F401 - import time is not part of B2
 
     airflow_import = time.perf_counter() - started
-    from bench import cli_loop, ledger_scale, spec_parse
+    from bench import cli_loop, ledger_scale, parallel, spec_parse
 
     rows = bench_b1(200 if smoke else 5000, repeat)
     rows += bench_b2(repeat)
     rows += bench_b5(200 if smoke else 2000, repeat)
+    csv_files = 50 if smoke else 2000
+    _make_csv_files(WORK / f"b1-in-{csv_files}", csv_files)
+    rows += parallel.run(
+        WORK,
+        cpu_files=20 if smoke else 300,
+        csv_source=WORK / f"b1-in-{csv_files}",
+        transform=TRANSFORM,
+        repeat=repeat,
+    )
     recorded = 1000 if smoke else 100_000
     rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))
     rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)

@@ -34,6 +34,8 @@ def test_benchmark_smoke_run_prints_every_figure(tmp_path: object) -> None:
         "B2",
         "B5",
         "B5",
+        "B6",
+        "B6",
         "L1",
         "L2",
         "S1",
