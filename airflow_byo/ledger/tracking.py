@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LedgerTracker"]
 
+log = logging.getLogger(__name__)
+
 
 class LedgerTracker:
     """
@@ -34,7 +37,8 @@ class LedgerTracker:
 
     :param run: this run (default: this process, outside any task instance).
     :param settle_batch: outcomes written to the ledger in one transaction, at most.
-    :param settle_seconds: how long an outcome may wait for its batch (checked as files settle).
+    :param settle_seconds: how long an outcome may wait for its batch; an outcome that comes
+        later than this after the previous one is written at once.
     """
 
     def __init__(
@@ -62,6 +66,8 @@ class LedgerTracker:
         self.settle_seconds = settle_seconds
         self._unsettled: list[Outcome] = []
         self._unsettled_since = 0.0
+        self._last_outcome = float("-inf")
+        self._flush_timer: threading.Timer | None = None
 
     def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
         for start in range(0, len(files), self.chunk):
@@ -87,20 +93,39 @@ class LedgerTracker:
             error = f"{result.error_type}: {result.error}"
             outcome = Ledger.failed_outcome(file, error, quarantined=quarantined)
         with self._lock:
+            now = time.monotonic()
+            # Batching pays only while outcomes come quickly. A slow file's outcome is written at
+            # once, so a worker killed during the next file never repeats work it had finished;
+            # a quick one waits at most ``settle_seconds`` (a timer writes it if nothing follows).
+            quick = now - self._last_outcome < self.settle_seconds
+            self._last_outcome = now
             if not self._unsettled:
-                self._unsettled_since = time.monotonic()
+                self._unsettled_since = now
             self._unsettled.append(outcome)
             self._open.pop(file.url, None)
-            waited = time.monotonic() - self._unsettled_since
-            if len(self._unsettled) >= self.settle_batch or waited >= self.settle_seconds:
+            full = len(self._unsettled) >= self.settle_batch
+            if not quick or full or now - self._unsettled_since >= self.settle_seconds:
                 self._flush()
+            elif self._flush_timer is None:
+                self._flush_timer = threading.Timer(self.settle_seconds, self._flush_later)
+                self._flush_timer.daemon = True
+                self._flush_timer.start()
 
     def flush(self) -> None:
         """Write the outcomes recorded so far to the ledger."""
         with self._lock:
             self._flush()
 
+    def _flush_later(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 -- kept, and written by the next settle or at exit
+            log.warning("Could not record outcomes in the ledger yet (retried): %s", exc)
+
     def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self._unsettled:
             self.ledger.settle_many(self._unsettled, self.token)
             self._unsettled = []

@@ -5,6 +5,8 @@ goes, outcomes recorded, and what was claimed but not processed given back.
 
 from __future__ import annotations
 
+import time
+
 from airflow_byo.ledger.state import Ledger
 from airflow_byo.ledger.tracking import LedgerTracker
 from airflow_byo.summary import FileResult
@@ -87,3 +89,26 @@ def test_children_side_by_side_claim_and_settle_from_threads(ledger: Ledger) -> 
             taken = [url for urls in threads.map(work, range(4)) for url in urls]
     assert sorted(taken) == [file.url for file in listing]  # each file to exactly one thread
     assert ledger.counts() == {"done": 40}
+
+
+def test_a_slow_files_outcome_is_written_at_once_quick_ones_within_settle_seconds(ledger: Ledger) -> None:
+    listing = files("slow-1", "slow-2", "quick-1", "quick-2", "quick-3")
+    with LedgerTracker(ledger, lease_seconds=60, settle_seconds=0.5) as tracker:
+        claimed = list(tracker.claimed(listing))
+
+        def settle(index: int) -> None:
+            tracker.settle(claimed[index], FileResult(url=claimed[index].url, status="processed"), False)
+
+        settle(0)  # the first outcome: nothing to batch it with
+        assert ledger.counts() == {"done": 1, "claimed": 4}
+        time.sleep(0.7)  # a slow file: a worker killed now must not repeat it
+        settle(1)
+        assert ledger.counts() == {"done": 2, "claimed": 3}
+        for index in (2, 3, 4):  # quick ones come within settle_seconds of the previous: batched
+            settle(index)
+        assert ledger.counts() == {"done": 2, "claimed": 3}
+        # ...and written within settle_seconds although no further outcome comes.
+        deadline = time.monotonic() + 5
+        while ledger.counts() != {"done": 5} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ledger.counts() == {"done": 5}
