@@ -40,6 +40,7 @@ Figures:
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
 * S1 -- parsing flow specs into DAGs: see ``bench/spec_parse.py``.
 * T1 -- the CLI test loop, ``byo test`` vs ``airflow byo test``: see ``bench/cli_loop.py``.
+* T2 -- the BYO Flows page's Test (its engine, warm) vs ``airflow byo test``: ``bench/cli_loop.py``.
 
 No benchmark asserts a time: machines are shared and noisy. Read ratios, not seconds.
 """

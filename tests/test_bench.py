@@ -42,4 +42,5 @@ def test_benchmark_smoke_run_prints_every_figure(tmp_path: object) -> None:
         "S2",
         "S2",
         "T1",
+        "T2",
     ]
