@@ -331,9 +331,10 @@ FAULT_POINTS_COVERED: list[str] = []
 REPORT_LINES: list[str] = []
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # One deployment for all: under pytest-xdist (`--dist loadgroup`, see ./dev) every end-to-end
-    # test goes to the same worker, whose package-scoped `deployment` fixture then starts once.
+    # test goes to the same worker, which starts the shared `deployment` once.
     for item in items:
         if item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.xdist_group("e2e"))
