@@ -33,7 +33,6 @@ __all__ = [
     "bubblewrap_status",
     "describe_exit",
     "interpreter_paths",
-    "limit_error_hint",
     "limits_warning",
     "resolve_mode",
     "sandbox_command",
@@ -324,20 +323,3 @@ def describe_exit(returncode: int, spec: SandboxSpec) -> str:
             f"{spec.cpu_seconds} plus 1 s), the memory cap, or the worker's own kill"
         )
     return f"the processor was killed by signal {signum.name}"
-
-
-def limit_error_hint(error_type: str, message: str, spec: SandboxSpec) -> str | None:
-    """The limit behind an error the function raised (fork EAGAIN, EFBIG), naming its key."""
-    if spec.max_processes is not None and (
-        error_type == "BlockingIOError" or "Resource temporarily unavailable" in message
-    ):
-        return (
-            f"the sandbox allows job_config.max_processes={spec.max_processes} processes and "
-            "threads; the function tried to start more"
-        )
-    if spec.max_file_bytes is not None and "File too large" in message:
-        return (
-            f"the sandbox caps every file the function writes at job_config.max_file_bytes="
-            f"{spec.max_file_bytes} bytes"
-        )
-    return None

@@ -378,11 +378,8 @@ def test_process_limit(worker: Worker) -> None:
         assert got == {"started": 50}
         assert "job_config.max_processes=8 is not enforced" in (sandbox.limits_warning(spec) or "")
         return
-    assert got["error_type"] == "BlockingIOError"
+    assert got["error_type"] == "BlockingIOError"  # the child runtime names the key (test_limits.py)
     assert got["started"] < 8
-    hint = sandbox.limit_error_hint(got["error_type"], got["error"], spec)
-    assert hint is not None
-    assert "job_config.max_processes=8" in hint
 
 
 def test_file_size_limit(worker: Worker) -> None:
@@ -390,8 +387,7 @@ def test_file_size_limit(worker: Worker) -> None:
     spec = worker.spec(writable=(str(staging),), max_file_bytes=1000)
     got = worker.run("write", {"paths": [str(staging / "big")], "size": 5000}, spec)
     error = got[str(staging / "big")]["error"]
-    assert "File too large" in error
-    assert "job_config.max_file_bytes=1000" in (sandbox.limit_error_hint("OSError", error, spec) or "")
+    assert "File too large" in error  # EFBIG: the child runtime names the key (test_limits.py)
 
 
 # --- the module itself ---------------------------------------------------------------------------
