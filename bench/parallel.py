@@ -17,12 +17,13 @@ environment build) and the ``[byo] sandbox`` of this machine.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.timing import medians
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,24 +89,6 @@ def _flow(source: Path, code: str, job_config: dict[str, Any], **custom: Any) ->
     return run
 
 
-def _medians(repeat: int, workdir: Path, **funcs: Callable[[Path], object]) -> dict[str, float]:
-    """Median seconds of each ``func(fresh_dir)``, repetitions alternating between the funcs."""
-    import shutil
-    import tempfile
-
-    samples: dict[str, list[float]] = {name: [] for name in funcs}
-    for _ in range(repeat):
-        for name, func in funcs.items():
-            scratch = Path(tempfile.mkdtemp(dir=workdir))
-            try:
-                started = time.perf_counter()
-                func(scratch)
-                samples[name].append(time.perf_counter() - started)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 def run(
     workdir: Path, *, cpu_files: int, csv_source: Path, transform: str, repeat: int
 ) -> list[tuple[str, float, float, str]]:
@@ -119,13 +102,13 @@ def run(
     inputs = sorted(source.iterdir())
     rounds = _calibrate(0.010)
     auto = min(available_cpus(), cpu_files, max_workers())
-    cpu = _medians(
+    cpu = medians(
         repeat,
         workdir,
         loop=lambda out: _loop(inputs, out, rounds),
         flow=_flow(source, CPU_BOUND, {"workers": "auto", "output_format": "text"}, rounds=rounds),
     )
-    light = _medians(
+    light = medians(
         repeat,
         workdir,
         one=_flow(csv_source, transform, {"workers": 1}),

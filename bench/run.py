@@ -55,7 +55,6 @@ import logging
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,21 +89,10 @@ def process(file, ctx):
 
 # -- timing ------------------------------------------------------------------------------------
 def _medians(repeat: int, **funcs: Callable[[Path], object]) -> dict[str, float]:
-    """
-    Median seconds of each ``func(scratch_dir)``; repetitions alternate between the funcs.
-    Each call gets a fresh empty directory, created before and deleted after the clock runs.
-    """
-    samples: dict[str, list[float]] = {name: [] for name in funcs}
-    for _ in range(repeat):
-        for name, func in funcs.items():
-            scratch = Path(tempfile.mkdtemp(dir=WORK))
-            try:
-                started = time.perf_counter()
-                func(scratch)
-                samples[name].append(time.perf_counter() - started)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    """:func:`bench.timing.medians` with scratch under ``bench/.work``."""
+    from bench.timing import medians
+
+    return medians(repeat, WORK, **funcs)
 
 
 # -- B1 ----------------------------------------------------------------------------------------

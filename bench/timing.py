@@ -1,0 +1,34 @@
+"""How every benchmark times its sides: alternating repetitions, set-up never on the clock."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["medians"]
+
+
+def medians(repeat: int, workdir: Path, **funcs: Callable[[Path], object]) -> dict[str, float]:
+    """
+    Median seconds of each ``func(scratch_dir)``; repetitions alternate between the funcs.
+    Each call gets a fresh empty directory under ``workdir``, created before and deleted after
+    the clock runs.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in funcs}
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            scratch = Path(tempfile.mkdtemp(dir=workdir))
+            try:
+                started = time.perf_counter()
+                func(scratch)
+                samples[name].append(time.perf_counter() - started)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+    return {name: statistics.median(values) for name, values in samples.items()}
