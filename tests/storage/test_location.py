@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,8 @@ import pytest
 
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.storage import TEMP_MARKER, FileFilter, Location
-from tests.backends import Backend, LocalBackend, S3Backend
+from tests.backends import Backend, S3Backend
+from tests.storage.uploads import kill_mid_upload
 
 LARGE_FILE_BYTES = 200 * 1024 * 1024
 
@@ -204,35 +204,11 @@ def test_large_file_is_streamed_with_bounded_memory(backend: Backend) -> None:
 
 # -- killed during an upload ----------------------------------------------------------------------
 
-_UPLOAD = """
-import sys
-from airflow_byo.storage import Location
-print("uploading", flush=True)
-Location(sys.argv[1], sys.argv[2] or None).publish(sys.argv[3], "report.bin")
-print("done", flush=True)
-"""
-
 
 @pytest.mark.parametrize("backend", ["s3", "sftp"], indirect=True)
 def test_kill_during_upload_leaves_the_previous_version(backend: Backend, tmp_path: Path) -> None:
     backend.put("out/report.bin", b"previous complete version")
-    big = tmp_path / "big.bin"
-    LocalBackend(tmp_path).put_large("big.bin", LARGE_FILE_BYTES)
-    process = subprocess.Popen(
-        [sys.executable, "-c", _UPLOAD, backend.url("out"), backend.conn_id or "", str(big)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"uploading\n"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not _upload_in_progress(backend):
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        time.sleep(0.05)
-    assert _upload_in_progress(backend), "the upload never started"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_mid_upload(backend, tmp_path, LARGE_FILE_BYTES, _upload_in_progress)
     assert backend.get("out/report.bin") == b"previous complete version"
     assert [name for name in backend.names("out") if TEMP_MARKER not in name] == ["report.bin"]
 

@@ -7,7 +7,6 @@ and the log, and touches neither a live run's uploads nor anything outside the d
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,15 +18,9 @@ import pytest
 from airflow_byo.storage import TEMP_MARKER, Location, sweeps
 from airflow_byo.storage.publisher import Publisher
 from airflow_byo.storage.sweeps import STALE_FLOOR_SECONDS, stale_age, upload_temporary
-from tests.backends import Backend, LocalBackend, S3Backend, SftpBackend
+from tests.backends import Backend, S3Backend, SftpBackend
 from tests.conftest import RecordingLogger, inline_runner, make_files
-
-_UPLOAD = """
-import sys
-from airflow_byo.storage import Location
-print("uploading", flush=True)
-Location(sys.argv[1], sys.argv[2] or None).publish(sys.argv[3], "report.bin")
-"""
+from tests.storage.uploads import kill_mid_upload
 
 #: A temporary name as a process of this machine writes it: the child prints it and exits.
 _TEMP_OF_A_DEAD_PROCESS = """
@@ -38,24 +31,8 @@ print(upload_temporary(sys.argv[1]))
 
 
 def _kill_during_upload(backend: Backend, tmp_path: Path) -> None:
-    """Start a worker that publishes a large file to ``out/`` and SIGKILL it mid-upload."""
-    big = tmp_path / "big.bin"
-    LocalBackend(tmp_path).put_large("big.bin", 120 * 1024 * 1024)
-    process = subprocess.Popen(
-        [sys.executable, "-c", _UPLOAD, backend.url("out"), backend.conn_id or "", str(big)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline() == b"uploading\n"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not _uploading(backend):
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    big.unlink()
+    """A worker SIGKILLed while it publishes a large file to ``out/``: something to sweep."""
+    kill_mid_upload(backend, tmp_path, 120 * 1024 * 1024, _uploading)
     assert _uploads(backend), "the killed upload left nothing to sweep"
 
 
