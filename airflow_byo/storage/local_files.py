@@ -91,16 +91,41 @@ def list_local(root: str, *, recursive: bool, follow_symlinks: bool) -> list[Loc
     return found
 
 
-def check_inside(real_root: str, path: str, root: str) -> None:
-    """Refuse to read ``path`` unless its real path is a regular file inside ``real_root``."""
-    real = os.path.realpath(path)
-    if not _inside(real_root, real):
-        raise ByoStorageError(
-            f"source file {path!r} resolves to {real!r}, outside the source {root!r}: links out of a "
-            "source are not read; replace the link with the file, or set follow_symlinks=True for a "
-            "trusted source"
-        )
-    if not os.path.isfile(real):
+def check_inside(real_root: str, relative_path: str, root: str) -> None:
+    """
+    Refuse to read ``relative_path`` of the source ``root`` unless its real path is a regular
+    file inside ``real_root`` (the real path of ``root``).
+
+    Called for every file just before it is read, so the common case is cheap: one ``lstat``
+    per component below the root, none of them a link, means the file is inside. A link on the
+    way (it may point inside) or an unusual name falls back to resolving the whole path.
+    """
+    path = os.path.join(root, relative_path)
+    parts = relative_path.split("/")
+    walked, info = real_root, None
+    if not any(part in ("", ".", "..") for part in parts):
+        try:
+            for part in parts:
+                walked = f"{walked}/{part}"
+                info = os.lstat(walked)
+                if stat.S_ISLNK(info.st_mode):
+                    info = None
+                    break
+        except OSError:
+            raise ByoStorageError(f"source file {path!r} is not a regular file") from None
+    if info is None:
+        real = os.path.realpath(path)
+        if not _inside(real_root, real):
+            raise ByoStorageError(
+                f"source file {path!r} resolves to {real!r}, outside the source {root!r}: links out of a "
+                "source are not read; replace the link with the file, or set follow_symlinks=True for a "
+                "trusted source"
+            )
+        try:
+            info = os.stat(real)
+        except OSError:
+            info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
         raise ByoStorageError(f"source file {path!r} is not a regular file")
 
 

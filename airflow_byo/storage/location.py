@@ -280,10 +280,9 @@ class Location:
         ``staging_dir`` (streamed to disk, never held in memory; released by the caller).
         """
         if self.is_local:
-            path = os.path.join(self.url, source_file.relative_path)
-            if not self.follow_symlinks:
-                check_inside(self._real_root, path, self.url)  # a file swapped for a link since listed
-            return StagedInput(path, temporary=False)
+            if not self.follow_symlinks:  # a file swapped for a link since listed
+                check_inside(self._real_root, source_file.relative_path, self.url)
+            return StagedInput(os.path.join(self.url, source_file.relative_path), temporary=False)
         local = os.path.join(staging_dir, f"{uuid.uuid4().hex[:12]}-{source_file.name}")
         try:
             options = self._transfer_options(source_file.size)

@@ -110,6 +110,37 @@ def test_a_local_source_file_swapped_for_a_link_is_not_read(tmp_path: Path) -> N
     )
 
 
+def test_a_local_source_directory_swapped_for_a_link_is_not_read(tmp_path: Path) -> None:
+    """The per-file check walks every component below the root, not only the file's own name."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "a.txt").write_text("secret")
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "a.txt").write_text("a")
+    (source / "real").mkdir()
+    (source / "real" / "b.txt").write_text("b")
+    location = Location(str(source), role="source")
+    files = {f.relative_path: f for f in location.list_files()}
+    (source / "sub" / "a.txt").unlink()
+    (source / "sub").rmdir()
+    (source / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ByoStorageError, match=r"sub/a.txt' resolves to .*elsewhere/a.txt', outside the source"):
+        location.stage(files["sub/a.txt"], str(tmp_path))
+    # A directory swapped for a link that stays inside the source is still read.
+    (source / "sub").unlink()
+    (source / "sub").symlink_to(source / "real")
+    (source / "real" / "a.txt").write_text("inside")
+    assert Path(location.stage(files["sub/a.txt"], str(tmp_path)).path).read_text() == "inside"
+    # A file swapped for a directory, or gone, is no regular file.
+    (source / "real" / "b.txt").unlink()
+    (source / "real" / "b.txt").mkdir()
+    with pytest.raises(ByoStorageError, match=r"real/b.txt' is not a regular file"):
+        location.stage(files["real/b.txt"], str(tmp_path))
+    (source / "real" / "b.txt").rmdir()
+    with pytest.raises(ByoStorageError, match=r"real/b.txt' is not a regular file"):
+        location.stage(files["real/b.txt"], str(tmp_path))
+
+
 def test_an_sftp_source_skips_links_the_server_reports(backend_sftp: Backend, tmp_path: Path) -> None:
     backend = backend_sftp
     backend.put("in/a.txt", b"a")
