@@ -110,7 +110,12 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.sensors.new_files"]}],
-        "triggers": [{"integration-name": INTEGRATION, "python-modules": ["airflow_byo.triggers.new_files"]}],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_byo.triggers.new_files", "airflow_byo.triggers.new_files_event"],
+            }
+        ],
         "plugins": [{"name": "byo_flows", "plugin-class": "airflow_byo.plugins.ByoFlowsPlugin"}],
         "config": {"byo": {"description": "Settings of the airflow-byo provider.", "options": _OPTIONS}},
     }

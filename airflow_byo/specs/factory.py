@@ -57,7 +57,7 @@ from airflow.sdk import DAG
 
 from airflow_byo.exceptions import ByoError, ByoFlowSpecError
 from airflow_byo.specs.loader import SpecDocument, find_specs, parse_spec
-from airflow_byo.specs.model import FlowSpec, schedule_of
+from airflow_byo.specs.model import ON_NEW_FILES, FlowSpec, WatchSpec, schedule_of
 
 __all__ = ["Flow", "FlowCollection", "build_dag", "build_dags", "collect_flows", "load_flow", "problem_of"]
 
@@ -112,8 +112,26 @@ def _callbacks(notifications: Any) -> dict[str, Any]:
     return callbacks
 
 
+def _new_files_asset(spec: FlowSpec, flow_id: str, filters: dict[str, Any]) -> Any:
+    """The Asset of ``schedule: on new files``: its watcher sees the flow's source as the flow does."""
+    from airflow_byo.flow_config import parse_runtime_config
+    from airflow_byo.watchers import new_files_asset
+
+    watch = spec.watch or WatchSpec()
+    return new_files_asset(
+        flow_id=flow_id,
+        on_change=parse_runtime_config(spec.processing.runtime_config).job_config.on_change,
+        poll_interval=watch.poll_interval,
+        recheck_interval=watch.recheck_interval,
+        **filters,
+    )
+
+
 def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
-    """One flow spec -> one DAG (paused at creation): an optional sensor, then the flow task."""
+    """
+    One flow spec -> one DAG (paused at creation): an optional sensor, then the flow task;
+    ``schedule: on new files`` schedules it on an Asset watching the source instead.
+    """
     from airflow_byo.operators.byo_flow import ByoFlowOperator
     from airflow_byo.sensors.new_files import ByoNewFilesSensor
 
@@ -131,11 +149,25 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
     doc = f"{spec.description}\n\nGenerated from flow spec `{spec_file}`." if spec_file else spec.description
     notifications = spec.notifications
     callbacks = _callbacks(notifications) if notifications else {}
+    filters: dict[str, Any] = {
+        "source": url(source),
+        "source_conn_id": source.conn_id,
+        "include": source.include,
+        "exclude": source.exclude,
+        "recursive": source.recursive,
+        "modified_after": source.modified_after,
+        "min_size": source.min_size,
+        "max_size": source.max_size,
+        "follow_symlinks": source.follow_symlinks,
+    }
+    schedule = schedule_of(spec.schedule)
+    if schedule == ON_NEW_FILES:
+        schedule = [_new_files_asset(spec, flow_id, filters)]
     with DAG(
         dag_id=spec.name,
         description=spec.description or None,
         doc_md=doc,
-        schedule=schedule_of(spec.schedule),
+        schedule=schedule,
         start_date=START_DATE,
         catchup=False,
         is_paused_upon_creation=True,  # nothing moves until someone switches the flow on
@@ -145,17 +177,6 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
         # just to check a spec (validate, an error file, a duplicate name) never lands in a DagBag.
         auto_register=False,
     ) as dag:
-        filters: dict[str, Any] = {
-            "source": url(source),
-            "source_conn_id": source.conn_id,
-            "include": source.include,
-            "exclude": source.exclude,
-            "recursive": source.recursive,
-            "modified_after": source.modified_after,
-            "min_size": source.min_size,
-            "max_size": source.max_size,
-            "follow_symlinks": source.follow_symlinks,
-        }
         files: Any = None
         if spec.sensor:
             files = ByoNewFilesSensor(

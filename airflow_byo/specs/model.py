@@ -9,8 +9,10 @@ the JSON Schema shipped for editors (``flow_spec.schema.json``, generated from i
     name: customers_to_jsonl
     description: Clean the CRM's customer exports
     source: {type: local, path: /data/crm/exports, include: ["*.csv"]}
-    schedule: hourly                       # once, every 15 min, hourly, daily, cron, asset:<uri>
+    schedule: hourly                       # once, every 15 min, hourly, daily, cron, asset:<uri>,
+                                           # or on new files (an AssetWatcher on the source)
     sensor: {deferrable: true}             # optional: wait for new files first
+    watch: {poll_interval: 5}              # optional, with schedule: on new files
     processing:
       code: |                              # or function: clean_customers@2, or reference: pkg.mod:func
         def process(file, ctx): ...
@@ -25,13 +27,23 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from airflow_byo.exceptions import ByoError
 from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.packages import parse_packages
+from airflow_byo.triggers.new_files_event import DEFAULT_POLL_INTERVAL, DEFAULT_RECHECK_INTERVAL
 
-__all__ = ["DestinationSpec", "FlowSpec", "ProcessingSpec", "SensorSpec", "SourceSpec", "schedule_of"]
+__all__ = [
+    "ON_NEW_FILES",
+    "DestinationSpec",
+    "FlowSpec",
+    "ProcessingSpec",
+    "SensorSpec",
+    "SourceSpec",
+    "WatchSpec",
+    "schedule_of",
+]
 
 #: Ingestion frequency presets and their Airflow schedules.
 FREQUENCIES: dict[str, str | None] = {
@@ -44,6 +56,9 @@ FREQUENCIES: dict[str, str | None] = {
     "daily": "@daily",
     "weekly": "@weekly",
 }
+#: The event-driven schedule: the flow's DAG runs when new files land in its source.
+ON_NEW_FILES = "on new files"
+_ON_NEW_FILES_SPELLINGS = (ON_NEW_FILES, "on_new_files")
 _SCHEMES = {"local": "", "s3": "s3://", "sftp": "sftp://"}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
@@ -172,6 +187,31 @@ class SensorSpec(_Spec):
     timeout: float = Field(3600, gt=0, description="Give up (skip the run) after this many seconds.")
 
 
+class WatchSpec(_Spec):
+    """How ``schedule: on new files`` watches the source (an AssetWatcher run by the triggerer)."""
+
+    poll_interval: float = Field(
+        DEFAULT_POLL_INTERVAL,
+        gt=0,
+        description="Seconds between two listings of the source: a new file waits about half of it "
+        "before its run is queued.",
+    )
+    recheck_interval: float | None = Field(
+        DEFAULT_RECHECK_INTERVAL,
+        gt=0,
+        description="Seconds between two ledger checks of every listed file, which start a run for "
+        "files still unprocessed (a run that died, failed files); null: never.",
+    )
+
+    @field_validator("recheck_interval")
+    @classmethod
+    def _not_below_poll(cls, value: float | None, info: ValidationInfo) -> float | None:
+        poll = info.data.get("poll_interval")
+        if value is not None and poll is not None and value < poll:
+            raise ValueError(f"must be at least poll_interval ({poll:g} s), or null to never recheck")
+        return value
+
+
 FlowEvent = Literal["succeeded", "failed", "quarantined"]
 _DEFAULT_EVENTS: list[FlowEvent] = ["failed", "quarantined"]
 
@@ -213,9 +253,13 @@ class FlowSpec(_Spec):
     schedule: str = Field(
         "manual",
         description="Ingestion frequency: once, manual, every 5/15/30 min, hourly, daily, weekly, "
-        "a cron expression, or asset:<uri> to run when that Asset is updated.",
+        "a cron expression, asset:<uri> to run when that Asset is updated, or 'on new files' to run "
+        "when new files land in the source (an AssetWatcher in the triggerer, no sensor).",
     )
     sensor: SensorSpec | None = Field(None, description="Wait for new files first.")
+    watch: WatchSpec | None = Field(
+        None, description="Knobs of schedule 'on new files': poll_interval, recheck_interval."
+    )
     notifications: NotificationsSpec | None = Field(None, description="Notification channels and events.")
     tags: list[str] = Field(default_factory=list, description="Tags shown in the Airflow UI.")
     owner: str = Field("airflow", description="The DAG's owner.")
@@ -233,10 +277,46 @@ class FlowSpec(_Spec):
         schedule_of(value)
         return value
 
+    @field_validator("sensor")
+    @classmethod
+    def _no_sensor_on_new_files(cls, value: SensorSpec | None, info: ValidationInfo) -> SensorSpec | None:
+        if value is not None and watches_new_files(info.data.get("schedule")):
+            raise ValueError(
+                "not used with schedule 'on new files', whose watcher already waits for the files in "
+                "the triggerer: remove sensor (or use another schedule)"
+            )
+        return value
+
+    @field_validator("watch")
+    @classmethod
+    def _watch_needs_on_new_files(cls, value: WatchSpec | None, info: ValidationInfo) -> WatchSpec | None:
+        schedule = info.data.get("schedule")
+        if value is not None and schedule is not None and not watches_new_files(schedule):
+            raise ValueError(
+                f"only used with schedule 'on new files' (schedule is {schedule!r}): remove watch, "
+                "or set schedule: on new files"
+            )
+        return value
+
+    @property
+    def on_new_files(self) -> bool:
+        """Whether the flow runs when new files land (``schedule: on new files``)."""
+        return watches_new_files(self.schedule)
+
+
+def watches_new_files(schedule: str | None) -> bool:
+    """Whether a spec's ``schedule`` is the event-driven ``on new files``."""
+    return isinstance(schedule, str) and schedule.strip().lower() in _ON_NEW_FILES_SPELLINGS
+
 
 def schedule_of(value: str) -> Any:
-    """The Airflow schedule for a spec's ``schedule``: a preset, a cron expression or an Asset."""
+    """
+    The Airflow schedule for a spec's ``schedule``: a preset, a cron expression or an Asset;
+    :data:`ON_NEW_FILES` for ``on new files``, whose Asset the factory builds from the source.
+    """
     text = value.strip()
+    if watches_new_files(text):
+        return ON_NEW_FILES
     if text.lower() in FREQUENCIES:
         return FREQUENCIES[text.lower()]
     if text.startswith("asset:"):
@@ -248,8 +328,8 @@ def schedule_of(value: str) -> Any:
     if croniter.is_valid(text):
         return text
     raise ValueError(
-        f"{value!r} is not a schedule: use one of {', '.join(FREQUENCIES)}, a cron expression such "
-        "as '0 6 * * *', or asset:<uri>"
+        f"{value!r} is not a schedule: use one of {', '.join(FREQUENCIES)}, {ON_NEW_FILES}, a cron "
+        "expression such as '0 6 * * *', or asset:<uri>"
     )
 
 

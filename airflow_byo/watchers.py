@@ -1,0 +1,134 @@
+"""
+Event-driven flows: an Asset whose ``AssetWatcher`` fires when new files land in a flow's source.
+
+Put it in a DAG's ``schedule`` and the DAG runs when files arrive, with no sensor holding a worker
+slot or a triggerer slot per run (docs/event-driven.md)::
+
+    SOURCE = {"source": "/data/landing/orders", "include": ["*.csv"]}
+
+    with DAG("orders", schedule=[new_files_asset(flow_id="orders.flow", **SOURCE)], ...):
+        ByoFlowOperator(task_id="flow", destination="/data/clean/orders", processor=..., **SOURCE)
+
+The watcher and the flow must agree on the source, the file selection and the flow id (the flow
+operator's default is ``<dag_id>.<task_id>``): sharing one dict of arguments, as above, does it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.triggers.new_files_event import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_RECHECK_INTERVAL,
+    ByoNewFilesEventTrigger,
+    check_intervals,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from airflow.sdk import Asset
+
+__all__ = ["DEFAULT_POLL_INTERVAL", "DEFAULT_RECHECK_INTERVAL", "new_files_asset"]
+
+_ON_CHANGE = ("reprocess", "ignore")
+
+
+def new_files_asset(
+    source: str,
+    *,
+    flow_id: str,
+    source_conn_id: str | None = None,
+    include: Sequence[str] | str = ("*",),
+    exclude: Sequence[str] | str = (),
+    recursive: bool = True,
+    modified_after: datetime | str | None = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    follow_symlinks: bool = False,
+    ledger_conn_id: str | None = None,
+    on_change: str = "reprocess",
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    recheck_interval: float | None = DEFAULT_RECHECK_INTERVAL,
+    name: str | None = None,
+) -> Asset:
+    """
+    An Asset updated whenever ``source`` holds files flow ``flow_id`` has not processed yet.
+
+    Its watcher is a :class:`~airflow_byo.triggers.new_files_event.ByoNewFilesEventTrigger` run
+    by the triggerer while a DAG scheduled on the Asset is unpaused. Its events carry
+    ``{"flow_id", "source", "count", "listed", "sample", "recheck"}`` (the Asset event's
+    ``extra["payload"]``). The run they start lists the source itself and processes every
+    unprocessed file, so files that land while a run is busy are taken by the next run.
+
+    The source and selection arguments are those of
+    :class:`~airflow_byo.operators.byo_flow.ByoFlowOperator` (pass the flow's own values), but not
+    templated: the triggerer has no task context to render them with.
+
+    :param flow_id: the flow's name in the ledger: the flow operator's ``flow_id`` (whose default
+        is ``<dag_id>.<task_id>`` of the flow task).
+    :param on_change: ``reprocess`` or ``ignore`` changed files, as the flow's ``job_config``.
+    :param poll_interval: seconds between two listings of the source (default 5). The latency from
+        a file's arrival to its run is about half of it plus the scheduler's and a task's start-up.
+    :param recheck_interval: seconds between two ledger checks of every listed file, which
+        re-announce what is still unprocessed (files of a run that died, failed files, a ledger
+        rewind); default 600, ``None`` never.
+    :param name: the Asset's name (default ``byo_new_files.<flow_id>``; its URI is
+        ``x-byo-new-files://<flow_id>``).
+    :raises ByoConfigError: a bad or templated argument, named.
+    """
+    from airflow.sdk import Asset, AssetWatcher
+
+    from airflow_byo.new_files import NewFiles
+    from airflow_byo.operators.source_files import is_templated
+    from airflow_byo.storage.selection import FileFilter
+
+    arguments = {
+        "source": source,
+        "flow_id": flow_id,
+        "source_conn_id": source_conn_id,
+        "include": include,
+        "exclude": exclude,
+        "modified_after": modified_after,
+        "ledger_conn_id": ledger_conn_id,
+    }
+    for argument, value in arguments.items():
+        if value is not None and is_templated(value):
+            raise ByoConfigError(
+                f"{argument} of new_files_asset cannot be templated ({value!r}): the watcher runs in the "
+                "triggerer, outside any DAG run; give the value itself"
+            )
+    for argument in ("source", "flow_id"):
+        if not isinstance(arguments[argument], str) or not arguments[argument]:
+            raise ByoConfigError(
+                f"{argument} of new_files_asset must be a non-empty string, got {arguments[argument]!r}"
+            )
+    if on_change not in _ON_CHANGE:
+        raise ByoConfigError(f"on_change must be one of {', '.join(_ON_CHANGE)}, got {on_change!r}")
+    poll, recheck = check_intervals(poll_interval, recheck_interval)
+    selection = FileFilter(
+        include=include,  # type: ignore[arg-type]  # a str is accepted and normalised
+        exclude=exclude,  # type: ignore[arg-type]
+        recursive=recursive,
+        modified_after=modified_after,  # type: ignore[arg-type]  # parsed there
+        min_size=min_size,
+        max_size=max_size,
+        follow_symlinks=follow_symlinks,
+    )
+    new_files = NewFiles(
+        source=source,
+        flow_id=flow_id,
+        source_conn_id=source_conn_id,
+        selection=selection,
+        ledger_conn_id=ledger_conn_id,
+        on_change=on_change,
+    )
+    trigger = ByoNewFilesEventTrigger(new_files.to_kwargs(), poll_interval=poll, recheck_interval=recheck)
+    return Asset(
+        name=name or f"byo_new_files.{flow_id}",
+        uri=f"x-byo-new-files://{quote(flow_id, safe='')}",
+        watchers=[AssetWatcher(name=f"byo_new_files.{flow_id}", trigger=trigger)],
+    )
