@@ -27,14 +27,19 @@ log = logging.getLogger(__name__)
 
 class LedgerTracker:
     """
-    Claims files in small chunks just before they are processed (so concurrent runs share the
-    work instead of one run hoarding it), keeps the claims alive while the run works, records
+    Claims files in chunks just before they are processed (so concurrent runs share the work
+    instead of one run hoarding it), keeps the claims alive while the run works, records
     each outcome after the outputs are published, and gives back what it claimed but did not
     process when the run stops early.
 
     Use as a context manager around :meth:`FlowRunner.run`; entering it records the run (who
     holds its claims: see :mod:`airflow_byo.ledger.runs`).
 
+    :param chunk: files in the first claim, and the fewest in any claim.
+    :param max_chunk: the most files in one claim.
+    :param claim_seconds: the work one claim should hold. A chunk that was used up faster than
+        this doubles the next one (light files are claimed in a few transactions, not one per
+        16 files); one that lasted four times longer halves it, down to ``chunk``.
     :param run: this run (default: this process, outside any task instance).
     :param settle_batch: outcomes written to the ledger in one transaction, at most.
     :param settle_seconds: how long an outcome may wait for its batch; an outcome that comes
@@ -47,6 +52,8 @@ class LedgerTracker:
         *,
         lease_seconds: float,
         chunk: int = 16,
+        max_chunk: int = 256,
+        claim_seconds: float = 1.0,
         run: RunIdentity | None = None,
         settle_batch: int = 64,
         settle_seconds: float = 1.0,
@@ -54,6 +61,8 @@ class LedgerTracker:
         self.ledger = ledger
         self.lease_seconds = lease_seconds
         self.chunk = chunk
+        self.max_chunk = max(chunk, max_chunk)
+        self.claim_seconds = claim_seconds
         self.run = run or RunIdentity.current(ledger.flow_id)
         self.token = self.run.token
         self._open: dict[str, SourceFile] = {}
@@ -70,8 +79,11 @@ class LedgerTracker:
         self._flush_timer: threading.Timer | None = None
 
     def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
-        for start in range(0, len(files), self.chunk):
-            chunk = files[start : start + self.chunk]
+        start, size = 0, self.chunk
+        while start < len(files):
+            chunk = files[start : start + size]
+            start += size
+            began = time.monotonic()
             with self._lock:
                 won = self.ledger.claim(chunk, self.token, self.lease_seconds)
                 crash_point("claimed")
@@ -80,6 +92,11 @@ class LedgerTracker:
                 # (fail_fast) gives back the rest of its chunk too.
                 self._open.update((file.url, file) for file in won)
             yield from won
+            lasted = time.monotonic() - began  # the claim, and the work on its files
+            if lasted < self.claim_seconds:
+                size = min(size * 2, self.max_chunk)
+            elif lasted > 4 * self.claim_seconds:
+                size = max(size // 2, self.chunk)
 
     def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
         # Recorded in batches (one transaction per ``settle_batch`` files or ``settle_seconds``):

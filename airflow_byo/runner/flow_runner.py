@@ -12,6 +12,7 @@ in the :class:`~airflow_byo.runner.child_pool.ChildPool`, publishing in the
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import deque
@@ -89,6 +90,16 @@ class _Publishing:
     result: FileResult
     outcome: FileOutcome
     upload: Future[None]
+
+
+def _publishes_by_rename(publisher: Publisher) -> bool:
+    """Whether outputs are staged on the local destination's own file system (published by rename)."""
+    if not publisher.destination.is_local:
+        return False
+    try:
+        return os.stat(publisher.staging_dir).st_dev == os.stat(publisher.destination.url).st_dev
+    except OSError:
+        return False
 
 
 class FlowRunner:
@@ -245,6 +256,7 @@ class FlowRunner:
             _transfer_threads(depth) as transfers,
         ):
             fetched = fetch_numbered(transfers, source, claims, staging, publisher.out_prefix, depth)
+            at_once = _publishes_by_rename(publisher)
             uploads: deque[_Publishing] = deque()
             current = next(fetched, None)
             while current is not None:
@@ -259,7 +271,7 @@ class FlowRunner:
                 ahead = next(fetched, None)
                 outcome = self.process(children, current, ahead=ahead, publisher=publisher)
                 with state.lock:  # output names are reserved run-wide
-                    publishing = self._publish_behind(transfers, publisher, current, outcome)
+                    publishing = self._publish_behind(transfers, publisher, current, outcome, at_once)
                 uploads.append(publishing)
                 current = ahead
             while uploads:
@@ -306,13 +318,27 @@ class FlowRunner:
 
     # -- publish: outputs to the destination, in a transfer thread -----------------------------
     def _publish_behind(
-        self, transfers: ThreadPoolExecutor, publisher: Publisher, item: FetchedFile, outcome: FileOutcome
+        self,
+        transfers: ThreadPoolExecutor,
+        publisher: Publisher,
+        item: FetchedFile,
+        outcome: FileOutcome,
+        at_once: bool = False,
     ) -> _Publishing:
+        """
+        Start publishing one file's outputs: in a transfer thread, or in this thread when
+        ``at_once`` (a rename costs less than handing it to a thread, and the child is busy
+        with the next file meanwhile).
+        """
         result = FileResult(url=item.file.url, status="failed", size=item.file.size, seconds=outcome.seconds)
         pending = _Publishing(item, result, outcome, Future())
         clash = publisher.reserve(item.file.url, outcome.outputs) if outcome.ok else None
         if outcome.ok and clash is None:
-            pending.upload = transfers.submit(self._publish, publisher, pending)
+            if not at_once:
+                pending.upload = transfers.submit(self._publish, publisher, pending)
+                return pending
+            self._publish(publisher, pending)
+            pending.upload.set_result(None)
             return pending
         if clash is not None:
             result.error_type, result.error = "OutputNameClash", clash

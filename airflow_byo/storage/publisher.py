@@ -124,12 +124,14 @@ class Publisher:
         committed are removed again before the error is raised. Staged leftovers are removed.
         """
         pending: list[PendingOutput] = []
+        published = False
         try:
             for output in outputs:
                 crash_point("uploading")
                 pending.append(self.destination.prepare_publish(output.local_path, output.name))
             urls = [p.commit() for p in pending]
             crash_point("published")
+            published = True
             return urls
         except BaseException:
             self._retract(pending)
@@ -137,7 +139,12 @@ class Publisher:
         finally:
             for p in pending:
                 p.close()
-            discard_staged_outputs(out_prefix)
+            if published:  # what was copied rather than renamed into place (a glob per file costs more)
+                for output in outputs:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(output.local_path)
+            else:
+                discard_staged_outputs(out_prefix)
 
     def _retract(self, pending: Sequence[PendingOutput]) -> None:
         for output in pending:

@@ -112,3 +112,24 @@ def test_a_slow_files_outcome_is_written_at_once_quick_ones_within_settle_second
         while ledger.counts() != {"done": 5} and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ledger.counts() == {"done": 5}
+
+
+def test_claims_grow_while_files_are_quick_and_shrink_when_they_are_slow(ledger: Ledger) -> None:
+    """About ``claim_seconds`` of work per claim: few transactions for light files, fair sharing for slow ones."""
+    listing = files(*(f"f{i:03d}" for i in range(200)))
+    sizes: list[int] = []
+    real_claim = ledger.claim
+
+    def counting_claim(candidates, token, lease_seconds):  # type: ignore[no-untyped-def]
+        sizes.append(len(candidates))
+        return real_claim(candidates, token, lease_seconds)
+
+    ledger.claim = counting_claim  # type: ignore[method-assign]
+    with LedgerTracker(ledger, lease_seconds=60, chunk=4, max_chunk=32, claim_seconds=0.2) as tracker:
+        for index, file in enumerate(tracker.claimed(listing)):
+            if index == 60:  # the files become slow: this chunk lasts far longer than 4 x 0.2 s
+                time.sleep(1.0)
+            tracker.settle(file, FileResult(url=file.url, status="processed"), False)
+    assert sizes[:4] == [4, 8, 16, 32]  # quick files: doubled up to max_chunk
+    assert sizes[4] == 32 and sizes[5] == 16  # the chunk holding the slow file halved the next
+    assert sum(sizes) == 200 and ledger.counts() == {"done": 200}
