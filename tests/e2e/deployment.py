@@ -13,6 +13,9 @@ What runs (each an ordinary ``airflow`` command, as an operator would start it):
 - an S3 API server (moto, :class:`tests.servers.S3Server`) reached through the ``aws`` connection
   ``byo_e2e_s3``.
 
+``Deployment(root, executor="LocalExecutor", s3=False)`` is the one-machine variant (the latency
+benchmark, bench/latency.py): the scheduler runs the tasks itself, so no Redis and no workers.
+
 Every process has its own ``AIRFLOW_HOME`` and ``TMPDIR`` under the deployment's directory, and
 each worker its own ``[byo] venv_cache_path`` (what stays per machine in a real scale-out); the
 DAGs folder, the task-log folder, the metadata DB, the ledger and the object store are shared
@@ -97,8 +100,25 @@ class Deployment:
     Start with :meth:`start` (or the ``deployment`` fixture); :meth:`close` stops everything.
     """
 
-    def __init__(self, root: Path, *, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra_env: dict[str, str] | None = None,
+        executor: str = "CeleryExecutor",
+        s3: bool = True,
+    ) -> None:
+        """
+        :param extra_env: environment variables of every process (e.g. ``AIRFLOW__...`` settings).
+        :param executor: ``CeleryExecutor`` (Redis broker, two workers) or ``LocalExecutor`` (the
+            scheduler runs the tasks; no Redis, no workers).
+        :param s3: start the moto S3 server and define its connection.
+        """
+        if executor not in ("CeleryExecutor", "LocalExecutor"):
+            raise ValueError(f"executor must be CeleryExecutor or LocalExecutor, got {executor!r}")
         self.root = root
+        self.executor = executor
+        self.with_s3 = s3
         self.dags_folder = root / "dags"
         self.task_logs = root / "task-logs"
         self.logs = root / "logs"
@@ -131,8 +151,10 @@ class Deployment:
     def start(self) -> Deployment:
         began = time.monotonic()
         self._create_databases()
-        self.redis_db = claim_redis_db()
-        self.s3 = S3Server(self.root)
+        if self.celery:
+            self.redis_db = claim_redis_db()
+        if self.with_s3:
+            self.s3 = S3Server(self.root)
         (self.root / "passwords.json").write_text(json.dumps(self.passwords))
         migrate = self._component("db-migrate", [AIRFLOW, "db", "migrate"])
         migrate.start()
@@ -152,14 +174,23 @@ class Deployment:
         for name, argv in commands.items():
             self.components[name] = self._component(name, argv)
             self.components[name].start()
-        for name in WORKERS:
+        for name in self.workers:
             self.start_worker(name, wait=False)
         wait_for_port(self.api_port, self._process("api-server"), "airflow api-server", timeout=120)
         self.wait_until(self._all_healthy, timeout=120, what="scheduler, dag-processor and triggerer healthy")
-        for name in WORKERS:
+        for name in self.workers:
             self.wait_for_worker(name)
         self.seconds_to_start = time.monotonic() - began
         return self
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == "CeleryExecutor"
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """Names of the Celery workers (none with the LocalExecutor)."""
+        return WORKERS if self.celery else ()
 
     def close(self) -> None:
         """Stop every process, drop both databases, flush the Redis database; never raises."""
@@ -205,9 +236,8 @@ class Deployment:
         if not hasattr(self, "_fernet"):
             self._fernet = Fernet.generate_key().decode()
             self._jwt_secret = secrets.token_urlsafe(32)
-        assert self.s3 is not None
         config = {
-            "CORE__EXECUTOR": "CeleryExecutor",
+            "CORE__EXECUTOR": self.executor,
             "CORE__DAGS_FOLDER": str(self.dags_folder),
             "CORE__LOAD_EXAMPLES": "False",
             "CORE__UNIT_TEST_MODE": "False",
@@ -221,10 +251,6 @@ class Deployment:
             "CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.root / "passwords.json"),
             "CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "DATABASE__SQL_ALCHEMY_CONN": meta,
-            "CELERY__BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/{self.redis_db}",
-            "CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:5432/{self.metadata_db}",
-            "CELERY__WORKER_CONCURRENCY": "1",
-            "CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "7200",
             "API__HOST": "127.0.0.1",
             "API__PORT": str(self.api_port),
             "API__BASE_URL": self.api_url,
@@ -243,16 +269,18 @@ class Deployment:
             "LOGGING__BASE_LOG_FOLDER": str(self.task_logs),
             "BYO__LEDGER_CONN_ID": LEDGER_CONN_ID,
         }
+        if self.celery:
+            config |= {
+                "CELERY__BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/{self.redis_db}",
+                "CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:5432/{self.metadata_db}",
+                "CELERY__WORKER_CONCURRENCY": "1",
+                "CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "7200",
+            }
         env = keep | {f"AIRFLOW__{key}": value for key, value in config.items()}
         ledger = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres"}
-        env.update(
-            dict(
-                [
-                    connection_uri_env(LEDGER_CONN_ID, ledger | {"schema": self.ledger_db}),
-                    connection_uri_env(S3_CONN_ID, self.s3.connection()),
-                ]
-            )
-        )
+        env.update([connection_uri_env(LEDGER_CONN_ID, ledger | {"schema": self.ledger_db})])
+        if self.s3 is not None:
+            env.update([connection_uri_env(S3_CONN_ID, self.s3.connection())])
         # uv (flow environments) and this checkout (tests.e2e.hostname) for every process.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
