@@ -9,7 +9,8 @@ provider (sshfs). This module only adds what a production flow needs on top:
   the environment's credentials, which hides typos in a conn id);
 * SFTP host-key checking **on** by default -- sshfs turns it off unless told otherwise -- with the
   SSH connection's documented extras to configure it (``host_key``, ``no_host_key_check``), and
-  ``private_key`` given as key text (sshfs would take it for a file name);
+  ``private_key`` given as key text (sshfs would take it for a file name); AES-GCM ciphers
+  preferred (faster than asyncssh's default) unless the connection's ``ciphers`` extra says;
 * translation of every backend's exceptions into one :class:`ByoStorageError` that names the
   connection and the URL, with the connection's secrets scrubbed from the message;
 * retries with backoff for transient failures (connection resets, 5xx, throttling).
@@ -83,7 +84,29 @@ def _sftp_options(conn_id: str, where: str) -> tuple[dict[str, Any], list[str]]:
         options["client_keys"] = [key]
     if timeout := extras.get("conn_timeout"):
         options["connect_timeout"] = float(timeout)
+    options["encryption_algs"] = _ciphers(extras.get("ciphers"))
     return options, secrets_of(connection)
+
+
+#: AES-GCM first: asyncssh's default, chacha20-poly1305, runs its MAC and cipher as separate calls
+#: per packet and moved a 200 MB file at about half the speed on loopback (issue 17 item 4).
+_CIPHERS = (
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+
+
+def _ciphers(configured: Any) -> list[str]:
+    """The connection's ``ciphers`` extra (the SSH hook's, a list or a comma list) or ours."""
+    if isinstance(configured, str):
+        configured = [name.strip() for name in configured.split(",") if name.strip()]
+    if isinstance(configured, (list, tuple)) and configured:
+        return [str(name) for name in configured]
+    return list(_CIPHERS)
 
 
 def filesystem(protocol: str, conn_id: str | None, where: str) -> tuple[AbstractFileSystem, StorageErrors]:

@@ -1,8 +1,9 @@
 """
 Real servers for the tests, on 127.0.0.1 and free ports: moto's S3 API server and OpenSSH sshd.
 
-Each server is a context manager that starts the process, waits until it accepts connections and
-stops it afterwards. Connections for Airflow are handed out as ``AIRFLOW_CONN_*`` JSON values.
+Each server starts its process when created, waits until it accepts connections, and stops it in
+``stop()`` -- or use it as a context manager (``with S3Server(workdir) as s3: ...``), as the
+benchmarks do. Connections for Airflow are handed out as ``AIRFLOW_CONN_*`` JSON values.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 
 def free_port() -> int:
@@ -53,7 +54,20 @@ def connection_uri_env(conn_id: str, connection: dict[str, Any]) -> tuple[str, s
     return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection)
 
 
-class S3Server:
+class _Server:
+    """A started server: ``with`` it to have it stopped at the end of the block."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class S3Server(_Server):
     """
     moto's standalone S3 API server, spoken to over HTTP by the real provider code.
 
@@ -137,7 +151,7 @@ def ensure_sshd() -> str:
     return "/usr/sbin/sshd"
 
 
-class SftpServer:
+class SftpServer(_Server):
     """
     OpenSSH ``sshd`` with its SFTP subsystem, a throwaway host key and a test user who can log in
     with a password or a key. Paths are real paths on this machine, under ``self.root``.
