@@ -275,3 +275,17 @@ def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, Any], message
     arguments = {"source": str(tmp_path), "flow_id": FLOW, **kwargs}
     with pytest.raises(ByoConfigError, match=message):
         new_files_asset(**arguments)
+
+
+def test_the_example_dag_watches_what_its_flow_reads() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import ROOT
+
+    bag = DagBag(dag_folder=str(ROOT / "dags_examples" / "byo_customers_on_new_files.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["byo_customers_on_new_files"]
+    (asset,) = dag.timetable.asset_condition.objects
+    (watcher,) = asset.watchers
+    flow = dag.get_task("to_jsonl")
+    assert NewFiles.from_kwargs(watcher.trigger.new_files) == flow.new_files(flow.resolved_flow_id)
