@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from airflow_byo.faults import crash_point
@@ -28,9 +29,14 @@ log = logging.getLogger(__name__)
 class LedgerTracker:
     """
     Claims files in chunks just before they are processed (so concurrent runs share the work
-    instead of one run hoarding it), keeps the claims alive while the run works, records
-    each outcome after the outputs are published, and gives back what it claimed but did not
+    instead of one run hoarding it), keeps the claims alive while the run works, records each
+    outcome after the outputs are published, and gives back what it claimed but did not
     process when the run stops early.
+
+    The ledger is written by one thread of its own, so a round trip to the ledger (a few
+    milliseconds to PostgreSQL) never holds up the children: the next chunk is claimed while
+    the current one is worked on, and outcomes are written while the next files are processed.
+    Writes happen in the order they are asked for; an error of one is raised by the next call.
 
     Use as a context manager around :meth:`FlowRunner.run`; entering it records the run (who
     holds its claims: see :mod:`airflow_byo.ledger.runs`).
@@ -68,9 +74,13 @@ class LedgerTracker:
         self._open: dict[str, SourceFile] = {}
         self.taken_elsewhere = 0
         self._keeper = LeaseKeeper(ledger, self.token, lease_seconds)
-        # Children side by side claim and settle from several threads: one ledger write at a time
-        # (a SQLite ledger has one writer anyway), and the open claims kept consistent.
+        # Children side by side settle from several threads: the open claims and the outcomes
+        # waiting for their batch are kept consistent under this lock.
         self._lock = threading.Lock()
+        # Every claim and settle runs on this one thread, in the order asked (a SQLite ledger
+        # has one writer anyway).
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="byo-ledger")
+        self._writes: list[Future[None]] = []
         self.settle_batch = settle_batch
         self.settle_seconds = settle_seconds
         self._unsettled: list[Outcome] = []
@@ -78,26 +88,45 @@ class LedgerTracker:
         self._last_outcome = float("-inf")
         self._flush_timer: threading.Timer | None = None
 
+    # -- claims --------------------------------------------------------------------------------
     def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
-        start, size = 0, self.chunk
-        while start < len(files):
-            chunk = files[start : start + size]
-            start += size
+        """
+        ``files`` this run won, claimed a chunk at a time as they are used. While chunks go
+        quickly, the next one is claimed while the current one is worked on, so the claim's
+        round trip is hidden; slow files are never claimed ahead (the round trip is nothing
+        next to their work, and other runs may take them meanwhile).
+        """
+        start, size, quick = 0, self.chunk, False
+        ahead: Future[list[SourceFile]] | None = None
+        while start < len(files) or ahead is not None:
+            if ahead is None:
+                ahead = self._writer.submit(self._claim, files[start : start + size])
+                start += size
+            won = ahead.result()
+            ahead = None
             began = time.monotonic()
-            with self._lock:
-                won = self.ledger.claim(chunk, self.token, self.lease_seconds)
-                crash_point("claimed")
-                self.taken_elsewhere += len(chunk) - len(won)
-                # Held from the claim on, not from when it is yielded: a run that stops early
-                # (fail_fast) gives back the rest of its chunk too.
-                self._open.update((file.url, file) for file in won)
+            if quick and start < len(files):
+                ahead = self._writer.submit(self._claim, files[start : start + size])
+                start += size
             yield from won
-            lasted = time.monotonic() - began  # the claim, and the work on its files
-            if lasted < self.claim_seconds:
+            lasted = time.monotonic() - began  # the work on this chunk's files
+            quick = lasted < self.claim_seconds
+            if quick:
                 size = min(size * 2, self.max_chunk)
             elif lasted > 4 * self.claim_seconds:
                 size = max(size // 2, self.chunk)
 
+    def _claim(self, chunk: Sequence[SourceFile]) -> list[SourceFile]:
+        won = self.ledger.claim(chunk, self.token, self.lease_seconds)
+        crash_point("claimed")
+        with self._lock:
+            self.taken_elsewhere += len(chunk) - len(won)
+            # Held from the claim on, not from when it is yielded: a run that stops early
+            # (fail_fast) gives back the rest of its chunk, and the chunk claimed ahead, too.
+            self._open.update((file.url, file) for file in won)
+        return won
+
+    # -- outcomes ------------------------------------------------------------------------------
     def settle(self, file: SourceFile, result: FileResult, quarantined: bool) -> None:
         # Recorded in batches (one transaction per ``settle_batch`` files or ``settle_seconds``):
         # a ledger write per file would be most of the worker-side cost of a light file. Safe: an
@@ -110,6 +139,7 @@ class LedgerTracker:
             error = f"{result.error_type}: {result.error}"
             outcome = Ledger.failed_outcome(file, error, quarantined=quarantined)
         with self._lock:
+            self._raise_failed_writes()
             now = time.monotonic()
             # Batching pays only while outcomes come quickly. A slow file's outcome is written at
             # once, so a worker killed during the next file never repeats work it had finished;
@@ -128,25 +158,53 @@ class LedgerTracker:
                 self._flush_timer.daemon = True
                 self._flush_timer.start()
 
+    @property
+    def outcomes_waiting(self) -> int:
+        """Outcomes waiting for their batch, not yet handed to the ledger thread."""
+        with self._lock:
+            return len(self._unsettled)
+
     def flush(self) -> None:
-        """Write the outcomes recorded so far to the ledger."""
+        """Write the outcomes recorded so far to the ledger, and wait until they are written."""
+        with self._lock:
+            self._flush()
+            writes = list(self._writes)
+        for write in writes:
+            write.exception()  # waits; an error stays for _raise_failed_writes
+        with self._lock:
+            self._raise_failed_writes()
+
+    def _flush_later(self) -> None:
         with self._lock:
             self._flush()
 
-    def _flush_later(self) -> None:
-        try:
-            self.flush()
-        except Exception as exc:  # noqa: BLE001 -- kept, and written by the next settle or at exit
-            log.warning("Could not record outcomes in the ledger yet (retried): %s", exc)
-
     def _flush(self) -> None:
+        """Hand the outcomes waiting for their batch to the ledger thread (under ``_lock``)."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
         if self._unsettled:
-            self.ledger.settle_many(self._unsettled, self.token)
-            self._unsettled = []
+            batch, self._unsettled = self._unsettled, []
+            self._writes = [w for w in self._writes if not w.done() or w.exception() is not None]
+            self._writes.append(self._writer.submit(self._write, batch))
 
+    def _write(self, batch: list[Outcome]) -> None:
+        try:
+            self.ledger.settle_many(batch, self.token)
+        except Exception as exc:
+            log.warning("Could not record %d outcome(s) in the ledger yet (retried): %s", len(batch), exc)
+            with self._lock:  # kept, and written with the next batch
+                self._unsettled[:0] = batch
+            raise
+
+    def _raise_failed_writes(self) -> None:
+        """The error of a failed ledger write, once (under ``_lock``); its outcomes are kept."""
+        for write in self._writes:
+            if write.done() and (error := write.exception()) is not None:
+                self._writes.remove(write)
+                raise error
+
+    # -- the run -------------------------------------------------------------------------------
     def __enter__(self) -> LedgerTracker:
         register_run(self.ledger, self.run)
         self._keeper.__enter__()
@@ -156,10 +214,11 @@ class LedgerTracker:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            self.flush()  # while the leases are still renewed
-        finally:
-            self._keeper.__exit__(kind, exc, tb)
-        try:
+            try:
+                self.flush()  # while the leases are still renewed
+            finally:
+                self._writer.shutdown(wait=True)  # a claim ahead in flight lands in _open first
+                self._keeper.__exit__(kind, exc, tb)
             with self._lock:
                 self.ledger.release(self._open.values(), self.token)
                 self._open.clear()

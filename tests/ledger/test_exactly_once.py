@@ -131,8 +131,10 @@ def test_concurrent_runs_process_every_file_exactly_once(
 ) -> None:
     scenario = make_scenario("local", ledger_db, inputs=40)
     # One child per run: with two, the first run to start does all 40 files before the others
-    # are up (runs of two children side by side, and their crashes, are the tests below).
-    workers = [scenario.start(delay=0.05, job_config={"workers": 1}) for _ in range(4)]
+    # are up (runs of two children side by side, and their crashes, are the tests below). A run
+    # claims about a second of work at a time, more and ahead while files go quickly: files of
+    # 0.1 s are claimed 16 at a time, so four runs share 40 of them.
+    workers = [scenario.start(delay=0.1, job_config={"workers": 1}) for _ in range(4)]
     results = [worker.communicate(timeout=300) for worker in workers]
     assert all(worker.returncode == 0 for worker in workers), [err[-2000:] for _, err in results]
     scenario.assert_exactly_once()

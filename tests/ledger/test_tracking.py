@@ -6,6 +6,9 @@ goes, outcomes recorded, and what was claimed but not processed given back.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
+import pytest
 
 from airflow_byo.ledger.state import Ledger
 from airflow_byo.ledger.tracking import LedgerTracker
@@ -15,10 +18,10 @@ from tests.ledger.conftest import files
 
 def test_files_are_claimed_a_chunk_at_a_time(ledger: Ledger) -> None:
     listing = files(*(f"f{i}" for i in range(5)))
-    with LedgerTracker(ledger, lease_seconds=60, chunk=2) as tracker:
+    with LedgerTracker(ledger, lease_seconds=60, chunk=2, claim_seconds=0) as tracker:  # never "quick"
         claimed = tracker.claimed(listing)
         assert next(claimed) == listing[0]
-        assert ledger.counts() == {"claimed": 2}  # not the whole listing
+        assert ledger.counts() == {"claimed": 2}  # not the whole listing, and nothing claimed ahead
         other = ledger.claim(listing[2:4], "another-run", lease_seconds=60)  # a concurrent run
         assert other == listing[2:4]
         assert list(claimed) == [listing[1], listing[4]]
@@ -26,6 +29,78 @@ def test_files_are_claimed_a_chunk_at_a_time(ledger: Ledger) -> None:
         for file in (listing[0], listing[1], listing[4]):
             tracker.settle(file, FileResult(url=file.url, status="processed", outputs=["x"]), False)
     assert ledger.counts() == {"done": 3, "claimed": 2}
+
+
+class _Clock:
+    """``time.monotonic`` for the tracker, moved by the test: how long each file "takes"."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    from airflow_byo.ledger import tracking
+
+    fake = _Clock()
+    monkeypatch.setattr(tracking, "time", fake)
+    return fake
+
+
+def _claim_sizes(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sizes: list[int] = []
+    real_claim = ledger.claim
+
+    def counting_claim(candidates, token, lease_seconds):  # type: ignore[no-untyped-def]
+        sizes.append(len(candidates))
+        return real_claim(candidates, token, lease_seconds)
+
+    monkeypatch.setattr(ledger, "claim", counting_claim)
+    return sizes
+
+
+def test_claims_grow_while_files_are_quick_and_shrink_when_they_are_slow(
+    ledger: Ledger, clock: _Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """About ``claim_seconds`` of work per claim: few transactions for light files, fair sharing for slow ones."""
+    listing = files(*(f"f{i:03d}" for i in range(160)))
+    sizes = _claim_sizes(ledger, monkeypatch)
+    with LedgerTracker(ledger, lease_seconds=60, chunk=4, max_chunk=32, claim_seconds=1.0) as tracker:
+        for index, file in enumerate(tracker.claimed(listing)):
+            clock.now += 0.01 if index < 68 else 0.5  # from file 68 on, each file takes 0.5 s
+            tracker.settle(file, FileResult(url=file.url, status="processed"), False)
+    # 0-3, 4-11 (8), then each next chunk claimed ahead: 12-19 (8, sized before 4-11 was
+    # done), 20-35, 36-67, 68-99, and 100-131 (while 68-99 was worked on: 36-67 had gone
+    # quickly). 68-99 took 16 s: halved to 16, 100-131 too: 8, and no more claims ahead.
+    assert sizes == [4, 8, 8, 16, 32, 32, 32, 8, 8, 8, 4]
+    assert ledger.counts() == {"done": 160}
+
+
+def test_only_quick_files_are_claimed_a_chunk_ahead(ledger: Ledger, clock: _Clock) -> None:
+    listing = files(*(f"f{i:02d}" for i in range(40)))
+    with LedgerTracker(ledger, lease_seconds=60, chunk=4, claim_seconds=1.0) as tracker:
+        claimed = tracker.claimed(listing)
+        for _ in range(4):  # the first chunk, each file slow: no claim ahead
+            next(claimed)
+            clock.now += 2.0
+        assert ledger.counts() == {"claimed": 4}
+        for _ in range(5):  # the second chunk (4 files), quick from now on, and into the third
+            next(claimed)
+            clock.now += 0.01
+        # The third chunk (8: the second went quickly) is worked on, and the fourth (sized
+        # before the third is done) is claimed ahead.
+        _eventually(lambda: ledger.counts() == {"claimed": 4 + 4 + 8 + 8})
+
+
+def _eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for what the tracker's ledger thread writes (no time is asserted: a generous deadline)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the ledger thread did not write it"
+        time.sleep(0.02)
 
 
 def test_outcomes_are_recorded_with_their_error(ledger: Ledger) -> None:
@@ -99,37 +174,17 @@ def test_a_slow_files_outcome_is_written_at_once_quick_ones_within_settle_second
         def settle(index: int) -> None:
             tracker.settle(claimed[index], FileResult(url=claimed[index].url, status="processed"), False)
 
-        settle(0)  # the first outcome: nothing to batch it with
-        assert ledger.counts() == {"done": 1, "claimed": 4}
+        settle(0)  # the first outcome: nothing to batch it with, handed to the ledger at once
+        assert tracker.outcomes_waiting == 0
+        _eventually(lambda: ledger.counts() == {"done": 1, "claimed": 4})
         time.sleep(0.7)  # a slow file: a worker killed now must not repeat it
         settle(1)
-        assert ledger.counts() == {"done": 2, "claimed": 3}
+        assert tracker.outcomes_waiting == 0
+        _eventually(lambda: ledger.counts() == {"done": 2, "claimed": 3})
         for index in (2, 3, 4):  # quick ones come within settle_seconds of the previous: batched
             settle(index)
+        assert tracker.outcomes_waiting == 3
         assert ledger.counts() == {"done": 2, "claimed": 3}
         # ...and written within settle_seconds although no further outcome comes.
-        deadline = time.monotonic() + 5
-        while ledger.counts() != {"done": 5} and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ledger.counts() == {"done": 5}
-
-
-def test_claims_grow_while_files_are_quick_and_shrink_when_they_are_slow(ledger: Ledger) -> None:
-    """About ``claim_seconds`` of work per claim: few transactions for light files, fair sharing for slow ones."""
-    listing = files(*(f"f{i:03d}" for i in range(200)))
-    sizes: list[int] = []
-    real_claim = ledger.claim
-
-    def counting_claim(candidates, token, lease_seconds):  # type: ignore[no-untyped-def]
-        sizes.append(len(candidates))
-        return real_claim(candidates, token, lease_seconds)
-
-    ledger.claim = counting_claim  # type: ignore[method-assign]
-    with LedgerTracker(ledger, lease_seconds=60, chunk=4, max_chunk=32, claim_seconds=0.2) as tracker:
-        for index, file in enumerate(tracker.claimed(listing)):
-            if index == 60:  # the files become slow: this chunk lasts far longer than 4 x 0.2 s
-                time.sleep(1.0)
-            tracker.settle(file, FileResult(url=file.url, status="processed"), False)
-    assert sizes[:4] == [4, 8, 16, 32]  # quick files: doubled up to max_chunk
-    assert sizes[4] == 32 and sizes[5] == 16  # the chunk holding the slow file halved the next
-    assert sum(sizes) == 200 and ledger.counts() == {"done": 200}
+        _eventually(lambda: ledger.counts() == {"done": 5})
+        assert tracker.outcomes_waiting == 0
