@@ -188,3 +188,32 @@ def test_a_slow_files_outcome_is_written_at_once_quick_ones_within_settle_second
         # ...and written within settle_seconds although no further outcome comes.
         _eventually(lambda: ledger.counts() == {"done": 5})
         assert tracker.outcomes_waiting == 0
+
+
+def test_a_failed_ledger_write_is_raised_by_the_next_call_and_its_outcomes_kept(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    listing = files("a", "b", "c")
+    real_settle_many = ledger.settle_many
+    failures = [OperationalError("UPDATE byo_files", {}, Exception("the ledger is down"))]
+
+    def flaky(outcomes, token):  # type: ignore[no-untyped-def]
+        if failures:
+            raise failures.pop()
+        real_settle_many(outcomes, token)
+
+    monkeypatch.setattr(ledger, "settle_many", flaky)
+    with LedgerTracker(ledger, lease_seconds=60, settle_batch=1) as tracker:
+        a, b, c = tracker.claimed(listing)
+        tracker.settle(a, FileResult(url=a.url, status="processed"), False)  # its write fails
+        _eventually(lambda: tracker.outcomes_waiting == 1)  # kept for the next write
+        with pytest.raises(OperationalError, match="the ledger is down"):
+            tracker.settle(b, FileResult(url=b.url, status="processed"), False)
+        tracker.settle(c, FileResult(url=c.url, status="processed"), False)  # the run goes on
+    records = {r["path"]: r["state"] for r in ledger.records()}
+    # a's outcome was written after all; b's was refused with the error, so b stays claimed
+    # until the run gave it back (processed again by the next run: nothing lost).
+    assert records == {"a": "done", "b": "failed", "c": "done"}
+    assert ledger.new_files(listing) == [listing[1]]
