@@ -106,7 +106,9 @@ def ensure_environment(requirements: list[str], venv_cache_path: Path | None = N
     :param venv_cache_path: parent folder of the cached environments.
     :raises ByoPackageError: if the installer fails (unknown package, no matching version, ...).
     """
-    cache_path = Path(venv_cache_path) if venv_cache_path else default_venv_cache_path()
+    # Absolute: the child is started by this path from a directory of its own, so a relative
+    # [byo] venv_cache_path would name no interpreter there (exit code 127).
+    cache_path = (Path(venv_cache_path) if venv_cache_path else default_venv_cache_path()).absolute()
     cache_hash, hash_data, listed = environment_key(requirements)
     venv_path = cache_path / f"venv-{cache_hash}"
     log.info("Python virtual environment will be cached in %s", venv_path)

@@ -97,6 +97,16 @@ def test_same_packages_share_one_environment_whatever_their_order(venv_cache: Pa
     assert first.exists()
 
 
+def test_a_relative_cache_path_gives_an_absolute_interpreter(
+    venv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child starts in a directory of its own: a relative path would name no interpreter."""
+    monkeypatch.chdir(venv_cache.parent)
+    python = ensure_environment(parse_packages(PINNED), Path(venv_cache.name))
+    assert python.is_absolute()
+    assert python == ensure_environment(parse_packages(PINNED), venv_cache)
+
+
 def test_concurrent_builds_of_one_environment_are_safe(tmp_path: Path) -> None:
     cache = tmp_path / "venvs"
     requirements = parse_packages("unidecode==1.3.8")
