@@ -112,15 +112,21 @@ def _callbacks(notifications: Any) -> dict[str, Any]:
     return callbacks
 
 
+def _on_change(spec: FlowSpec) -> str:
+    """The flow's ``job_config.on_change``: what its sensor or watcher counts as new, too."""
+    from airflow_byo.flow_config import parse_runtime_config
+
+    return parse_runtime_config(spec.processing.runtime_config).job_config.on_change
+
+
 def _new_files_asset(spec: FlowSpec, flow_id: str, filters: dict[str, Any]) -> Any:
     """The Asset of ``schedule: on new files``: its watcher sees the flow's source as the flow does."""
-    from airflow_byo.flow_config import parse_runtime_config
     from airflow_byo.watchers import new_files_asset
 
     watch = spec.watch or WatchSpec()
     return new_files_asset(
         flow_id=flow_id,
-        on_change=parse_runtime_config(spec.processing.runtime_config).job_config.on_change,
+        on_change=_on_change(spec),
         poll_interval=watch.poll_interval,
         recheck_interval=watch.recheck_interval,
         **filters,
@@ -182,6 +188,7 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
             files = ByoNewFilesSensor(
                 task_id="wait_for_new_files",
                 flow_id=flow_id,
+                on_change=_on_change(spec),
                 deferrable=spec.sensor.deferrable,
                 poke_interval=spec.sensor.poke_interval,
                 timeout=spec.sensor.timeout,

@@ -151,7 +151,12 @@ class ByoNewFilesEventTrigger(BaseEventTrigger):
     ) -> None:
         super().__init__()
         self.new_files = new_files
-        self.poll_interval, self.recheck_interval = check_intervals(poll_interval, recheck_interval)
+        try:
+            self.poll_interval, self.recheck_interval = check_intervals(poll_interval, recheck_interval)
+        except ByoConfigError as exc:
+            # The triggerer fails a trigger whose kwargs raise TypeError ("failed to inflate");
+            # any other exception here would stop its whole trigger runner.
+            raise TypeError(str(exc)) from None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

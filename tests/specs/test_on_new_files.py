@@ -114,3 +114,10 @@ def test_bad_values_name_the_field(tmp_path: Path, old: str, new: str, message: 
     write(tmp_path, SPEC.replace(old, new, 1))
     with pytest.raises(ByoFlowSpecError, match=message):
         load_spec(tmp_path / "orders.yaml")
+
+
+def test_a_sensor_counts_changed_files_as_its_flow_does(tmp_path: Path) -> None:
+    spec = SPEC.replace("schedule: on new files\nwatch: {poll_interval: 2, recheck_interval: 300}\n", "")
+    write(tmp_path, spec.replace("name: orders\n", "name: orders\nsensor: {deferrable: true}\n"))
+    dag = load_flow(tmp_path / "orders.yaml").dag
+    assert dag.get_task("wait_for_new_files").on_change == "ignore"

@@ -289,3 +289,9 @@ def test_the_example_dag_watches_what_its_flow_reads() -> None:
     (watcher,) = asset.watchers
     flow = dag.get_task("to_jsonl")
     assert NewFiles.from_kwargs(watcher.trigger.new_files) == flow.new_files(flow.resolved_flow_id)
+
+
+def test_bad_kwargs_fail_the_trigger_as_the_triggerer_expects(tmp_path: Path) -> None:
+    # The triggerer fails only this trigger on a TypeError; anything else would stop its runner.
+    with pytest.raises(TypeError, match=r"poll_interval must be a number of seconds > 0, got -1"):
+        ByoNewFilesEventTrigger({"source": str(tmp_path), "flow_id": FLOW}, poll_interval=-1)
