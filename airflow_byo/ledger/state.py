@@ -156,18 +156,29 @@ class Ledger:
         )
         with self.engine.begin() as connection:
             connection.execute(insert_ignore(self.engine, files), fresh)
-            connection.execute(reclaim, [{"p": p, "fp": fp} for p, fp in keyed])
-            won = connection.execute(
-                select(files.c.path, files.c.fingerprint).where(
-                    files.c.flow_id == self.flow_id,
-                    files.c.claimed_by == token,
-                    files.c.state == CLAIMED,
-                    files.c.path.in_([p for p, _ in keyed]),
-                )
-            ).all()
-            mine = [keyed[(row.path, row.fingerprint)] for row in won if (row.path, row.fingerprint) in keyed]
+            won = self._claimed_by(connection, token, list(keyed))
+            # Taking back failed files and expired claims is an UPDATE per file (~60 us of
+            # SQLAlchemy each): only for the files the insert did not win, usually none.
+            rest = [key for key in keyed if key not in won]
+            if rest:
+                connection.execute(reclaim, [{"p": p, "fp": fp} for p, fp in rest])
+                won |= self._claimed_by(connection, token, rest)
+            mine = [file for key, file in keyed.items() if key in won]
             self._log(connection, [(f, "claimed", {"by": token}) for f in mine])
         return mine
+
+    def _claimed_by(self, connection: Connection, token: str, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``keys`` (path, fingerprint) ``token`` holds now."""
+        rows = connection.execute(
+            select(files.c.path, files.c.fingerprint).where(
+                files.c.flow_id == self.flow_id,
+                files.c.claimed_by == token,
+                files.c.state == CLAIMED,
+                files.c.path.in_([path for path, _ in keys]),
+            )
+        )
+        wanted = set(keys)
+        return {(row.path, row.fingerprint) for row in rows} & wanted
 
     def renew(self, token: str, lease_seconds: float) -> int:
         """Extend the lease of every file ``token`` still holds (called by :class:`LeaseKeeper`)."""
