@@ -10,26 +10,30 @@ virtualenv: its ``bin``, put first on ``PATH``, holds the ``uv`` that both sides
 Measured and baseline repetitions alternate, so drift on a shared machine hits both alike;
 set-up and clean-up (making inputs, deleting outputs) are never timed.
 
-Figures:
+Figures (each module's docstring says exactly what is timed):
 
-* B1 -- 5,000 CSV files of ~4 KB -> JSON Lines through a light function (``csv.DictReader``,
-  one dict yielded per row). Measured: ``FlowRunner.run`` from a local directory to a local
-  directory with the default ``job_config``, in this interpreter (``python=sys.executable``, so
-  no environment build). Baseline: the same function in a plain loop in this process (read,
-  transform, write to a temp name, ``os.replace``). Three rows:
-
-  - the run minus its fixed start-up, against the loop (target <= 1.5x);
-  - the fixed start-up: a whole run over a single file (scratch sweep, runtime staging, child
-    start, processor load, one file, child stop), i.e. the time to the first file and back;
-  - the per-file overhead, ``(run - start-up - loop) / files``, against the loop's time per file
-    (target <= 0.5x, the same budget as the first row, per file).
-
+* B1 -- 2,000 CSV files of ~4 KB -> JSON Lines through a light function (``csv.DictReader``, one
+  dict yielded per row), **through the path users run**: ``airflow tasks test`` of a
+  ``ByoFlowOperator`` with one pinned package (warm environment), the default job_config, the
+  SQLite ledger and a PostgreSQL one; the in-task time (``execute``) against the same function
+  in a plain loop in this process (read, transform, write a temp name, ``os.replace``); target
+  <= 1.3x (``bench/task_path.py``). Then ``FlowRunner.run`` alone over 5,000 files (no ledger, no
+  Airflow task, this interpreter), three rows: the run minus its fixed start-up against the loop
+  (target <= 1.5x); the fixed start-up (a whole one-file run: scratch sweep, runtime staging,
+  child start, processor load, child stop); the per-file overhead ``(run - start-up - loop) /
+  files`` against the loop's time per file (target <= 0.5x).
 * B2 -- a flow environment with 2 small pinned packages (``PACKAGES``). Cold: ``ensure_environment``
-  (the standard provider's ``PythonVirtualenvOperator`` cache, with uv) into an empty cache
+  (the standard provider's venv cache layout, built by airflow-byo with uv) into an empty cache
   directory, against raw ``uv venv`` + ``uv pip install`` of the same packages into an empty
   directory (target <= 1.3x). Both share uv's download cache, warmed before timing, so neither
   side downloads. Warm: ``ensure_environment`` when the environment exists (target <= 100 ms).
   Importing Airflow (a few seconds, reported in the notes) happens once before any timing.
+* B3 -- one 2 GiB JSON Lines file through a streaming function (operator + ledger) against the
+  function on the file in a plain loop (>= 0.9x the throughput); peak RSS of the child (<= 200 MB)
+  and of the task process against a tiny file (<= +50 MB), from ``/proc``: ``bench/streaming.py``.
+* B4 -- 500 x 1 MB and 5 x 200 MB files, S3 -> SFTP and SFTP -> S3 on the loopback servers, an
+  identity function (operator + ledger) against a raw sequential fsspec get + put of the same
+  files (<= 1.0x the time): ``bench/transfer.py``.
 * B5 -- the sandbox's cost: a child started in bubblewrap (namespaces, binds, the function
   loaded) against the same child unsandboxed (target: at most 50 ms more), and B1's flow over
   2,000 files with the sandbox on against off (target <= 1.1x: the per-file path is the same).
@@ -37,8 +41,13 @@ Figures:
   ledger: a CPU-bound function over 300 files against a plain loop (target <= 0.6x on 2 cores),
   and 2,000 light CSV files with ``workers: auto`` against ``workers: 1`` (target <= 1.0x): see
   ``bench/parallel.py``. (B1 and B5 run with the default ``workers: auto`` too.)
+* B7 -- scale-out over two Celery workers: ``bench/celery_scale.py``, run by hand (it starts the
+  end-to-end tests' CeleryExecutor deployment), not part of this command.
+* B8 -- latency from a file landing to its output, on a running LocalExecutor deployment: the
+  event-driven flow (``new_files_asset``'s AssetWatcher) against the deferrable sensor, p50/p95
+  and the watcher's stages (target: p50 <= 10 s): ``bench/latency.py``.
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
-* S1 -- parsing flow specs into DAGs: see ``bench/spec_parse.py``.
+* S1/S2 -- parsing flow specs into DAGs, and with hostile spec files: see ``bench/spec_parse.py``.
 * T1 -- the CLI test loop, ``byo test`` vs ``airflow byo test``: see ``bench/cli_loop.py``.
 * T2 -- the BYO Flows page's Test (its engine, warm) vs ``airflow byo test``: ``bench/cli_loop.py``.
 
@@ -212,7 +221,12 @@ def bench_b1(files: int, repeat: int) -> list[Row]:
     loop_s, startup = times["loop"], times["startup"]
     steady = times["flow"] - startup
     return [
-        (f"B1 {files:,} CSV -> JSONL, FlowRunner.run only: minus start-up vs loop (s)", steady, loop_s, "<= 1.5x"),
+        (
+            f"B1 {files:,} CSV -> JSONL, FlowRunner.run only: minus start-up vs loop (s)",
+            steady,
+            loop_s,
+            "<= 1.5x",
+        ),
         ("B1 FlowRunner.run only: fixed start-up, a one-file run (s)", startup, None, "reported"),
         (
             "B1 FlowRunner.run only: per-file overhead vs the loop's time per file (ms)",
@@ -327,11 +341,14 @@ def _run(smoke: bool, repeat: int) -> int:
     import airflow.providers.standard.operators.python  # noqa: F401 - import time is not part of B2
 
     airflow_import = time.perf_counter() - started
-    from bench import cli_loop, ledger_scale, parallel, spec_parse
+    from bench import cli_loop, latency, ledger_scale, parallel, spec_parse, streaming, transfer
 
     rows = bench_b1_task_path(50 if smoke else 2000, repeat)
     rows += bench_b1(200 if smoke else 5000, repeat)
     rows += bench_b2(repeat)
+    # A 2 GiB stream and hundreds of megabytes per transfer: fewer repetitions than the rest.
+    rows += streaming.run(WORK, smoke=smoke, repeat=min(repeat, 3))
+    rows += transfer.run(WORK, smoke=smoke, repeat=min(repeat, 3))
     rows += bench_b5(200 if smoke else 2000, repeat)
     csv_files = 50 if smoke else 2000
     _make_csv_files(WORK / f"b1-in-{csv_files}", csv_files)
@@ -346,6 +363,7 @@ def _run(smoke: bool, repeat: int) -> int:
     rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))
     rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)
     rows += cli_loop.run(WORK, packages=PACKAGES, repeat=repeat)
+    rows += latency.run(WORK, smoke=smoke, repeat=repeat)  # starts a LocalExecutor deployment
     table = _table(rows)
     print(table)
 

@@ -140,10 +140,14 @@ class _TaskPath:
             command = [self.airflow, "tasks", "test", "byo_bench_task_path", "flow", "2026-01-01"]
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode != 0 or not timing.exists():
-                raise RuntimeError(f"B1 task path: airflow tasks test failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+                raise RuntimeError(
+                    f"B1 task path: airflow tasks test failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+                )
             measured = json.loads(timing.read_text())
             if measured["files_processed"] != expected:
-                raise RuntimeError(f"B1 task path: {measured['files_processed']} of {expected} files processed")
+                raise RuntimeError(
+                    f"B1 task path: {measured['files_processed']} of {expected} files processed"
+                )
             return float(measured["seconds"])
 
         return run
@@ -161,7 +165,10 @@ def run(
     with contextlib.ExitStack() as stack:
         if _pg_up():
             uri = stack.enter_context(_pg_ledger())
-            ledgers["PostgreSQL"] = {"AIRFLOW_CONN_BYO_BENCH_LEDGER": uri, "AIRFLOW__BYO__LEDGER_CONN_ID": "byo_bench_ledger"}
+            ledgers["PostgreSQL"] = {
+                "AIRFLOW_CONN_BYO_BENCH_LEDGER": uri,
+                "AIRFLOW__BYO__LEDGER_CONN_ID": "byo_bench_ledger",
+            }
         sides: dict[str, Callable[[Path], object]] = {"loop": loop}
         sides.update({name: path.task(csv_source, env, files) for name, env in ledgers.items()})
         times = medians(repeat, workdir, **sides)

@@ -167,7 +167,9 @@ class Ledger:
             self._log(connection, [(f, "claimed", {"by": token}) for f in mine])
         return mine
 
-    def _claimed_by(self, connection: Connection, token: str, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    def _claimed_by(
+        self, connection: Connection, token: str, keys: list[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
         """Which of ``keys`` (path, fingerprint) ``token`` holds now."""
         rows = connection.execute(
             select(files.c.path, files.c.fingerprint).where(

@@ -65,7 +65,7 @@ def _claim_sizes(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_claims_grow_while_files_are_quick_and_shrink_when_they_are_slow(
     ledger: Ledger, clock: _Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """About ``claim_seconds`` of work per claim: few transactions for light files, fair sharing for slow ones."""
+    """About ``claim_seconds`` of work per claim: few transactions for light files, sharing for slow ones."""
     listing = files(*(f"f{i:03d}" for i in range(160)))
     sizes = _claim_sizes(ledger, monkeypatch)
     with LedgerTracker(ledger, lease_seconds=60, chunk=4, max_chunk=32, claim_seconds=1.0) as tracker:

@@ -124,7 +124,9 @@ def test_a_local_source_directory_swapped_for_a_link_is_not_read(tmp_path: Path)
     (source / "sub" / "a.txt").unlink()
     (source / "sub").rmdir()
     (source / "sub").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(ByoStorageError, match=r"sub/a.txt' resolves to .*elsewhere/a.txt', outside the source"):
+    with pytest.raises(
+        ByoStorageError, match=r"sub/a.txt' resolves to .*elsewhere/a.txt', outside the source"
+    ):
         location.stage(files["sub/a.txt"], str(tmp_path))
     # A directory swapped for a link that stays inside the source is still read.
     (source / "sub").unlink()
