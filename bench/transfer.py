@@ -184,7 +184,7 @@ def _flow(
 
 
 def _check_copies(sides: _Sides, inputs: Path, destinations: list[str]) -> None:
-    """Every destination holds every input, byte for byte (sizes; the first file's bytes)."""
+    """Every destination holds every input: the same names and sizes, and the first file byte for byte."""
     s3, sftp = sides.raw_s3(), sides.raw_sftp()
     first = sorted(inputs.iterdir())[0]
     for url in destinations:
