@@ -11,7 +11,6 @@ and returns the final URLs, which the summary, the quarantine log line and linea
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
@@ -42,9 +41,14 @@ def discard_staged_outputs(out_prefix: str) -> None:
     Delete what the child staged for one input file (``<prefix>-<n>``). Needed after a failure
     only: the child then reports no outputs, but may have written some before it failed.
     """
-    for path in glob.glob(glob.escape(out_prefix) + "-*"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    # A listing of the staging directory, not a glob: a glob compiles a regex for every new
+    # pattern (~0.25 ms per file), and the directory holds only the files still in flight.
+    directory, stem = os.path.split(out_prefix)
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory or ".") as entries:
+        for entry in entries:
+            if entry.name.startswith(f"{stem}-"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 class Publisher:
@@ -124,14 +128,12 @@ class Publisher:
         committed are removed again before the error is raised. Staged leftovers are removed.
         """
         pending: list[PendingOutput] = []
-        published = False
         try:
             for output in outputs:
                 crash_point("uploading")
                 pending.append(self.destination.prepare_publish(output.local_path, output.name))
             urls = [p.commit() for p in pending]
             crash_point("published")
-            published = True
             return urls
         except BaseException:
             self._retract(pending)
@@ -139,12 +141,7 @@ class Publisher:
         finally:
             for p in pending:
                 p.close()
-            if published:  # what was copied rather than renamed into place (a glob per file costs more)
-                for output in outputs:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(output.local_path)
-            else:
-                discard_staged_outputs(out_prefix)
+            discard_staged_outputs(out_prefix)
 
     def _retract(self, pending: Sequence[PendingOutput]) -> None:
         for output in pending:
