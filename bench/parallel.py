@@ -17,9 +17,7 @@ environment build) and the ``[byo] sandbox`` of this machine.
 from __future__ import annotations
 
 import os
-import sys
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,27 +62,19 @@ def _loop(inputs: list[Path], out: Path, rounds: int) -> None:
 
 def _flow(source: Path, code: str, job_config: dict[str, Any], **custom: Any) -> Callable[[Path], None]:
     """One ``ByoFlowOperator`` run over ``source`` into a fresh destination, with the ledger."""
-    from airflow_byo.operators.byo_flow import ByoFlowOperator
-
-    class _TaskInstance:
-        def xcom_push(self, key: str, value: Any) -> None:
-            pass
+    from bench.operator_run import execute_flow
 
     expected = len(os.listdir(source))
 
     def run(out: Path) -> None:
-        operator = ByoFlowOperator(
-            task_id="b6",
-            flow_id=f"bench-b6-{uuid.uuid4().hex}",  # a fresh ledger history: every file is new
+        execute_flow(
+            "B6",
+            expected,
             source=str(source),
             destination=str(out),
             processor=code,
-            python_interpreter=sys.executable,
             runtime_config={"custom_code": {"kwargs": custom}, "job_config": job_config},
         )
-        summary = operator.execute({"params": {}, "ti": _TaskInstance()})  # type: ignore[arg-type]
-        if summary["files_processed"] != expected:
-            raise RuntimeError(f"B6: not every file was processed: {summary}")
 
     return run
 

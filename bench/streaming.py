@@ -26,7 +26,6 @@ import random
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,26 +116,12 @@ def _loop(path: Path) -> Callable[[Path], None]:
 
 def _operator(source: str, destination: str) -> dict[str, Any]:
     """One ``ByoFlowOperator`` run with the ledger (a fresh flow id: the file is new)."""
-    from airflow_byo.operators.byo_flow import ByoFlowOperator
+    from bench.operator_run import execute_flow
 
-    class _TaskInstance:
-        def xcom_push(self, key: str, value: Any) -> None:
-            pass
-
-    context: Any = {"params": {}, "ti": _TaskInstance()}  # what execute() reads of a task context
-    operator = ByoFlowOperator(
-        task_id="b3",
-        flow_id=f"bench-b3-{uuid.uuid4().hex}",
-        source=source,
-        destination=destination,
-        processor=STREAMING,
-        python_interpreter=sys.executable,
-        runtime_config={"job_config": JOB_CONFIG},
+    config = {"job_config": JOB_CONFIG}
+    return execute_flow(
+        "B3", 1, source=source, destination=destination, processor=STREAMING, runtime_config=config
     )
-    summary: dict[str, Any] = operator.execute(context)
-    if summary["files_processed"] != 1:
-        raise RuntimeError(f"B3: the file was not processed: {summary}")
-    return summary
 
 
 def _flow(path: Path) -> Callable[[Path], None]:

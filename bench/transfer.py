@@ -21,9 +21,7 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,27 +156,18 @@ def _flow(
     source: str, source_conn: str, destination: str, destination_conn: str, expected: int
 ) -> Callable[[Path], None]:
     """One ``ByoFlowOperator`` run with the ledger, a fresh flow id each time."""
-    from airflow_byo.operators.byo_flow import ByoFlowOperator
-
-    class _TaskInstance:
-        def xcom_push(self, key: str, value: Any) -> None:
-            pass
+    from bench.operator_run import execute_flow
 
     def run(_scratch: Path) -> None:
-        context: Any = {"params": {}, "ti": _TaskInstance()}  # what execute() reads of a task context
-        operator = ByoFlowOperator(
-            task_id="b4",
-            flow_id=f"bench-b4-{uuid.uuid4().hex}",
+        execute_flow(
+            "B4",
+            expected,
             source=source,
             source_conn_id=source_conn,
             destination=destination,
             destination_conn_id=destination_conn,
             processor=IDENTITY,
-            python_interpreter=sys.executable,
         )
-        summary = operator.execute(context)
-        if summary["files_processed"] != expected:
-            raise RuntimeError(f"B4: not every file was processed: {summary}")
 
     return run
 
