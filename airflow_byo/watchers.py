@@ -34,7 +34,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_POLL_INTERVAL", "DEFAULT_RECHECK_INTERVAL", "new_files_asset"]
 
-_ON_CHANGE = ("reprocess", "ignore")
+
+def _on_change_values() -> tuple[str, ...]:
+    """``job_config.on_change``'s values, from the job config itself (one list of them)."""
+    from typing import get_args
+
+    from airflow_byo.flow_config import JobConfig
+
+    return get_args(JobConfig.model_fields["on_change"].annotation)
 
 
 def new_files_asset(
@@ -106,8 +113,8 @@ def new_files_asset(
             raise ByoConfigError(
                 f"{argument} of new_files_asset must be a non-empty string, got {arguments[argument]!r}"
             )
-    if on_change not in _ON_CHANGE:
-        raise ByoConfigError(f"on_change must be one of {', '.join(_ON_CHANGE)}, got {on_change!r}")
+    if on_change not in (values := _on_change_values()):
+        raise ByoConfigError(f"on_change must be one of {', '.join(values)}, got {on_change!r}")
     poll, recheck = check_intervals(poll_interval, recheck_interval)
     selection = FileFilter(
         include=include,  # type: ignore[arg-type]  # a str is accepted and normalised
