@@ -45,9 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.timing import Row, table  # noqa: E402 -- after the checkout is importable
 from tests.e2e.deployment import Deployment  # noqa: E402 -- after the checkout is importable
-
-Row = tuple[str, float, float | None, str]
 
 WATCHER, SENSOR = "bench_b8_watcher", "bench_b8_sensor"
 POLL_INTERVAL = 5.0  # the watcher's default (airflow_byo.triggers.new_files_event.DEFAULT_POLL_INTERVAL)
@@ -296,11 +295,7 @@ def main() -> int:
     work = ROOT / "bench" / ".work"
     work.mkdir(exist_ok=True)
     rows = run(work, smoke=options.smoke, repeat=options.repeat)
-    print("| figure | measured | same-run baseline | ratio | target |")
-    print("|---|---:|---:|---:|---|")
-    for name, measured, baseline, target in rows:
-        compared = f"{baseline:.4g} | {measured / baseline:.2f}x" if baseline else "- | -"
-        print(f"| {name} | {measured:.4g} | {compared} | {target} |")
+    print(table(rows))
     return 0
 
 

@@ -80,8 +80,7 @@ ROOT = HERE.parent
 WORK = HERE / ".work"  # generated inputs and scratch; gitignored
 sys.path.insert(0, str(ROOT))
 
-#: figure, measured, same-run baseline (None: nothing to compare with), target
-Row = tuple[str, float, float | None, str]
+from bench.timing import Row  # noqa: E402 -- after sys.path has the checkout
 
 PACKAGES = ["humanize==4.11.0", "unidecode==1.3.8"]
 
@@ -286,14 +285,6 @@ def bench_b2(repeat: int) -> list[Row]:
 
 
 # -- report ------------------------------------------------------------------------------------
-def _table(rows: list[Row]) -> str:
-    lines = ["| figure | measured | same-run baseline | ratio | target |", "|---|---:|---:|---:|---|"]
-    for name, measured, baseline, target in rows:
-        compared = f"{baseline:.4g} | {measured / baseline:.2f}x" if baseline else "- | -"
-        lines.append(f"| {name} | {measured:.4g} | {compared} | {target} |")
-    return "\n".join(lines)
-
-
 def _machine() -> str:
     from importlib.metadata import version
 
@@ -364,7 +355,9 @@ def _run(smoke: bool, repeat: int) -> int:
     rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)
     rows += cli_loop.run(WORK, packages=PACKAGES, repeat=repeat)
     rows += latency.run(WORK, smoke=smoke, repeat=repeat)  # starts a LocalExecutor deployment
-    table = _table(rows)
+    from bench.timing import table as figures_table
+
+    table = figures_table(rows)
     print(table)
 
     target = WORK / "RESULTS-smoke.md" if smoke else HERE / "RESULTS.md"

@@ -29,12 +29,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.timing import medians
+from bench.timing import Row, medians
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-Row = tuple[str, float, float | None, str]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -31,14 +31,14 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.timing import medians
+from bench.timing import Row, medians
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 __all__ = ["run"]
 
-ROW = tuple[str, float, float | None, str]
+
 PACKAGE = "humanize==4.11.0"  # one pinned package, as a real flow has
 
 DAG = '''
@@ -155,7 +155,7 @@ class _TaskPath:
 
 def run(
     workdir: Path, *, csv_source: Path, transform: str, loop: Callable[[Path], None], repeat: int
-) -> list[ROW]:
+) -> list[Row]:
     """B1 rows for the SQLite ledger and, where a server answers, the PostgreSQL one."""
     path = _TaskPath(workdir, transform)
     files = len(os.listdir(csv_source))

@@ -1,4 +1,7 @@
-"""How every benchmark times its sides: alternating repetitions, set-up never on the clock."""
+"""
+How every benchmark times its sides (alternating repetitions, set-up never on the clock) and
+prints its figures.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["medians"]
+__all__ = ["Row", "medians", "table"]
+
+#: figure, measured, same-run baseline (None: nothing to compare with), target
+Row = tuple[str, float, float | None, str]
 
 
 def medians(repeat: int, workdir: Path, **funcs: Callable[[Path], object]) -> dict[str, float]:
@@ -34,3 +40,12 @@ def medians(repeat: int, workdir: Path, **funcs: Callable[[Path], object]) -> di
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def table(rows: list[Row]) -> str:
+    """The figures as a Markdown table: measured, baseline, their ratio, the target."""
+    lines = ["| figure | measured | same-run baseline | ratio | target |", "|---|---:|---:|---:|---|"]
+    for name, measured, baseline, target in rows:
+        compared = f"{baseline:.4g} | {measured / baseline:.2f}x" if baseline else "- | -"
+        lines.append(f"| {name} | {measured:.4g} | {compared} | {target} |")
+    return "\n".join(lines)

@@ -25,14 +25,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.timing import medians
+from bench.timing import Row, medians
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from tests.servers import S3Server, SftpServer
 
-Row = tuple[str, float, float | None, str]
 
 #: The identity, streamed: the function never holds a whole file.
 IDENTITY = """
