@@ -18,7 +18,15 @@ import string
 import types
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from airflow_byo.exceptions import ByoConfigError
@@ -99,14 +107,15 @@ class JobConfig(BaseModel):
     cpu_seconds: float | None = Field(
         600.0,
         gt=0,
-        description="CPU time the function may use on one file (all its threads; RLIMIT_CPU, reset "
-        "per file); the child is stopped when it is used up. Null for no cap.",
+        description="CPU time the function may use on one file (all its threads and the processes it "
+        "starts): the function gets an error when it is used up, and the worker kills the child if it "
+        "goes on. Null for no cap.",
     )
     max_processes: int | None = Field(
         256,
         ge=8,
-        description="Processes and threads the sandboxed child may have at once (RLIMIT_NPROC in the "
-        "sandbox; not enforced for a worker running as root). Null for no cap.",
+        description="Processes and threads the sandboxed child may have at once (RLIMIT_NPROC of the "
+        "child's own uid: a root worker gives every child a uid of its own). Null for no cap.",
     )
     max_output_mb: int | None = Field(
         10240,
@@ -116,8 +125,32 @@ class JobConfig(BaseModel):
     )
     network: bool = Field(
         False,
-        description="Let the sandboxed function use the network (to call an API). Off: it has only "
-        "a loopback of its own, no route to any host, the worker's own services included.",
+        description="Let the sandboxed function use the network (to call an API): outbound "
+        "connections through a user-mode network stack (pasta), which cannot reach the worker's "
+        "loopback services or abstract unix sockets. Off: it has only a loopback of its own, no route "
+        "to any host.",
+    )
+    host_loopback: bool = Field(
+        False,
+        description="With network: share the worker's own network instead, its loopback services "
+        "(databases, the Airflow API, metadata) and abstract unix sockets included: for a function "
+        "that must call a service on the worker host itself. Trusted code only.",
+    )
+    max_notifications_per_file: int = Field(
+        100,
+        ge=0,
+        description="ctx.notify() calls kept per file; later ones are dropped (counted in the log). "
+        "Each notification's fields are cut at 64 KiB.",
+    )
+    max_notifications_per_run: int = Field(
+        1000, ge=0, description="ctx.notify() calls delivered per run; later ones are dropped (logged)."
+    )
+    max_insight_keys: int = Field(
+        1000,
+        ge=1,
+        description="Distinct ctx.insight()/ctx.count() names kept in a run's summary; values of "
+        "new names beyond it are dropped (counted in the summary). One file's insights are at most "
+        "256 KiB as JSON.",
     )
     transfer_concurrency: int = Field(
         4,
@@ -160,6 +193,12 @@ class JobConfig(BaseModel):
         raise PydanticCustomError(
             "workers", f'must be "auto" or a JSON whole number of at least 1 such as 4, not {given}'
         )
+
+    @model_validator(mode="after")
+    def _loopback_needs_network(self) -> JobConfig:
+        if self.host_loopback and not self.network:
+            raise ValueError("host_loopback: true needs network: true (it widens the network the flow has)")
+        return self
 
     @field_validator("output_name")
     @classmethod

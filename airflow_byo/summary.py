@@ -7,18 +7,21 @@ counters the processor published with ``ctx.insight()``/``ctx.count()`` -- never
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from airflow_byo.runner.child_messages import StagedOutput
+    from airflow_byo.outcomes import StagedOutput
 
 __all__ = ["MAX_FILES_IN_SUMMARY", "FileResult", "FileStatus", "RunSummary"]
 
 #: Per-file statuses kept in the summary; the rest are only counted (XCom must stay small).
 MAX_FILES_IN_SUMMARY = 100
+#: The run's insights as JSON (the summary is an XCom): values that would pass it are dropped.
+MAX_RUN_INSIGHT_BYTES = 1024 * 1024
 _MAX_ERROR_CHARS = 500
 
 FileStatus = Literal["processed", "failed", "quarantined", "skipped"]
@@ -84,6 +87,10 @@ class RunSummary:
     files: list[FileResult] = field(default_factory=list)
     insights: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
+    #: Distinct insight and counter names kept (``job_config.max_insight_keys``); values of new
+    #: names beyond it, or that would take the insights past MAX_RUN_INSIGHT_BYTES, are dropped.
+    max_insight_keys: int = 1000
+    insights_dropped: int = 0
     notifications: int = 0
     #: Children run side by side (``job_config.workers``), and the files each one handled.
     workers: int = 1
@@ -91,15 +98,30 @@ class RunSummary:
     seconds: float = 0.0
     environment_seconds: float = 0.0
     _failed: list[FileResult] = field(default_factory=list, repr=False)
+    _insight_bytes: dict[str, int] = field(default_factory=dict, repr=False)
+    _insight_total: int = field(default=0, repr=False)
 
     def add(self, result: FileResult, insights: dict[str, Any], counters: dict[str, float]) -> None:
         """Record one file; insights of later files overwrite earlier ones, counters add up."""
         self.files.append(result)
         if result.status == "failed":
             self._failed.append(result)
-        self.insights.update(insights)
+        for name, value in insights.items():
+            size = len(json.dumps(value, default=str))
+            total = self._insight_total - self._insight_bytes.get(name, 0) + size
+            if (name not in self.insights and not self._room_for_a_name()) or total > MAX_RUN_INSIGHT_BYTES:
+                self.insights_dropped += 1
+                continue
+            self.insights[name] = value
+            self._insight_bytes[name], self._insight_total = size, total
         for name, value in counters.items():
+            if name not in self.counters and not self._room_for_a_name():
+                self.insights_dropped += 1
+                continue
             self.counters[name] = self.counters.get(name, 0) + value
+
+    def _room_for_a_name(self) -> bool:
+        return len(self.insights) + len(self.counters) < self.max_insight_keys
 
     def _with_status(self, status: FileStatus) -> list[FileResult]:
         return [f for f in self.files if f.status == status]
@@ -149,6 +171,7 @@ class RunSummary:
             "files_per_worker": self.files_per_worker,
             "insights": self.insights,
             "counters": self.counters,
+            "insights_dropped": self.insights_dropped,
             "files": [f.as_dict() for f in self.files[:MAX_FILES_IN_SUMMARY]],
             "files_not_listed": max(0, len(self.files) - MAX_FILES_IN_SUMMARY),
         }

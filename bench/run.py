@@ -140,6 +140,7 @@ def bench_b5(files: int, repeat: int) -> list[Row]:
     from airflow_byo.processor import resolve_processor
     from airflow_byo.runner import sandbox
     from airflow_byo.runner.flow_runner import FlowRunner
+    from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.storage import Location
 
     if not sandbox.bubblewrap_status()[0]:
@@ -162,7 +163,8 @@ def bench_b5(files: int, repeat: int) -> list[Row]:
 
     def start(flow: FlowRunner) -> Callable[[Path], None]:
         def child(scratch: Path) -> None:
-            with flow.children(inputs=str(source_dir), outputs=str(scratch)):
+            staging = OutputStaging(str(scratch))
+            with source.input_staging() as inputs, flow.children(inputs=inputs, staging=staging):
                 pass  # a child started and its function loaded, then stopped
 
         return child

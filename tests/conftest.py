@@ -25,6 +25,7 @@ from tests.servers import S3Server, SftpServer
 
 if TYPE_CHECKING:
     from airflow_byo.operators.byo_flow import ByoFlowOperator
+    from airflow_byo.outcomes import StagedOutput
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.summary import RunSummary
 
@@ -75,6 +76,14 @@ def migrated_airflow_home(airflow_home: Path, tmp_path: Path) -> Path:
     home.mkdir()
     shutil.copyfile(_PRISTINE_METADATA_DB, home / "airflow.db")
     return home
+
+
+def staged_output(path: str | Path, name: str, records: int | None = None, **extra: Any) -> StagedOutput:
+    """A taken output as the hand-off makes it (its inode and size recorded) for a file a test wrote."""
+    from airflow_byo.outcomes import StagedOutput
+
+    info = os.stat(path)
+    return StagedOutput(name, str(path), info.st_size, records, device=info.st_dev, inode=info.st_ino, **extra)
 
 
 def fresh_ledger_env(directory: Path) -> dict[str, str]:

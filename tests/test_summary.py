@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from airflow_byo.runner.child_messages import StagedOutput
+from airflow_byo.outcomes import StagedOutput
 from airflow_byo.summary import MAX_FILES_IN_SUMMARY, FileResult, RunSummary
 
 

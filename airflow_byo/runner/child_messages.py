@@ -3,39 +3,38 @@ What the worker accepts from the child: every message checked before it is belie
 
 The child runs the user's code, so each line it sends may be forged or malformed. A message is
 accepted only when it has the shape of :mod:`airflow_byo.runtime.protocol`; a file's outputs only
-when each name is a normalised relative path and each file is a regular file (no symlink) at the
-place the worker chose for it (:func:`~airflow_byo.runtime.protocol.output_path`). Anything else
-raises :class:`ProtocolViolation`, which fails that file ("the processor sent an invalid
-message: ...") and never leads to a write outside the destination. A test-mode preview decoded
-in the child is held to :data:`~airflow_byo.runtime.protocol.PREVIEW_MAX_ROWS` rows and
+when each name is a normalised relative path (the files themselves are then taken out of the
+child's reach and checked by :mod:`airflow_byo.runner.output_handoff`). Anything else -- broken
+JSON, nesting too deep for the parser, numbers too long, invalid UTF-8, wrong types -- raises
+:class:`ProtocolViolation`, which fails that file alone ("the processor sent an invalid message:
+...") and never leads to a write outside the destination. Notifications and insights are bounded
+in size (:data:`MAX_NOTIFY_BYTES`, :data:`MAX_INSIGHT_BYTES`); how many a file and a run may send is
+``job_config``'s to say (:mod:`airflow_byo.runner.message_caps`). A test-mode preview decoded in
+the child is held to :data:`~airflow_byo.runtime.protocol.PREVIEW_MAX_ROWS` rows and
 :data:`~airflow_byo.runtime.protocol.PREVIEW_MAX_COLUMNS` columns of strings; longer cells are cut.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import stat
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow_byo.runtime.contract import OutputError, safe_output_name
 from airflow_byo.runtime.protocol import (
     PREVIEW_MAX_CELL_CHARS,
     PREVIEW_MAX_COLUMNS,
     PREVIEW_MAX_ROWS,
-    output_path,
 )
 
 if TYPE_CHECKING:
-    from airflow_byo.runtime.protocol import DecodedPreview, Done, Failed, Notify
+    from airflow_byo.runtime.protocol import DecodedPreview, Done, Failed, Notify, OutputReport
 
 __all__ = [
+    "MAX_INSIGHT_BYTES",
     "MAX_MESSAGE_BYTES",
-    "FileOutcome",
+    "MAX_NOTIFY_BYTES",
     "ProtocolViolation",
-    "StagedOutput",
+    "checked_done",
     "checked_previews",
     "parse_message",
 ]
@@ -44,54 +43,27 @@ __all__ = [
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 #: Outputs one input file may have.
 MAX_OUTPUTS_PER_FILE = 10_000
+#: One notification's fields, as JSON; bigger fields are replaced by a note saying so.
+MAX_NOTIFY_BYTES = 64 * 1024
+#: One file's insights, as JSON; bigger ones fail the message.
+MAX_INSIGHT_BYTES = 256 * 1024
+#: Nesting of values inside fields, insights and counters (JSON objects and lists).
+MAX_NESTING = 32
 _MAX_TEXT = 8000
-
-OutcomeStatus = Literal["done", "error", "timeout", "crashed"]
 
 
 class ProtocolViolation(ValueError):
     """A message from the child that does not follow the protocol."""
 
 
-@dataclass(frozen=True)
-class StagedOutput:
-    """One output of a file, staged locally by the child and checked by the worker."""
-
-    name: str
-    local_path: str
-    size: int
-    records: int | None
-    #: Test mode: the schema and first rows the child decoded (binary formats only).
-    decoded: DecodedPreview | None = None
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one file inside the child."""
-
-    status: OutcomeStatus
-    seconds: float = 0.0
-    outputs: list[StagedOutput] = field(default_factory=list)
-    insights: dict[str, Any] = field(default_factory=dict)
-    counters: dict[str, float] = field(default_factory=dict)
-    notifications: list[Notify] = field(default_factory=list)
-    error_type: str = ""
-    error: str = ""
-    traceback: str = ""
-    attempts: int = 1
-    quarantined: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-
 def parse_message(line: bytes, expected: tuple[str, ...]) -> dict[str, Any]:
     """Decode one line into a JSON object whose ``ev`` is one of ``expected``."""
     try:
         message = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolViolation(f"not a JSON object ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: ``[[[[...`` deeper than the parser goes; ValueError also covers an
+        # integer of more than 4300 digits (sys.int_info.default_max_str_digits).
+        raise ProtocolViolation(f"not a JSON object ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(message, dict):
         raise ProtocolViolation(f"expected a JSON object, got {type(message).__name__}")
     if message.get("ev") not in expected:
@@ -99,6 +71,31 @@ def parse_message(line: bytes, expected: tuple[str, ...]) -> dict[str, Any]:
             f"unexpected event {str(message.get('ev'))[:40]!r}, expected one of {expected}"
         )
     return message
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iteratively: no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level > MAX_NESTING:
+                return level
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _bounded(value: Any, name: str, limit: int) -> str | None:
+    """Why ``value`` is too deep or too large as JSON, or None."""
+    if _depth(value) > MAX_NESTING:
+        return f"{name} nest deeper than {MAX_NESTING} levels"
+    size = len(json.dumps(value, default=str))
+    if size > limit:
+        return f"{name} are {size} bytes as JSON, more than {limit}"
+    return None
 
 
 def _field(message: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -121,12 +118,18 @@ def checked_seq(message: dict[str, Any], expected: int) -> None:
 
 
 def checked_notify(message: dict[str, Any]) -> Notify:
+    """A notification; fields that are too deep or too big are replaced by a note saying so."""
+    fields = _field(message, "fields", dict)
+    if (problem := _bounded(fields, "its fields", MAX_NOTIFY_BYTES)) is not None:
+        fields = {
+            "dropped": f"{problem} (airflow-byo keeps at most {MAX_NOTIFY_BYTES} bytes per notification)"
+        }
     return {
         "ev": "notify",
         "seq": _field(message, "seq", int),
         "message": _text(message, "message"),
-        "level": _text(message, "level"),
-        "fields": _field(message, "fields", dict),
+        "level": _text(message, "level")[:20],
+        "fields": fields,
     }
 
 
@@ -137,12 +140,15 @@ def checked_failure(message: dict[str, Any]) -> Failed:
         "type": _text(message, "type")[:200],
         "message": _text(message, "message"),
         "traceback": _text(message, "traceback"),
-        "seconds": max(0.0, float(_field(message, "seconds", (int, float)))),
+        "seconds": _seconds(message),
     }
 
 
-def checked_done(message: dict[str, Any], out_prefix: str) -> tuple[Done, list[StagedOutput]]:
-    """The ``done`` message and its outputs, each found where the worker asked for it."""
+def checked_done(message: dict[str, Any]) -> tuple[Done, dict[int, DecodedPreview]]:
+    """
+    The ``done`` message: its output reports (names checked, the n-th describing the file at
+    ``output_path(out_prefix, n)``) and, in test mode, the child's decoded previews by output.
+    """
     reports = _field(message, "outputs", list)
     if len(reports) > MAX_OUTPUTS_PER_FILE:
         raise ProtocolViolation(f"{len(reports)} outputs for one file; at most {MAX_OUTPUTS_PER_FILE}")
@@ -150,8 +156,11 @@ def checked_done(message: dict[str, Any], out_prefix: str) -> tuple[Done, list[S
     for name, value in counters.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ProtocolViolation(f"counter {str(name)[:80]!r} is not a number")
+    insights = _field(message, "insights", dict)
+    if (problem := _bounded(insights, "the insights", MAX_INSIGHT_BYTES)) is not None:
+        raise ProtocolViolation(f"{problem}: keep insights small (ctx.insight is for a few values per file)")
     names: set[str] = set()
-    outputs = []
+    outputs: list[OutputReport] = []
     for index, report in enumerate(reports):
         if not isinstance(report, dict):
             raise ProtocolViolation(f"output #{index} is not an object")
@@ -166,35 +175,32 @@ def checked_done(message: dict[str, Any], out_prefix: str) -> tuple[Done, list[S
         records = report.get("records")
         if records is not None and (not isinstance(records, int) or isinstance(records, bool) or records < 0):
             raise ProtocolViolation(f"output {name!r}: records must be a count or null")
-        local_path = output_path(out_prefix, index)
-        try:
-            info = os.lstat(local_path)
-        except OSError:
-            raise ProtocolViolation(f"output {name!r} was reported but not written") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise ProtocolViolation(f"output {name!r} is not a regular file (a symlink or other file type)")
-        if _field(report, "size", int) != info.st_size:
-            raise ProtocolViolation(f"output {name!r}: reported {report['size']} bytes, wrote {info.st_size}")
-        outputs.append(StagedOutput(name, local_path, info.st_size, records))
-    for preview in checked_previews(message.get("previews", []), outputs):
-        staged = outputs[preview["output"]]
-        outputs[preview["output"]] = dataclasses.replace(staged, decoded=preview)
+        size = _field(report, "size", int)
+        if size < 0:
+            raise ProtocolViolation(f"output {name!r}: size must be a count")
+        outputs.append({"name": name, "size": size, "records": records})
+    previews = checked_previews(message.get("previews", []), [o["name"] for o in outputs])
     done: Done = {
         "ev": "done",
         "seq": _field(message, "seq", int),
-        "seconds": max(0.0, float(_field(message, "seconds", (int, float)))),
-        "outputs": [{"name": o.name, "size": o.size, "records": o.records} for o in outputs],
-        "insights": {str(k): v for k, v in _field(message, "insights", dict).items()},
+        "seconds": _seconds(message),
+        "outputs": outputs,
+        "insights": {str(k): v for k, v in insights.items()},
         "counters": {str(k): v for k, v in counters.items()},
-        "previews": [o.decoded for o in outputs if o.decoded is not None],
+        "previews": previews,
     }
-    return done, outputs
+    return done, {preview["output"]: preview for preview in previews}
+
+
+def _seconds(message: dict[str, Any]) -> float:
+    value = float(_field(message, "seconds", (int, float)))
+    return value if 0.0 <= value < 1e9 else 0.0  # NaN, inf and negatives mean nothing
 
 
 _PREVIEW_FORMATS = ("parquet", "arrow", "avro")
 
 
-def checked_previews(previews: Any, outputs: list[StagedOutput]) -> list[DecodedPreview]:
+def checked_previews(previews: Any, outputs: list[str]) -> list[DecodedPreview]:
     """The child's decoded previews: one at most per output, bounded, every cell a string."""
     if not isinstance(previews, list) or len(previews) > len(outputs):
         raise ProtocolViolation(
@@ -209,7 +215,7 @@ def checked_previews(previews: Any, outputs: list[StagedOutput]) -> list[Decoded
         if not 0 <= index < len(outputs) or index in seen:
             raise ProtocolViolation(f"preview of output #{index}: no such output, or a second preview")
         seen.add(index)
-        where = f"preview of output {outputs[index].name[:200]!r}"
+        where = f"preview of output {outputs[index][:200]!r}"
         kind = preview.get("format")
         if kind not in _PREVIEW_FORMATS:
             raise ProtocolViolation(f"{where}: format {str(kind)[:40]!r} is not one of {_PREVIEW_FORMATS}")

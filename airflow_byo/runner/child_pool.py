@@ -10,22 +10,25 @@ destinations or the ledger: it turns file requests into :class:`FileOutcome` val
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from airflow_byo.runner.child_process import ChildProcess, stage_runtime
+from airflow_byo.runner.sandbox import worker_identity
 from airflow_byo.scratch import scratch_dir, sweep
-from airflow_byo.storage.publisher import discard_staged_outputs
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from airflow_byo.flow_config import JobConfig, RuntimeConfig
+    from airflow_byo.outcomes import FileOutcome
     from airflow_byo.processor import ProcessorSource
-    from airflow_byo.runner.child_messages import FileOutcome
     from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.runner.sandbox import SandboxSpec
+    from airflow_byo.runner.sandbox_identity import SandboxIdentity
     from airflow_byo.runtime.protocol import FileRequest, InitRequest
 
 __all__ = ["ChildPool", "init_request"]
@@ -58,9 +61,14 @@ class ChildPool:
     :param init: the init message every child starts with (:func:`init_request`).
     :param job: the flow's job configuration (batch size, retries, timeout).
     :param log: the task's logger.
-    :param sandbox: the children's sandbox (paths of this run's inputs and outputs bound), or
-        ``None`` to run them unsandboxed; the staged runtime and the processor's ``sys_path``
-        folders are added here, read-only.
+    :param staging: where the children's outputs are staged (each child gets a drop folder).
+    :param sandbox: the children's sandbox, or ``None`` to run them unsandboxed; the staged
+        runtime and the processor's ``sys_path`` folders are added here, read-only.
+    :param inputs: the pipeline's folder of staged inputs (bound read-only in ``sandbox``).
+
+    A root worker's sandboxed children run as a uid the pool leases for its whole life (one
+    child at a time, so the uid's process limit is one child's); :attr:`identity` says which, so
+    the pipeline hands its staged inputs to it.
     """
 
     def __init__(
@@ -70,13 +78,18 @@ class ChildPool:
         init: InitRequest,
         job: JobConfig,
         log: TaskLog,
+        staging: OutputStaging,
         sandbox: SandboxSpec | None = None,
+        inputs: str | None = None,
     ) -> None:
         self.python = python
         self.init = init
         self.job = job
         self.log = log
+        self.staging = staging
+        self.inputs = inputs
         self._sandbox = sandbox
+        self.identity: SandboxIdentity | None = None
         self._child: ChildProcess | None = None
         self._runtime_dir = ""
 
@@ -84,15 +97,24 @@ class ChildPool:
         for path in sweep():
             self.log.info("Removed scratch directory %s left by a killed run", path)
         self._runtime_dir = stage_runtime(scratch_dir("runtime"))
-        if self._sandbox is not None:
-            folders = (self._runtime_dir, *self.init["sys_path"])
-            self._sandbox = replace(self._sandbox, read_only=(*self._sandbox.read_only, *folders))
         try:
+            if self._sandbox is not None:
+                folders = (self._runtime_dir, *self.init["sys_path"])
+                self._sandbox = replace(self._sandbox, read_only=(*self._sandbox.read_only, *folders))
+                self.identity = worker_identity()
+                if self.identity is not None and self.inputs is not None:  # staged for the children alone
+                    os.chown(self.inputs, self.identity.uid, self.identity.gid)
             self._ready_child()
         except BaseException:
-            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._release()
             raise
         return self
+
+    def _release(self) -> None:
+        shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        if self.identity is not None:
+            self.identity.release()
+            self.identity = None
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -100,7 +122,7 @@ class ChildPool:
         if self._child is not None:
             self._child.stop()
             self._child = None
-        shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        self._release()
 
     def _ready_child(self) -> ChildProcess:
         """The current child, replaced after ``batch_size`` files or after it was killed."""
@@ -109,7 +131,15 @@ class ChildPool:
             child.stop()
             child = None
         if child is None:
-            child = ChildProcess(self.python, self._runtime_dir, self.init, self.log, self._sandbox)
+            child = ChildProcess(
+                self.python,
+                self._runtime_dir,
+                self.init,
+                self.log,
+                self.staging,
+                self._sandbox,
+                self.identity,
+            )
         self._child = child
         return child
 
@@ -136,7 +166,7 @@ class ChildPool:
     def process(self, request: FileRequest, label: str) -> FileOutcome:
         """
         The outcome of ``request`` (sent by :meth:`start`), with up to ``job_config.retries``
-        more attempts; what a failed attempt staged is discarded before the next one.
+        more attempts (what a failed attempt staged is cleared from the child's drop folder).
         """
         for attempt in range(1, self.job.retries + 2):
             child = self._child if attempt == 1 and self._child is not None else self._ready_child()
@@ -144,7 +174,6 @@ class ChildPool:
             outcome.attempts = attempt
             if outcome.ok:
                 return outcome
-            discard_staged_outputs(request["out_prefix"])
             if attempt <= self.job.retries:
                 self.log.warning("%s failed (attempt %d): %s; retrying", label, attempt, outcome.error)
         return outcome

@@ -1,10 +1,12 @@
 """
-One child process, seen from the worker: start it, feed it files, enforce the timeout.
+One child process, seen from the worker: start it, feed it files, enforce the limits.
 
-A :class:`ChildProcess` serves many files. When a file times out, the child dies or it breaks the
-protocol, the process is killed and the pool (:mod:`airflow_byo.runner.child_pool`) starts a fresh
-one for the remaining files. The child starts from an allow-listed environment, so it never holds
-the worker's secrets, and every message it sends is checked (:mod:`.child_messages`).
+A :class:`ChildProcess` serves many files. When a file times out or uses up its CPU time, the
+child dies or it breaks the protocol, the process is killed and the pool
+(:mod:`airflow_byo.runner.child_pool`) starts a fresh one for the remaining files. The child
+starts from an allow-listed environment, so it never holds the worker's secrets; it writes
+outputs only into a drop folder of its own, from which the worker takes them
+(:mod:`.output_handoff`); and every message it sends is checked (:mod:`.child_messages`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import airflow_byo.runtime as runtime_package
 from airflow_byo.exceptions import ByoProcessorError
+from airflow_byo.outcomes import FileOutcome
 from airflow_byo.runner.child_messages import (
     MAX_MESSAGE_BYTES,
-    FileOutcome,
     ProtocolViolation,
     checked_done,
     checked_failure,
@@ -34,15 +37,19 @@ from airflow_byo.runner.child_messages import (
     checked_seq,
     parse_message,
 )
-from airflow_byo.runner.sandbox import describe_exit, sandbox_command
+from airflow_byo.runner.child_usage import CpuWatch
+from airflow_byo.runner.output_handoff import HandoffError, clear_drop
+from airflow_byo.runner.sandbox import describe_exit, prepare_sandbox
 from airflow_byo.scratch import scratch_dir
 
 if TYPE_CHECKING:
-    from airflow_byo.runner.child_messages import OutcomeStatus
-    from airflow_byo.runner.sandbox import SandboxSpec
+    from airflow_byo.outcomes import OutcomeStatus
+    from airflow_byo.runner.output_handoff import OutputStaging
+    from airflow_byo.runner.sandbox import SandboxLaunch, SandboxSpec
+    from airflow_byo.runner.sandbox_identity import SandboxIdentity
     from airflow_byo.runtime.protocol import FileRequest, InitRequest, Notify, StopRequest
 
-__all__ = ["ChildProcess", "TaskLog", "child_environment", "stage_runtime"]
+__all__ = ["MAX_STDERR_LINE_BYTES", "ChildProcess", "TaskLog", "child_environment", "stage_runtime"]
 
 
 class TaskLog(Protocol):
@@ -61,6 +68,8 @@ log = logging.getLogger(__name__)
 _ENV_ALLOWLIST = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "HOME", "USER", "LOGNAME")
 
 _STARTUP_TIMEOUT_SECONDS = 120.0
+#: A longer line of the child's stderr is cut (and marked): the worker holds one line at a time.
+MAX_STDERR_LINE_BYTES = 64 * 1024
 
 
 def child_environment() -> dict[str, str]:
@@ -78,7 +87,7 @@ def stage_runtime(directory: str) -> str:
     Copy the stdlib-only runtime into ``directory`` as an importable ``airflow_byo.runtime``.
 
     Only these few files are shipped: the rest of airflow_byo (and Airflow itself) stays out of
-    the child's ``sys.path``.
+    the child's ``sys.path``. Readable by all: a root worker's child runs as a uid of its own.
     """
     package_root = Path(directory) / "airflow_byo"
     target = package_root / "runtime"
@@ -86,6 +95,10 @@ def stage_runtime(directory: str) -> str:
     (package_root / "__init__.py").write_text('"""Runtime-only copy of airflow_byo."""\n')
     for source in Path(runtime_package.__file__).parent.glob("*.py"):
         shutil.copyfile(source, target / source.name)
+    for path in (Path(directory), package_root, target):
+        path.chmod(0o755)
+    for path in (package_root / "__init__.py", *target.glob("*.py")):
+        path.chmod(0o644)
     return directory
 
 
@@ -124,6 +137,36 @@ class _LineReader:
         self._selector.close()
 
 
+def relay_lines(fd: int, emit: Any, limit: int = MAX_STDERR_LINE_BYTES) -> None:
+    """
+    Hand each line read from ``fd`` to ``emit`` until EOF, holding at most ``limit`` bytes: a
+    longer line is emitted cut, with a note of how much was dropped, and its rest is skipped.
+    """
+    pending = bytearray()
+    dropped = 0  # bytes of the current (over-long) line thrown away so far
+    while chunk := os.read(fd, 1 << 16):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if dropped:
+                dropped += end - start
+                emit(bytes(pending), dropped)
+            else:
+                emit(bytes(pending + chunk[start:end]), 0)
+            pending.clear()
+            dropped, start = 0, end + 1
+        rest = chunk[start:]
+        if dropped:
+            dropped += len(rest)
+        elif len(pending) + len(rest) > limit:
+            room = limit - len(pending)
+            pending += rest[:room]
+            dropped = len(rest) - room
+        else:
+            pending += rest
+    if pending or dropped:
+        emit(bytes(pending), dropped)
+
+
 class ChildProcess:
     """
     A running child that has loaded the processor and waits for files.
@@ -132,8 +175,11 @@ class ChildProcess:
     :param runtime_dir: directory prepared by :func:`stage_runtime`.
     :param init: the init message (processor source, config, args).
     :param task_log: logger that receives the child's stderr (the user's prints and logs).
+    :param staging: where the run's outputs are staged: the child gets a drop folder of its own
+        there, and its outputs are taken out of it when a file is done.
     :param sandbox: what the child may see and do in its bubblewrap sandbox; ``None`` runs it
         unsandboxed (``[byo] sandbox = off``, or no bubblewrap in ``auto`` mode).
+    :param identity: the uid the child runs as when the worker is root (see :mod:`.sandbox`).
     """
 
     def __init__(
@@ -142,41 +188,55 @@ class ChildProcess:
         runtime_dir: str,
         init: InitRequest,
         task_log: TaskLog,
+        staging: OutputStaging,
         sandbox: SandboxSpec | None = None,
+        identity: SandboxIdentity | None = None,
     ) -> None:
         self._task_log = task_log
-        self._sandbox = sandbox
+        self._staging = staging
+        job = init["job_config"]
+        self._cpu_seconds: float | None = job.get("cpu_seconds")
+        self._max_notifications = int(job.get("max_notifications_per_file", 100))
+        self.drop = staging.new_drop()
+        self._cwd = scratch_dir("child")
+        self._launch: SandboxLaunch | None = None
         bootstrap = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
             "from airflow_byo.runtime.child import main; sys.exit(main())"
         )
         # -I: isolated mode, so PYTHONPATH, the user site and the cwd never leak into the child.
         argv = [python, "-I", "-c", bootstrap, runtime_dir]
-        if sandbox is not None:
-            argv = sandbox_command(argv, sandbox)  # its cwd is the sandbox's private /tmp
-        self._cwd = scratch_dir("child")
+        pipes: dict[str, Any] = {
+            "stdin": subprocess.PIPE,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+        }
         try:
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=child_environment(),
-                cwd=self._cwd,
-                start_new_session=True,  # its own process group: a kill reaches its subprocesses too
-            )
+            if sandbox is not None:
+                spec = replace(sandbox, writable=(*sandbox.writable, self.drop))
+                self._launch = prepare_sandbox(argv, spec, identity=identity)
+                # its own process group: a kill reaches everything it started
+                self._proc = self._launch.start(**pipes, cwd=self._cwd, start_new_session=True)
+            else:
+                self._proc = subprocess.Popen(
+                    argv, **pipes, env=child_environment(), cwd=self._cwd, start_new_session=True
+                )
         except OSError as exc:
-            shutil.rmtree(self._cwd, ignore_errors=True)
+            self._remove_dirs()
             raise ByoProcessorError(
                 f"cannot start the processor's interpreter {python!r}: {exc.strerror or exc}. "
                 "Check python_interpreter (or the flow's environment under venv_cache_path)"
             ) from None
+        except BaseException:
+            self._remove_dirs()
+            raise
         assert self._proc.stdin is not None
         assert self._proc.stdout is not None
         self._stdin = self._proc.stdin
         self._reader = _LineReader(self._proc.stdout.fileno())
         self._stderr_thread = threading.Thread(target=self._relay_stderr, daemon=True)
         self._stderr_thread.start()
+        self._cpu = CpuWatch(self._proc.pid, depth=2 if self._launch is not None else 0)
         self.files_handled = 0
         self._queued: set[int] = set()  # sequence numbers sent and not answered yet
         self._send(init)
@@ -184,8 +244,16 @@ class ChildProcess:
 
     def _relay_stderr(self) -> None:
         assert self._proc.stderr is not None
-        for raw in iter(self._proc.stderr.readline, b""):
-            self._task_log.info("[processor] %s", raw.decode("utf-8", "replace").rstrip())
+
+        def emit(raw: bytes, dropped: int) -> None:
+            text = raw.decode("utf-8", "replace").rstrip()
+            if dropped:
+                text += (
+                    f" [... {dropped} more bytes of this line cut: lines over {MAX_STDERR_LINE_BYTES} bytes]"
+                )
+            self._task_log.info("[processor] %s", text)
+
+        relay_lines(self._proc.stderr.fileno(), emit)
 
     def _send(self, message: InitRequest | FileRequest | StopRequest) -> None:
         self._stdin.write(json.dumps(message).encode() + b"\n")
@@ -215,6 +283,10 @@ class ChildProcess:
             str(message.get("executable"))[:500],
         )
 
+    def _prefix(self, seq: int) -> str:
+        """Where the child stages the outputs of the run's ``seq``-th file (in its drop folder)."""
+        return os.path.join(self.drop, f"{seq:06d}")
+
     def queue(self, request: FileRequest) -> bool:
         """
         Send a file request without waiting, so the child starts it as soon as it finishes the
@@ -223,7 +295,7 @@ class ChildProcess:
         if request["seq"] in self._queued:
             return True
         try:
-            self._send(request)
+            self._send({**request, "out_prefix": self._prefix(request["seq"])})
         except (BrokenPipeError, OSError):
             return False
         self._queued.add(request["seq"])
@@ -232,8 +304,8 @@ class ChildProcess:
     def process(self, request: FileRequest, timeout_seconds: float) -> FileOutcome:
         """
         Run the processor on one file (sending it unless :meth:`queue` did); kill the child if it
-        exceeds ``timeout_seconds`` or breaks the protocol. Requests are answered in the order
-        they were sent.
+        exceeds ``timeout_seconds`` or its CPU time, or breaks the protocol. Requests are
+        answered in the order they were sent.
         """
         self.files_handled += 1
         started = time.monotonic()
@@ -252,11 +324,13 @@ class ChildProcess:
                 if self.queue(request)
                 else None
             )
-        except ProtocolViolation as exc:
+        except (ProtocolViolation, HandoffError) as exc:
             self.kill()  # a child that lies once is not asked again
             return stopped("error", "ProtocolError", f"the processor sent an invalid message: {exc}")
         finally:
             self._queued.discard(request["seq"])
+            if self.alive:  # what a failed attempt or a lie left (a killed child's folder is gone)
+                clear_drop(self.drop, keep=[f"{seq:06d}-" for seq in self._queued])
         if answer == "timeout":
             self.kill()
             return stopped(
@@ -264,6 +338,15 @@ class ChildProcess:
                 "Timeout",
                 f"processing took longer than job_config.timeout_seconds={timeout_seconds:g}s and was "
                 "stopped; raise the timeout or make the function faster",
+            )
+        if answer == "cpu":
+            self.kill()
+            return stopped(
+                "error",
+                "CpuTimeExceeded",
+                f"the function used more than job_config.cpu_seconds={self._cpu_seconds:g} s of CPU time "
+                "on this file (its threads and the processes it started) and was stopped; raise "
+                "cpu_seconds or make the function faster",
             )
         if answer is None:  # the child's end of the pipe closed: it died
             return stopped(
@@ -276,43 +359,62 @@ class ChildProcess:
 
     def _answer(
         self, request: FileRequest, deadline: float, notifications: list[Notify]
-    ) -> FileOutcome | Literal["timeout"] | None:
-        """The child's checked answer to ``request``; ``"timeout"``, or ``None`` at EOF."""
-        while True:
-            line = self._reader.readline(deadline)
-            if line is None:
-                return "timeout"
-            if line == b"":
-                return None
-            message = parse_message(line, ("notify", "done", "error"))
-            checked_seq(message, request["seq"])
-            if message["ev"] == "notify":
-                notifications.append(checked_notify(message))
-                continue
-            if message["ev"] == "done":
-                done, outputs = checked_done(message, request["out_prefix"])
+    ) -> FileOutcome | Literal["timeout", "cpu"] | None:
+        """The child's checked answer to ``request``; ``"timeout"``, ``"cpu"``, or ``None`` at EOF."""
+        budget = self._cpu.budget(self._cpu_seconds)
+        dropped = 0
+        try:
+            while True:
+                line = self._reader.readline(min(deadline, budget.next_check))
+                if line is None:
+                    if time.monotonic() >= deadline:
+                        return "timeout"
+                    if budget.used_up():
+                        return "cpu"
+                    continue
+                if line == b"":
+                    return None
+                message = parse_message(line, ("notify", "done", "error"))
+                checked_seq(message, request["seq"])
+                if message["ev"] == "notify":
+                    if len(notifications) < self._max_notifications:
+                        notifications.append(checked_notify(message))
+                    else:
+                        dropped += 1
+                    continue
+                if message["ev"] == "done":
+                    done, previews = checked_done(message)
+                    outputs = self._staging.take(self._prefix(request["seq"]), done["outputs"], previews)
+                    return FileOutcome(
+                        "done",
+                        done["seconds"],
+                        outputs=outputs,
+                        insights=done["insights"],
+                        counters=done["counters"],
+                        notifications=notifications,
+                    )
+                failure = checked_failure(message)
                 return FileOutcome(
-                    "done",
-                    done["seconds"],
-                    outputs=outputs,
-                    insights=done["insights"],
-                    counters=done["counters"],
+                    "error",
+                    failure["seconds"],
                     notifications=notifications,
+                    error_type=failure["type"],
+                    error=failure["message"],
+                    traceback=failure["traceback"],
                 )
-            failure = checked_failure(message)
-            return FileOutcome(
-                "error",
-                failure["seconds"],
-                notifications=notifications,
-                error_type=failure["type"],
-                error=failure["message"],
-                traceback=failure["traceback"],
-            )
+        finally:
+            if dropped:
+                self._task_log.warning(
+                    "Dropped %d ctx.notify() call(s) of %s beyond job_config.max_notifications_per_file=%d",
+                    dropped,
+                    request["url"],
+                    self._max_notifications,
+                )
 
     def _exit_cause(self) -> str:
         code = self._proc.wait()
-        if self._sandbox is not None:  # bwrap reports a child killed by signal N as 128+N
-            return describe_exit(code, self._sandbox)
+        if self._launch is not None:  # bwrap reports a child killed by signal N as 128+N
+            return describe_exit(code)
         return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
     @property
@@ -344,4 +446,11 @@ class ChildProcess:
             if stream is not None and not stream.closed:
                 with contextlib.suppress(OSError):
                     stream.close()
+        self._remove_dirs()
+
+    def _remove_dirs(self) -> None:
+        """The child's working and drop folders, with whatever a killed child left in them."""
+        if self._launch is not None:
+            self._launch.close()
         shutil.rmtree(self._cwd, ignore_errors=True)
+        shutil.rmtree(self.drop, ignore_errors=True)

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Protocol
 
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.faults import crash_point
-from airflow_byo.runner.child_messages import FileOutcome
+from airflow_byo.outcomes import FileOutcome
 from airflow_byo.runner.child_pool import ChildPool, init_request
 from airflow_byo.runner.child_process import child_environment
+from airflow_byo.runner.output_handoff import discard_outputs
 from airflow_byo.runner.progress import Progress, log_file_result, log_notification
-from airflow_byo.runner.sandbox import SandboxSpec, limits_warning, sandbox_mode
+from airflow_byo.runner.sandbox import SandboxSpec, sandbox_mode
 from airflow_byo.runner.transfers import fetch_numbered
 from airflow_byo.runner.workers import RunState, SharedClaims, worker_count
-from airflow_byo.scratch import scratch
-from airflow_byo.storage.publisher import Publisher, discard_staged_outputs
+from airflow_byo.storage.publisher import Publisher
 from airflow_byo.summary import FileResult, RunSummary
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from airflow_byo.flow_config import RuntimeConfig
     from airflow_byo.processor import ProcessorSource
     from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.runner.sandbox import InEffect
     from airflow_byo.runner.transfers import FetchedFile
     from airflow_byo.runtime.protocol import Notify
@@ -144,27 +145,33 @@ class FlowRunner:
         self.sandbox: InEffect = sandbox
         self.read_only_paths = tuple(read_only_paths)
         self._notify_lock = threading.Lock()
+        self._notifications_left = self.job.max_notifications_per_run
+        self._notifications_dropped = 0
 
-    def children(self, *, inputs: str, outputs: str, preview_rows: int = 0) -> ChildPool:
+    def children(self, *, inputs: str, staging: OutputStaging, preview_rows: int = 0) -> ChildPool:
         """
         The child processes of one run (a context manager; the first child starts on entry),
-        sandboxed unless the sandbox is off: they may read ``inputs`` and write ``outputs`` only.
-        ``preview_rows`` > 0 (test mode) has them decode that many rows of binary outputs.
+        sandboxed unless the sandbox is off: they may read ``inputs`` (the folder of their staged
+        input files) and write only their drop folders in ``staging``. ``preview_rows`` > 0 (test
+        mode) has them decode that many rows of binary outputs.
         """
         spec = None
+        job = self.job
         if self.sandbox == "bubblewrap":
+            network = "off" if not job.network else ("host" if job.host_loopback else "user")
             spec = SandboxSpec(
                 interpreter=self.python,
                 read_only=(inputs, *self.read_only_paths),
-                writable=(outputs,),
-                network=self.job.network,
+                network=network,
                 env=child_environment(),
-                max_processes=self.job.max_processes,
+                max_processes=job.max_processes,
+                max_file_bytes=job.max_output_mb * 1024 * 1024 if job.max_output_mb else None,
+                max_memory_bytes=job.max_memory_mb * 1024 * 1024 if job.max_memory_mb else None,
             )
-            if warning := limits_warning(spec):  # a root worker: information, not a fault
-                self.log.info("%s", warning)
         init = init_request(self.processor, self.config, preview_rows)
-        return ChildPool(python=self.python, init=init, job=self.job, log=self.log, sandbox=spec)
+        return ChildPool(
+            python=self.python, init=init, job=job, log=self.log, staging=staging, sandbox=spec, inputs=inputs
+        )
 
     # -- whole runs ----------------------------------------------------------------------------
     def run(
@@ -187,8 +194,13 @@ class FlowRunner:
         """
         tracker = tracker or _EveryFile()
         summary = RunSummary(
-            source=source.url, destination=destination.url, files_seen=len(files), sandbox=self.sandbox
+            source=source.url,
+            destination=destination.url,
+            files_seen=len(files),
+            sandbox=self.sandbox,
+            max_insight_keys=self.job.max_insight_keys,
         )
+        self._notifications_left, self._notifications_dropped = self.job.max_notifications_per_run, 0
         workers = worker_count(self.job, len(files))
         summary.workers = workers
         state = RunState(summary, Progress(self.log, self.job.progress_interval_seconds), workers)
@@ -201,6 +213,12 @@ class FlowRunner:
                 self.log.info("Running %d children side by side", workers)
                 self._work_in_parallel(workers, source, publisher, claims, tracker, state)
         summary.leftovers_removed = publisher.swept
+        if self._notifications_dropped:
+            self.log.warning(
+                "Dropped %d ctx.notify() call(s) beyond job_config.max_notifications_per_run=%d",
+                self._notifications_dropped,
+                self.job.max_notifications_per_run,
+            )
         summary.files.sort(key=lambda result: state.order.get(result.url, 0))
         summary.files_per_worker = state.per_worker
         if self.job.error_policy == "fail_fast" and summary.failed:
@@ -249,13 +267,12 @@ class FlowRunner:
         """
         depth = self.job.transfer_concurrency
         with (
-            scratch("inputs") as staging,
-            self.children(
-                inputs=source.url if source.is_local else staging, outputs=publisher.staging_dir
-            ) as children,
+            source.input_staging() as staging,
+            self.children(inputs=staging, staging=publisher.staging) as children,
             _transfer_threads(depth) as transfers,
         ):
-            fetched = fetch_numbered(transfers, source, claims, staging, publisher.out_prefix, depth)
+            owner = (children.identity.uid, children.identity.gid) if children.identity else None
+            fetched = fetch_numbered(transfers, source, claims, staging, depth, owner)
             at_once = _publishes_by_rename(publisher)
             uploads: deque[_Publishing] = deque()
             current = next(fetched, None)
@@ -311,6 +328,10 @@ class FlowRunner:
             staged.release()
         with self._notify_lock:  # children side by side: notifications one at a time
             for event in outcome.notifications:
+                if self._notifications_left <= 0:
+                    self._notifications_dropped += 1
+                    continue
+                self._notifications_left -= 1
                 log_notification(self.log, item.file.url, event)
                 if self.on_notify is not None:
                     self.on_notify(item.file.url, event)
@@ -342,7 +363,7 @@ class FlowRunner:
             return pending
         if clash is not None:
             result.error_type, result.error = "OutputNameClash", clash
-            discard_staged_outputs(item.out_prefix)
+            discard_outputs(outcome.outputs)
         else:
             result.error_type, result.error = outcome.error_type, outcome.error
             if outcome.quarantined:
@@ -355,7 +376,7 @@ class FlowRunner:
         """Publish one file's outputs; its result says how it went."""
         result = pending.result
         try:
-            urls = publisher.publish(pending.outcome.outputs, pending.item.out_prefix)
+            urls = publisher.publish(pending.outcome.outputs)
         except ByoStorageError as exc:
             result.error_type, result.error = "ByoStorageError", str(exc)
             return

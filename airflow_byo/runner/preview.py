@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_byo.runner.output_handoff import OutputStaging
 from airflow_byo.runner.preview_formats import (
     HEAD_BYTES,
     Head,
@@ -29,7 +30,7 @@ from airflow_byo.storage.location import Location
 from airflow_byo.summary import FileResult, RunSummary
 
 if TYPE_CHECKING:
-    from airflow_byo.runner.child_messages import StagedOutput
+    from airflow_byo.outcomes import StagedOutput
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.storage.location import SourceFile
 
@@ -71,9 +72,13 @@ class OutputPreview:
 
 
 def read_preview(local_path: str, max_lines: int) -> tuple[list[str], bool]:
-    """Read at most ``max_lines`` lines (and 64 KB) of an output; binary shows as size + hex head."""
-    head = read_head(local_path, os.path.basename(local_path), _PREVIEW_MAX_BYTES)
-    lines, truncated, _binary = _text_lines(head, os.path.getsize(local_path), max_lines)
+    """Read at most ``max_lines`` lines (and 64 KB) of a file; binary shows as size + hex head."""
+    fd = os.open(local_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        head = read_head(fd, os.path.basename(local_path), _PREVIEW_MAX_BYTES)
+        lines, truncated, _binary = _text_lines(head, os.fstat(fd).st_size, max_lines)
+    finally:
+        os.close(fd)
     return lines, truncated
 
 
@@ -96,7 +101,11 @@ def _text_lines(head: Head, size: int, max_lines: int) -> tuple[list[str], bool,
 
 def output_preview(output: StagedOutput, rows: int) -> OutputPreview:
     """The preview of one staged output: the child's decoding if it sent one, else the worker's."""
-    head = read_head(output.local_path, output.name, _PREVIEW_MAX_BYTES)
+    fd = output.open()  # the very file the worker took and checked (see output_handoff)
+    try:
+        head = read_head(fd, output.name, _PREVIEW_MAX_BYTES)
+    finally:
+        os.close(fd)
     preview = OutputPreview(output.name, output.size, output.records, [], False, compression=head.compression)
     decoded = output.decoded
     if decoded is not None and not decoded["error"]:
@@ -146,14 +155,13 @@ def preview_file(
     started = time.monotonic()
     with (
         scratch("test") as out_root,
-        scratch("inputs") as staging,
+        location.input_staging() as staging,
         runner.children(
-            inputs=location.url if location.is_local else staging,
-            outputs=out_root,
-            preview_rows=runner.job.preview_lines,
+            inputs=staging, staging=OutputStaging(out_root), preview_rows=runner.job.preview_lines
         ) as children,
     ):
-        item = FetchedFile(0, file, os.path.join(out_root, "000000"), stage_now(location, file, staging))
+        owner = (children.identity.uid, children.identity.gid) if children.identity else None
+        item = FetchedFile(0, file, stage_now(location, file, staging, owner))
         outcome = runner.process(children, item)
         result = FileResult(
             url=file.url,

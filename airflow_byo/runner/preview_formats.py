@@ -45,9 +45,12 @@ class Head:
     inner_name: str = ""  # the name without its compression suffix
 
 
-def read_head(path: str, name: str, limit: int = HEAD_BYTES) -> Head:
-    """At most ``limit`` bytes of the output at ``path``, gunzipped/bunzipped when it is compressed."""
-    with open(path, "rb") as handle:
+def read_head(fd: int, name: str, limit: int = HEAD_BYTES) -> Head:
+    """
+    At most ``limit`` bytes of the open output ``fd`` (read from its start, left open),
+    gunzipped/bunzipped when it is compressed.
+    """
+    with open(fd, "rb", closefd=False) as handle:
         raw = handle.read(limit + 1)
     compression = "gzip" if raw.startswith(b"\x1f\x8b") else "bz2" if raw.startswith(b"BZh") else None
     if compression is None:
@@ -55,8 +58,10 @@ def read_head(path: str, name: str, limit: int = HEAD_BYTES) -> Head:
     inner = name.removesuffix(".gz" if compression == "gzip" else ".bz2").removesuffix(".gzip")
     opener = gzip.open if compression == "gzip" else bz2.open
     try:
-        with opener(path, "rb") as stream:
-            data = stream.read(limit + 1)
+        with open(fd, "rb", closefd=False) as handle:
+            handle.seek(0)
+            with opener(handle, "rb") as stream:
+                data = stream.read(limit + 1)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         if compression == "bz2" and not name.endswith(".bz2"):  # text that starts with "BZh"
             return Head(raw[:limit], len(raw) <= limit, inner_name=name)

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_byo.runner.child_messages import FileOutcome
+    from airflow_byo.outcomes import FileOutcome
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runtime.protocol import Notify
     from airflow_byo.summary import FileResult, RunSummary

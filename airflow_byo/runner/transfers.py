@@ -3,7 +3,8 @@ Getting inputs to the child: each claimed file is staged locally, a few download
 
 Remote inputs are downloaded up to ``job_config.transfer_concurrency`` files ahead of the one the
 child works on, so the network and the child overlap and local disk use stays bounded by that
-many files; local inputs are read in place.
+many files; local inputs are hard-linked (or copied) into the pipeline's input folder as their turn
+comes, so the child sees the files of its task and nothing else of the source.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from airflow_byo.faults import crash_point
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Iterable, Iterator
     from concurrent.futures import ThreadPoolExecutor
 
     from airflow_byo.runtime.protocol import FileRequest
@@ -31,7 +32,6 @@ class FetchedFile:
 
     seq: int
     file: SourceFile
-    out_prefix: str
     staged: Future[StagedInput]
 
     def request(self) -> FileRequest:
@@ -45,22 +45,26 @@ class FetchedFile:
             "name": self.file.name,
             "relative_path": self.file.relative_path,
             "size": self.file.size,
-            "out_prefix": self.out_prefix,
+            "out_prefix": "",  # the child process says where (its own drop folder)
         }
 
 
-def stage_now(source: Location, file: SourceFile, staging_dir: str) -> Future[StagedInput]:
+def stage_now(
+    source: Location, file: SourceFile, staging_dir: str, owner: tuple[int, int] | None = None
+) -> Future[StagedInput]:
     """Stage ``file`` in this thread; the future holds the copy or the storage error."""
     staged: Future[StagedInput] = Future()
     try:
-        staged.set_result(source.stage(file, staging_dir))
+        staged.set_result(source.stage(file, staging_dir, owner))
     except Exception as exc:  # noqa: BLE001 - reported when the file's turn comes
         staged.set_exception(exc)
     return staged
 
 
-def _download(source: Location, file: SourceFile, staging_dir: str) -> StagedInput:
-    staged = source.stage(file, staging_dir)
+def _download(
+    source: Location, file: SourceFile, staging_dir: str, owner: tuple[int, int] | None
+) -> StagedInput:
+    staged = source.stage(file, staging_dir, owner)
     crash_point("downloaded")
     return staged
 
@@ -70,11 +74,11 @@ def fetch_ahead(
     source: Location,
     files: Iterable[SourceFile],
     staging_dir: str,
-    out_prefix: Callable[[int], str],
     depth: int,
+    owner: tuple[int, int] | None = None,
 ) -> Iterator[FetchedFile]:
     """Yield each of ``files`` with a future of its local copy, keeping ``depth`` downloads ahead."""
-    return fetch_numbered(transfers, source, enumerate(files), staging_dir, out_prefix, depth)
+    return fetch_numbered(transfers, source, enumerate(files), staging_dir, depth, owner)
 
 
 def fetch_numbered(
@@ -82,8 +86,8 @@ def fetch_numbered(
     source: Location,
     files: Iterable[tuple[int, SourceFile]],
     staging_dir: str,
-    out_prefix: Callable[[int], str],
     depth: int,
+    owner: tuple[int, int] | None = None,
 ) -> Iterator[FetchedFile]:
     """
     :func:`fetch_ahead` of files numbered by the caller: several children of one run take
@@ -91,11 +95,11 @@ def fetch_numbered(
     """
     window: deque[FetchedFile] = deque()
     for seq, file in files:
-        if source.is_local:  # nothing to download: the child reads the file in place
-            yield FetchedFile(seq, file, out_prefix(seq), stage_now(source, file, staging_dir))
+        if source.is_local:  # a link (or a copy) now: nothing to download
+            yield FetchedFile(seq, file, stage_now(source, file, staging_dir, owner))
             continue
-        staged = transfers.submit(_download, source, file, staging_dir)
-        window.append(FetchedFile(seq, file, out_prefix(seq), staged))
+        staged = transfers.submit(_download, source, file, staging_dir, owner)
+        window.append(FetchedFile(seq, file, staged))
         if len(window) > depth:
             yield window.popleft()
     while window:

@@ -5,7 +5,9 @@ Memory (``RLIMIT_AS``) and the size of any file the function writes (``RLIMIT_FS
 the child's life; CPU time (``RLIMIT_CPU``) is a budget per file: the soft limit is moved to
 "used so far + ``cpu_seconds``" before each file, and the ``SIGXCPU`` it raises becomes an error
 of that file. The number of processes is capped from outside, by the sandbox. Wall-clock time is
-enforced by the worker, which kills the child.
+enforced by the worker, which kills the child. The sandbox's seccomp filter answers the system
+calls it refuses with ``EPERM``, which looks like any other "Operation not permitted", so
+:func:`limit_hint` adds to every ``EPERM`` error that the sandbox may be why.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def start_cpu_budget(cpu_seconds: float | None) -> None:
 
 
 def limit_hint(exc: BaseException, job_config: dict[str, Any]) -> str:
-    """What to add to an error caused by one of the limits: the ``job_config`` key to change."""
+    """What to add to an error caused by a limit (the ``job_config`` key to change) or the sandbox."""
     if isinstance(exc, CpuTimeExceeded):
         return (
             f" (job_config.cpu_seconds={job_config.get('cpu_seconds')}: raise it or make the function faster)"
@@ -65,5 +67,11 @@ def limit_hint(exc: BaseException, job_config: dict[str, Any]) -> str:
         return (
             f" (the sandbox allows job_config.max_processes={job_config.get('max_processes')} "
             "processes and threads at once)"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EPERM:
+        return (
+            " (the sandbox refuses some system calls with this error: ptrace, mounts, new "
+            "namespaces, kernel keyrings, bpf, perf events, io_uring, kernel modules, reboot and a "
+            'few more; this may be why. See the README, section "Sandbox")'
         )
     return ""

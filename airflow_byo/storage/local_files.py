@@ -6,6 +6,8 @@ writes through a symlink and never shows a partial file.
   path is a regular file inside the source root (or always with ``follow_symlinks``); linked
   directories are never entered unless ``follow_symlinks`` is on. Anything else is skipped with
   a warning that names it.
+* **Reading** opens the file and checks the descriptor (:func:`open_source_file`), then hands the
+  child a hard link or private copy of it (:func:`stage_source_file`).
 * **Publishing** opens each directory of an output's name relative to the destination with
   ``O_NOFOLLOW`` (no race between a check and the write), then renames the staged file into place
   (staging lies next to the destination on the same file system: see
@@ -24,11 +26,22 @@ import shutil
 import stat
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.scratch import TEMP_MARKER
 
-__all__ = ["LocalOutput", "check_inside", "list_local", "open_output_dir"]
+if TYPE_CHECKING:
+    from airflow_byo.outcomes import StagedOutput
+
+__all__ = [
+    "LocalOutput",
+    "list_local",
+    "open_output_dir",
+    "open_source_file",
+    "open_staged_source",
+    "stage_source_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,42 +104,74 @@ def list_local(root: str, *, recursive: bool, follow_symlinks: bool) -> list[Loc
     return found
 
 
-def check_inside(real_root: str, relative_path: str, root: str) -> None:
+def open_source_file(real_root: str, relative_path: str, root: str, *, follow_symlinks: bool) -> int:
     """
-    Refuse to read ``relative_path`` of the source ``root`` unless its real path is a regular
-    file inside ``real_root`` (the real path of ``root``).
-
-    Called for every file just before it is read, so the common case is cheap: one ``lstat``
-    per component below the root, none of them a link, means the file is inside. A link on the
-    way (it may point inside) or an unusual name falls back to resolving the whole path.
+    A read-only descriptor of ``relative_path`` of the source ``root``, checked on the descriptor
+    itself: a regular file (a FIFO or device put there is never read, nor blocked on) whose real
+    path, as the kernel names the opened file, is inside ``real_root`` -- unless
+    ``follow_symlinks``. No check of a path that a swap could outdate: what is checked is what is
+    read (issue 21).
     """
     path = os.path.join(root, relative_path)
-    parts = relative_path.split("/")
-    walked, info = real_root, None
-    if not any(part in ("", ".", "..") for part in parts):
-        try:
-            for part in parts:
-                walked = f"{walked}/{part}"
-                info = os.lstat(walked)
-                if stat.S_ISLNK(info.st_mode):
-                    info = None
-                    break
-        except OSError:
-            raise ByoStorageError(f"source file {path!r} is not a regular file") from None
-    if info is None:
-        real = os.path.realpath(path)
-        if not _inside(real_root, real):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        raise ByoStorageError(f"source file {path!r} is not a regular file") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ByoStorageError(f"source file {path!r} is not a regular file")
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if not follow_symlinks and not _inside(real_root, real):
             raise ByoStorageError(
                 f"source file {path!r} resolves to {real!r}, outside the source {root!r}: links out of a "
                 "source are not read; replace the link with the file, or set follow_symlinks=True for a "
                 "trusted source"
             )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def stage_source_file(fd: int, target: str, owner: tuple[int, int] | None) -> None:
+    """
+    Put the opened source file at ``target`` for the child, which sees no other file of the source
+    (issue 21): a hard link when the file system allows it and the child may read the file as it
+    is (``owner`` None: the child is the worker's own uid; else the file is world-readable), else
+    a private copy owned by ``owner`` (mode 0400).
+    """
+    if owner is None or os.fstat(fd).st_mode & stat.S_IROTH:
+        directory = os.open(os.path.dirname(target), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            info = os.stat(real)
-        except OSError:
-            info = None
-    if info is None or not stat.S_ISREG(info.st_mode):
-        raise ByoStorageError(f"source file {path!r} is not a regular file")
+            # linkat(AT_SYMLINK_FOLLOW) of the descriptor: this very inode. (Without a dir_fd,
+            # Python calls link(2), which would link the /proc entry itself.)
+            os.link(
+                f"/proc/self/fd/{fd}", os.path.basename(target), dst_dir_fd=directory, follow_symlinks=True
+            )
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
+                raise
+        finally:
+            os.close(directory)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    out = os.open(target, flags, 0o400)
+    try:
+        if owner is not None:
+            os.fchown(out, *owner)
+        offset, size = 0, os.fstat(fd).st_size
+        while offset < size:
+            sent = os.sendfile(out, fd, offset, min(size - offset, 1 << 30))
+            if sent == 0:
+                break
+            offset += sent
+    except BaseException:
+        os.close(out)
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+        raise
+    os.close(out)
 
 
 def _components(name: str, where: str) -> list[str]:
@@ -172,18 +217,31 @@ def open_output_dir(root: str, name: str, where: str) -> tuple[int, str]:
 
 
 class LocalOutput:
-    """One output on its way into a local destination: :meth:`commit`, then maybe :meth:`retract`."""
+    """
+    One output on its way into a local destination: :meth:`commit`, then maybe :meth:`retract`.
 
-    def __init__(self, local_path: str, dir_fd: int, leaf: str) -> None:
-        self.local_path, self.dir_fd, self.leaf = local_path, dir_fd, leaf
+    :param source: the staged file: a taken output (moved by rename, and checked to be the same
+        inode once in place; copied through a checked descriptor across file systems) or a path
+        of the worker's own (quarantine copies).
+    """
+
+    def __init__(self, source: str | StagedOutput, dir_fd: int, leaf: str) -> None:
+        self.source, self.dir_fd, self.leaf = source, dir_fd, leaf
 
     def commit(self) -> None:
+        source = self.source
+        path = source if isinstance(source, str) else source.local_path
         try:
-            os.replace(self.local_path, self.leaf, dst_dir_fd=self.dir_fd)
+            os.replace(path, self.leaf, dst_dir_fd=self.dir_fd)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            _copy_into(self.local_path, self.dir_fd, self.leaf)
+            _copy_into(source, self.dir_fd, self.leaf)
+            return
+        if not isinstance(source, str):
+            placed = os.stat(self.leaf, dir_fd=self.dir_fd, follow_symlinks=False)
+            if (placed.st_dev, placed.st_ino) != (source.device, source.inode):
+                raise OSError(errno.ESTALE, "the staged output was replaced", path)
 
     def retract(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -194,17 +252,24 @@ class LocalOutput:
             os.close(self.dir_fd)
 
 
-def _copy_into(source: str, dir_fd: int, leaf: str) -> None:
+def open_staged_source(source: str | StagedOutput) -> int:
+    """A read-only descriptor of what is to be published (a taken output is checked: see outcomes)."""
+    if isinstance(source, str):
+        return os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    return source.open()
+
+
+def _copy_into(source: str | StagedOutput, dir_fd: int, leaf: str) -> None:
     """Copy ``source`` to ``leaf`` in ``dir_fd`` so that only the complete file is ever named."""
     try:
-        fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+        fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
             raise
         fd = -1
     if fd >= 0:
         try:
-            with open(source, "rb") as src, open(fd, "wb", closefd=False) as dst:
+            with open(open_staged_source(source), "rb") as src, open(fd, "wb", closefd=False) as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
             with contextlib.suppress(FileExistsError):
                 os.link(f"/proc/self/fd/{fd}", leaf, dst_dir_fd=dir_fd, follow_symlinks=True)
@@ -215,7 +280,7 @@ def _copy_into(source: str, dir_fd: int, leaf: str) -> None:
             os.close(fd)
     else:
         temp = _temp_name(leaf)
-        with open(source, "rb") as src, open(_opener_in(dir_fd, temp), "wb") as dst:
+        with open(open_staged_source(source), "rb") as src, open(_opener_in(dir_fd, temp), "wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
     try:
         os.replace(temp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -227,7 +292,7 @@ def _copy_into(source: str, dir_fd: int, leaf: str) -> None:
 
 def _opener_in(dir_fd: int, name: str) -> int:
     return os.open(
-        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
+        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd
     )
 
 

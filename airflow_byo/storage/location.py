@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.filesystems import LOCAL_PROTOCOLS, S3_PROTOCOLS, StorageErrors, filesystem, with_retries
 from airflow_byo.scratch import TEMP_MARKER, scratch_dir, sweep
-from airflow_byo.storage.local_files import LocalOutput, check_inside, list_local, open_output_dir
+from airflow_byo.storage.local_files import (
+    LocalOutput,
+    list_local,
+    open_output_dir,
+    open_source_file,
+    stage_source_file,
+)
 from airflow_byo.storage.pending import LocalPending, PendingOutput, S3Pending, SftpPending
 from airflow_byo.storage.selection import FileFilter
 from airflow_byo.storage.sweeps import STALE_FLOOR_SECONDS, abort_stale_multipart, sweep_remote_dir
@@ -32,6 +39,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from fsspec import AbstractFileSystem
+
+    from airflow_byo.outcomes import StagedOutput
 
 __all__ = ["Location", "PendingOutput", "SourceFile", "StagedInput"]
 
@@ -285,26 +294,66 @@ class Location:
         )
 
     # -- inputs --------------------------------------------------------------------------------
-    def stage(self, source_file: SourceFile, staging_dir: str) -> StagedInput:
+    def stage(
+        self, source_file: SourceFile, staging_dir: str, owner: tuple[int, int] | None = None
+    ) -> StagedInput:
         """
-        ``source_file``'s bytes as a local file: the file itself when local, else a download into
-        ``staging_dir`` (streamed to disk, never held in memory; released by the caller).
+        ``source_file``'s bytes as a local file in ``staging_dir`` (the only input folder the child
+        sees, so it never sees the rest of the source): for a local source a hard link to the file
+        or a private copy (see :func:`~airflow_byo.storage.local_files.stage_source_file`), else a
+        download (streamed to disk, never held in memory). Released by the caller.
+
+        :param owner: uid/gid of the children (a root worker's sandbox uid): copies and downloads
+            are handed to it; ``None`` when they run as the worker's own uid.
         """
+        local = os.path.join(staging_dir, f"{uuid.uuid4().hex[:12]}-{source_file.name[-200:]}")
         if self.is_local:
-            if not self.follow_symlinks:  # a file swapped for a link since listed
-                check_inside(self._real_root, source_file.relative_path, self.url)
-            return StagedInput(os.path.join(self.url, source_file.relative_path), temporary=False)
-        local = os.path.join(staging_dir, f"{uuid.uuid4().hex[:12]}-{source_file.name}")
+            fd = open_source_file(
+                self._real_root, source_file.relative_path, self.url, follow_symlinks=self.follow_symlinks
+            )
+            try:
+                stage_source_file(fd, local, owner)
+            except OSError as exc:
+                raise self.errors.translate(exc, f"read {source_file.relative_path!r} from") from None
+            finally:
+                os.close(fd)
+            return StagedInput(local, temporary=True)
         try:
             options = self._download_options()
             remote = self.path_for(source_file.relative_path)
             action = f"download {source_file.relative_path!r} from"  # the message names the file
             self._retry(lambda: self.fs.get_file(remote, local, **options), action)
+            if owner is not None:
+                os.chown(local, *owner)
+                os.chmod(local, 0o400)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(local)
             raise
         return StagedInput(local, temporary=True)
+
+    @contextlib.contextmanager
+    def input_staging(self) -> Iterator[str]:
+        """
+        A private folder for staged inputs, removed afterwards. For a local source it lies on
+        the source's file system when it can (the temporary directory if that is the same file
+        system, else next to the source), so inputs are hard links, not copies.
+        """
+        parent = None
+        if self.is_local:
+            with contextlib.suppress(OSError):
+                device = os.stat(self._real_root).st_dev
+                for candidate in (tempfile.gettempdir(), os.path.dirname(self._real_root)):
+                    if os.stat(candidate).st_dev == device and os.access(candidate, os.W_OK):
+                        parent = candidate
+                        break
+        if parent is not None and parent != tempfile.gettempdir():
+            sweep(parent)  # what killed runs left next to this source
+        path = scratch_dir("inputs", parent)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     # -- outputs -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -381,9 +430,10 @@ class Location:
         self.leftovers_removed.extend(removed)
         return removed
 
-    def prepare_publish(self, local_path: str, name: str) -> PendingOutput:
+    def prepare_publish(self, local_path: str | StagedOutput, name: str) -> PendingOutput:
         """
-        First half of publishing ``local_path`` as ``<location>/<name>``: everything that can fail
+        First half of publishing ``local_path`` -- a taken output (read only through its checked
+        descriptor) or a file of the worker's own -- as ``<location>/<name>``: everything that can fail
         before the output becomes visible (checking the name, creating directories, uploading to a
         temporary on SFTP). :meth:`PendingOutput.commit` then makes it visible in one step.
         """
@@ -407,7 +457,7 @@ class Location:
             )
         return SftpPending(self, name, local_path)
 
-    def publish(self, local_path: str, name: str) -> str:
+    def publish(self, local_path: str | StagedOutput, name: str) -> str:
         """
         Make ``local_path`` visible at ``<location>/<name>`` atomically; return the final URL.
 

@@ -14,11 +14,13 @@ import shutil
 from typing import TYPE_CHECKING
 
 from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.storage.local_files import open_staged_source
 from airflow_byo.storage.sweeps import upload_temporary
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
+    from airflow_byo.outcomes import StagedOutput
     from airflow_byo.storage.local_files import LocalOutput
     from airflow_byo.storage.location import Location
 
@@ -75,14 +77,19 @@ class LocalPending(PendingOutput):
 
 
 class S3Pending(PendingOutput):
-    def __init__(self, location: Location, name: str, local_path: str) -> None:
+    def __init__(self, location: Location, name: str, source: str | StagedOutput) -> None:
         super().__init__(location, name)
-        self.local_path = local_path
+        self.source = source
 
     def _commit(self) -> None:
         location, final = self.location, self.location.path_for(self.name)
-        options = location._upload_options(os.path.getsize(self.local_path))
-        location._retry(lambda: location.fs.put_file(self.local_path, final, **options), "write")
+        fd = open_staged_source(self.source)  # s3fs opens paths: it gets this checked file's
+        try:
+            local = f"/proc/self/fd/{fd}"
+            options = location._upload_options(os.fstat(fd).st_size)
+            location._retry(lambda: location.fs.put_file(local, final, **options), "write")
+        finally:
+            os.close(fd)
 
     def _retract(self) -> None:
         final = self.location.path_for(self.name)
@@ -94,9 +101,9 @@ class S3Pending(PendingOutput):
 _SFTP_WRITE_BYTES = 4 * 1024 * 1024
 
 
-def _sftp_upload(fs: AbstractFileSystem, local_path: str, remote_path: str, parent: str) -> None:
+def _sftp_upload(fs: AbstractFileSystem, source: str | StagedOutput, remote_path: str, parent: str) -> None:
     """
-    Stream ``local_path`` to ``remote_path``: one open, pipelined writes, one close. sshfs's
+    Stream ``source`` to ``remote_path``: one open, pipelined writes, one close. sshfs's
     ``put_file`` also runs ``makedirs`` of the parent (two requests per path component) and a
     ``stat`` for every file, which cost more than the data of a 1 MB file; the parent is made once
     per run instead (:meth:`Location.make_remote_dir`), and again only if it vanished.
@@ -106,14 +113,14 @@ def _sftp_upload(fs: AbstractFileSystem, local_path: str, remote_path: str, pare
     except FileNotFoundError:
         fs.makedirs(parent, exist_ok=True)
         target = fs.open(remote_path, "wb")
-    with open(local_path, "rb") as source, target:
-        shutil.copyfileobj(source, target, _SFTP_WRITE_BYTES)
+    with open(open_staged_source(source), "rb") as local, target:
+        shutil.copyfileobj(local, target, _SFTP_WRITE_BYTES)
 
 
 class SftpPending(PendingOutput):
     """Uploaded to a temporary next to the final name when prepared; renamed over it on commit."""
 
-    def __init__(self, location: Location, name: str, local_path: str) -> None:
+    def __init__(self, location: Location, name: str, source: str | StagedOutput) -> None:
         super().__init__(location, name)
         final = location.path_for(name)
         self.tmp: str | None = upload_temporary(final)
@@ -124,7 +131,7 @@ class SftpPending(PendingOutput):
             location.make_remote_dir(parent)
             location.sweep_directory(parent)  # what killed workers left there (see sweeps)
             tmp = self.tmp
-            location._retry(lambda: _sftp_upload(fs, local_path, tmp, parent), "write")
+            location._retry(lambda: _sftp_upload(fs, source, tmp, parent), "write")
         except BaseException:
             self.close()
             raise

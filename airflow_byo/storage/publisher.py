@@ -2,15 +2,15 @@
 What a run does with a file's outputs: stage them, check their names, publish them, or
 quarantine the input instead.
 
-The :class:`Publisher` owns the run's local output staging directory (where the child writes),
-keeps output names unique within the run, publishes each output through
+The :class:`Publisher` owns the run's local output staging directory (the children's drop folders
+and the taken folder of :class:`~airflow_byo.runner.output_handoff.OutputStaging`), keeps output
+names unique within the run, publishes each output through
 :meth:`Location.publish <airflow_byo.storage.location.Location.publish>` (atomic per backend)
 and returns the final URLs, which the summary, the quarantine log line and lineage reuse.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.faults import crash_point
+from airflow_byo.runner.output_handoff import OutputStaging, discard_outputs
 from airflow_byo.scratch import scratch
 from airflow_byo.storage.sweeps import stale_age
 
@@ -27,28 +28,13 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
-    from airflow_byo.runner.child_messages import FileOutcome, StagedOutput
+    from airflow_byo.outcomes import FileOutcome, StagedOutput
     from airflow_byo.storage.location import Location, SourceFile, StagedInput
     from airflow_byo.storage.pending import PendingOutput
 
-__all__ = ["Publisher", "discard_staged_outputs"]
+__all__ = ["Publisher"]
 
 log = logging.getLogger(__name__)
-
-
-def discard_staged_outputs(out_prefix: str) -> None:
-    """
-    Delete what the child staged for one input file (``<prefix>-<n>``). Needed after a failure
-    only: the child then reports no outputs, but may have written some before it failed.
-    """
-    # A listing of the staging directory, not a glob: a glob compiles a regex for every new
-    # pattern (~0.25 ms per file), and the directory holds only the files still in flight.
-    directory, stem = os.path.split(out_prefix)
-    with contextlib.suppress(FileNotFoundError), os.scandir(directory or ".") as entries:
-        for entry in entries:
-            if entry.name.startswith(f"{stem}-"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
 
 
 class Publisher:
@@ -82,6 +68,7 @@ class Publisher:
 
     def __enter__(self) -> Publisher:
         self.staging_dir = self._staging.__enter__()
+        self.staging = OutputStaging(self.staging_dir)
         removed = self.destination.sweep_stale_uploads(self.stale_after)
         if removed:
             log.warning(
@@ -102,10 +89,6 @@ class Publisher:
     ) -> None:
         self._staging.__exit__(kind, exc, tb)
 
-    def out_prefix(self, seq: int) -> str:
-        """Where the child stages the outputs of the run's ``seq``-th file."""
-        return os.path.join(self.staging_dir, f"{seq:06d}")
-
     def reserve(self, input_url: str, outputs: Sequence[StagedOutput]) -> str | None:
         """Reserve the output names of one input; the error when another input wrote one already."""
         clashes = [o.name for o in outputs if o.name in self._reserved]
@@ -119,19 +102,19 @@ class Publisher:
             self._reserved[output.name] = input_url
         return None
 
-    def publish(self, outputs: Sequence[StagedOutput], out_prefix: str) -> list[str]:
+    def publish(self, outputs: Sequence[StagedOutput]) -> list[str]:
         """
         Publish one file's outputs, all or nothing; return their final URLs.
 
         Every output is prepared first (names and links checked, directories made, SFTP uploads
         to temporaries), then each is committed in one atomic step; if one fails, those already
-        committed are removed again before the error is raised. Staged leftovers are removed.
+        committed are removed again before the error is raised. The staged files are removed.
         """
         pending: list[PendingOutput] = []
         try:
             for output in outputs:
                 crash_point("uploading")
-                pending.append(self.destination.prepare_publish(output.local_path, output.name))
+                pending.append(self.destination.prepare_publish(output, output.name))
             urls = [p.commit() for p in pending]
             crash_point("published")
             return urls
@@ -141,7 +124,7 @@ class Publisher:
         finally:
             for p in pending:
                 p.close()
-            discard_staged_outputs(out_prefix)
+            discard_outputs(outputs)
 
     def _retract(self, pending: Sequence[PendingOutput]) -> None:
         for output in pending:

@@ -9,6 +9,7 @@ from pathlib import Path
 from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.processor import resolve_processor
 from airflow_byo.runner.child_pool import init_request
+from airflow_byo.runner.output_handoff import OutputStaging
 from airflow_byo.runtime.protocol import FileRequest
 from tests.conftest import RecordingLogger, inline_runner, published, run_flow
 
@@ -77,8 +78,15 @@ def file_request(tmp_path: Path, name: str = "a.txt") -> FileRequest:
         "name": name,
         "relative_path": name,
         "size": 1,
-        "out_prefix": str(tmp_path / "stage" / "000000"),
+        "out_prefix": "",  # the child process fills it in: its own drop folder
     }
+
+
+def staged_files(tmp_path: Path) -> list[str]:
+    """Everything left in the outputs' staging: the children's drop folders and the taken folder."""
+    return sorted(
+        str(p.relative_to(tmp_path / "stage")) for p in (tmp_path / "stage").rglob("*") if p.is_file()
+    )
 
 
 def test_a_failed_attempt_is_retried_and_what_it_staged_is_discarded(tmp_path: Path) -> None:
@@ -90,34 +98,35 @@ def test_a_failed_attempt_is_retried_and_what_it_staged_is_discarded(tmp_path: P
         sandbox="off",  # the attempts are counted in a file outside the outputs
     )
     request = file_request(tmp_path)
-    with runner.children(inputs=str(tmp_path), outputs=str(tmp_path / "stage")) as children:
+    with runner.children(inputs=str(tmp_path), staging=OutputStaging(str(tmp_path / "stage"))) as children:
         assert not children.can_queue_ahead()  # a retry must not queue behind the next file
         children.start(request)
         outcome = children.process(request, "a.txt")
-    assert outcome.ok
-    assert outcome.attempts == 2
-    [output] = outcome.outputs
-    assert output.name == "a.txt"
-    assert Path(output.local_path).read_text() == "attempt 2"
-    assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == ["000000-00000"]
+        assert outcome.ok
+        assert outcome.attempts == 2
+        [output] = outcome.outputs
+        assert output.name == "a.txt"
+        assert Path(output.local_path).read_text() == "attempt 2"
+        assert staged_files(tmp_path) == ["taken/000000-00000"]  # the failed attempt's are gone
     assert "a.txt failed (attempt 1): flaky upstream; retrying" in log.text
 
 
 def test_without_retries_a_failure_is_final(tmp_path: Path) -> None:
     runner = inline_runner(FLAKY, {"attempts": str(tmp_path / "attempts")}, sandbox="off")
     request = file_request(tmp_path)
-    with runner.children(inputs=str(tmp_path), outputs=str(tmp_path / "stage")) as children:
+    with runner.children(inputs=str(tmp_path), staging=OutputStaging(str(tmp_path / "stage"))) as children:
         children.start(request)
         outcome = children.process(request, "a.txt")
-    assert (outcome.status, outcome.attempts) == ("error", 1)
-    assert (outcome.error_type, outcome.error) == ("ConnectionError", "flaky upstream")
-    assert list((tmp_path / "stage").iterdir()) == []  # the partial outputs are gone
+        assert (outcome.status, outcome.attempts) == ("error", 1)
+        assert (outcome.error_type, outcome.error) == ("ConnectionError", "flaky upstream")
+        assert staged_files(tmp_path) == []  # the partial outputs are gone
 
 
 def test_files_are_queued_ahead_only_into_a_child_that_stays(tmp_path: Path) -> None:
     runner = inline_runner("def process(file, ctx):\n    return 'ok'\n", {"job_config": {"batch_size": 2}})
     request = file_request(tmp_path)
-    with runner.children(inputs=str(tmp_path), outputs=str(tmp_path / "stage")) as children:
+    (tmp_path / "stage").mkdir(exist_ok=True)
+    with runner.children(inputs=str(tmp_path), staging=OutputStaging(str(tmp_path / "stage"))) as children:
         assert children.can_queue_ahead()  # two files fit into this child
         children.start(request)
         assert children.process(request, "a.txt").ok

@@ -7,23 +7,25 @@ other binary as size + hex head; and the text ``airflow byo test`` prints of the
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from airflow_byo.runner.child_messages import StagedOutput
+from airflow_byo.outcomes import StagedOutput
 from airflow_byo.runner.preview import format_previews, output_preview, preview_file
 from airflow_byo.runner.preview_formats import read_head, render_table
 from airflow_byo.storage import Location
-from tests.conftest import inline_runner, make_files
+from tests.conftest import inline_runner, make_files, staged_output
 
 
 def staged(tmp_path: Path, name: str, data: bytes) -> StagedOutput:
     path = tmp_path / "000000-00000"
     path.write_bytes(data)
-    return StagedOutput(name, str(path), len(data), None)
+    return staged_output(path, name)
 
 
 def test_json_lines_preview_as_a_table_of_the_first_records(tmp_path: Path) -> None:
@@ -77,7 +79,11 @@ def test_a_decompression_bomb_reads_only_the_head(tmp_path: Path) -> None:
     bomb = gzip.compress(b"a" * (200 * 1024 * 1024))  # 200 MB of "a" in ~200 KB
     path = tmp_path / "bomb.txt.gz"
     path.write_bytes(bomb)
-    head = read_head(str(path), path.name)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = read_head(fd, path.name)
+    finally:
+        os.close(fd)
     assert (len(head.data), head.complete, head.compression) == (64 * 1024, False, "gzip")
 
 
@@ -97,11 +103,8 @@ def test_parquet_the_child_did_not_decode_names_the_format_size_and_head(tmp_pat
 
 
 def test_a_decoded_preview_from_the_child_is_the_table(tmp_path: Path) -> None:
-    output = StagedOutput(
-        "out.parquet",
-        staged(tmp_path, "out.parquet", b"PAR1....PAR1").local_path,
-        12,
-        None,
+    output = dataclasses.replace(
+        staged(tmp_path, "out.parquet", b"PAR1....PAR1"),
         decoded={
             "output": 0,
             "format": "parquet",

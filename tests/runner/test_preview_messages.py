@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_byo.runner.child_messages import ProtocolViolation, checked_done
+from airflow_byo.runner.output_handoff import OutputStaging
 from airflow_byo.runner.preview import preview_file
 from airflow_byo.runtime.protocol import PREVIEW_MAX_CELL_CHARS, output_path
 from airflow_byo.storage import Location
@@ -44,35 +45,32 @@ def done(*previews: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def prefix(tmp_path: Path) -> str:
-    prefix = str(tmp_path / "000000")
-    Path(output_path(prefix, 0)).write_bytes(b"PAR1")
-    return prefix
-
-
-def test_a_valid_preview_reaches_its_output(prefix: str) -> None:
-    message, [output] = checked_done(done(preview()), prefix)
-    assert output.decoded == preview()
+def test_a_valid_preview_reaches_its_output(tmp_path: Path) -> None:
+    message, previews = checked_done(done(preview()))
+    assert previews == {0: preview()}
     assert message["previews"] == [preview()]
+    staging = OutputStaging(str(tmp_path))
+    prefix = f"{staging.new_drop()}/000000"
+    Path(output_path(prefix, 0)).write_bytes(b"PAR1")
+    [output] = staging.take(prefix, message["outputs"], previews)
+    assert output.decoded == preview()
 
 
-def test_no_previews_field_means_no_preview(prefix: str) -> None:
+def test_no_previews_field_means_no_preview() -> None:
     message = done()
     del message["previews"]
-    _, [output] = checked_done(message, prefix)
-    assert output.decoded is None
+    assert checked_done(message)[1] == {}
 
 
-def test_long_cells_column_names_and_texts_are_cut(prefix: str) -> None:
+def test_long_cells_column_names_and_texts_are_cut() -> None:
     long = "x" * 100_000
-    _, [output] = checked_done(
-        done(preview(columns=[long, "b"], rows=[[long, "y"]], library=long, error=long)), prefix
+    _, previews = checked_done(
+        done(preview(columns=[long, "b"], rows=[[long, "y"]], library=long, error=long))
     )
-    assert output.decoded is not None
-    assert output.decoded["columns"][0] == "x" * (PREVIEW_MAX_CELL_CHARS - 1) + "…"
-    assert output.decoded["rows"] == [["x" * (PREVIEW_MAX_CELL_CHARS - 1) + "…", "y"]]
-    assert (len(output.decoded["library"]), len(output.decoded["error"])) == (100, 1000)
+    decoded = previews[0]
+    assert decoded["columns"][0] == "x" * (PREVIEW_MAX_CELL_CHARS - 1) + "…"
+    assert decoded["rows"] == [["x" * (PREVIEW_MAX_CELL_CHARS - 1) + "…", "y"]]
+    assert (len(decoded["library"]), len(decoded["error"])) == (100, 1000)
 
 
 @pytest.mark.parametrize(
@@ -93,11 +91,11 @@ def test_long_cells_column_names_and_texts_are_cut(prefix: str) -> None:
         ([preview(library=None)], "field 'library' must be str, got NoneType"),
     ],
 )
-def test_malformed_or_oversized_previews_are_violations(prefix: str, previews: Any, message: str) -> None:
+def test_malformed_or_oversized_previews_are_violations(previews: Any, message: str) -> None:
     body = done()
     body["previews"] = previews
     with pytest.raises(ProtocolViolation) as raised:
-        checked_done(body, prefix)
+        checked_done(body)
     assert str(raised.value).startswith(message)
 
 

@@ -1,9 +1,9 @@
 """
 The bubblewrap sandbox, tried as a hostile processor would: real bwrap, real child processes.
 
-Every escape runs twice: with the worker as root (as CI runs) and as a throwaway ordinary user
-(``setpriv`` drops to it just before bwrap, which is then unprivileged and relies on user
-namespaces, like a production worker running as ``airflow``).
+Every escape runs twice: with the worker as root (as CI runs: the child then gets a uid of its
+own) and as a throwaway ordinary user (``setpriv`` drops to it just before the launcher, which is
+then unprivileged and relies on user namespaces, like a production worker running as ``airflow``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.runner import sandbox
-from airflow_byo.runner.sandbox import SandboxSpec, sandbox_command
+from airflow_byo.runner.sandbox import SandboxSpec, prepare_sandbox, worker_identity
 
 HOSTILE = Path(__file__).parent / "sandbox" / "hostile.py"
 CANARY = "postgres://u:s3cr3t@h/db"
@@ -56,12 +57,21 @@ class Worker:
     home: Path
     dags: Path
     base: Path
+    launcher_python: str | None = None  # an interpreter the worker's user can run
 
     def dir(self, name: str) -> Path:
-        """A fresh directory owned by the worker (the sandbox maps to the worker's uid)."""
+        """A fresh directory owned by the worker (a writable one is handed to the child's uid)."""
         path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
         os.chown(path, self.uid, self.gid)
         return path
+
+    def launch(self, argv: list[str], spec: SandboxSpec) -> Any:
+        """The prepared start and the child's host uid (a root worker leases one per start)."""
+        identity = worker_identity() if self.kind == "root" else None
+        launch = prepare_sandbox(argv, spec, identity=identity, launcher_python=self.launcher_python)
+        self.child_uid = identity.uid if identity else self.uid
+        self._identities.append(identity)
+        return launch
 
     def spec(self, **overrides: object) -> SandboxSpec:
         values: dict[str, object] = {
@@ -75,8 +85,10 @@ class Worker:
         argv = [self.python, "-I", str(HOSTILE), attack, json.dumps(arg)]
         # env is inherited on purpose (canary included): the sandbox must not depend on the caller
         # filtering it.
-        return subprocess.Popen(
-            self.prefix + sandbox_command(argv, spec),
+        launch = self.launch(argv, spec)
+        self._launches.append(launch)  # closed by release(): the launcher still needs its folder
+        return launch.start(
+            prefix=self.prefix,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -84,9 +96,24 @@ class Worker:
             start_new_session=True,
         )
 
+    def release(self) -> None:
+        for launch in self._launches:
+            launch.close()
+        for identity in self._identities:
+            if identity is not None:
+                identity.release()
+        self._launches.clear()
+        self._identities.clear()
+
+    def __post_init__(self) -> None:
+        self._identities: list[Any] = []
+        self._launches: list[Any] = []
+        self.child_uid = self.uid
+
     def run(self, attack: str, arg: dict, spec: SandboxSpec | None = None, timeout: float = 60) -> dict:
         process = self.start(attack, arg, spec or self.spec())
         out, err = process.communicate(timeout=timeout)
+        self.release()
         assert CANARY not in out + err
         assert FERNET not in out + err
         assert process.returncode == 0, err
@@ -154,6 +181,7 @@ def worker(request: pytest.FixtureRequest) -> object:
         user = _test_user(home)
         uid, gid = user.pw_uid, user.pw_gid
         prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+        launcher = system_python
         for item in [base, *base.rglob("*")]:
             os.chown(item, uid, gid, follow_symlinks=False)
         (home / ".netrc").chmod(0o600)
@@ -161,7 +189,11 @@ def worker(request: pytest.FixtureRequest) -> object:
     else:  # the suite itself runs as an ordinary user
         python = _make_venv(os.path.realpath(sys.executable), airflow_home)
         uid, gid, prefix = os.getuid(), os.getgid(), []
-    yield Worker(request.param, uid, gid, prefix, python, airflow_home, home, dags, base)
+    worker = Worker(request.param, uid, gid, prefix, python, airflow_home, home, dags, base)
+    if request.param == "user" and os.geteuid() == 0:
+        worker.launcher_python = launcher
+    yield worker
+    worker.release()
     shutil.rmtree(base, ignore_errors=True)
     if user is not None:
         subprocess.run(["userdel", "--force", user.pw_name], check=False, capture_output=True)
@@ -260,7 +292,7 @@ def test_worker_files_are_not_visible(worker: Worker) -> None:
     assert set(root["/etc"]["value"]) <= {"ld.so.cache", "localtime", "passwd", "group", "alternatives"}
 
 
-def test_network_is_off_unless_the_flow_turns_it_on(worker: Worker) -> None:
+def test_network_is_off_unless_the_host_network_is_shared(worker: Worker) -> None:
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
 
@@ -276,7 +308,7 @@ def test_network_is_off_unless_the_flow_turns_it_on(worker: Worker) -> None:
     threading.Thread(target=serve, daemon=True).start()
     try:
         off = worker.run("connect", {"port": port})
-        on = worker.run("connect", {"port": port}, worker.spec(network=True))
+        on = worker.run("connect", {"port": port}, worker.spec(network="host"))
     finally:
         server.close()
     assert off["ok"] is False
@@ -350,7 +382,9 @@ def test_only_the_writable_directory_and_private_tmp_take_writes(worker: Worker)
         assert got[str(targets[name])]["ok"] is False, f"{name} took a write"
     assert not (Path("/tmp") / marker).exists()  # the sandbox's /tmp is its own
     out = targets["staging"]
-    assert (out.stat().st_uid, out.stat().st_gid) == (worker.uid, worker.gid)  # the worker owns it
+    # The child's own uid wrote it: a root worker's child never is uid 0.
+    assert out.stat().st_uid == worker.child_uid
+    assert worker.child_uid != 0
     move = f"import os; os.replace({str(out)!r}, {str(destination / 'out.txt')!r})"
     subprocess.run(
         [*worker.prefix, sys.executable if not worker.prefix else "/usr/bin/python3", "-c", move], check=True
@@ -361,23 +395,10 @@ def test_only_the_writable_directory_and_private_tmp_take_writes(worker: Worker)
 # --- limits --------------------------------------------------------------------------------------
 
 
-def test_cpu_time_limit_stops_the_child_with_a_named_key(worker: Worker) -> None:
-    spec = worker.spec(cpu_seconds=1)
-    process = worker.start("spin", {}, spec)
-    out, _ = process.communicate(timeout=60)
-    assert json.loads(out) == {"spinning": True}
-    assert process.returncode == 128 + signal.SIGXCPU  # bwrap reports a signal as 128+N
-    assert "job_config.cpu_seconds=1" in sandbox.describe_exit(process.returncode, spec)
-
-
 def test_process_limit(worker: Worker) -> None:
+    """Held for a root worker too: its child has a uid of its own, and RLIMIT_NPROC counts that uid."""
     spec = worker.spec(max_processes=8)
     got = worker.run("forks", {"cap": 50}, spec)
-    if worker.uid == 0:
-        # Linux never applies RLIMIT_NPROC to uid 0; the module says so instead of pretending.
-        assert got == {"started": 50}
-        assert "job_config.max_processes=8 is not enforced" in (sandbox.limits_warning(spec) or "")
-        return
     assert got["error_type"] == "BlockingIOError"  # the child runtime names the key (test_limits.py)
     assert got["started"] < 8
 
@@ -398,18 +419,21 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
     if worker.kind != "user":
         pytest.skip("the root worker is the test process itself")
     code = (
-        "import sys, subprocess; sys.path.insert(0, sys.argv[1])\n"
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.path.append(sys.argv[3])\n"
         "from airflow_byo.runner import sandbox as s\n"
         "assert not [m for m in sys.modules if m.startswith('airflow.')], 'Airflow imported'\n"
         "assert s.bubblewrap_status()[0], s.bubblewrap_status()\n"
+        "assert s.worker_identity() is None  # an ordinary user's children run as itself\n"
         "spec = s.SandboxSpec(interpreter=sys.argv[2])\n"
-        "r = subprocess.run(s.sandbox_command([sys.argv[2], '-c', 'import os; print(os.getuid())'], spec),"
-        " capture_output=True, text=True)\n"
+        "argv = [sys.argv[2], '-c', 'import os; print(os.getuid())']\n"
+        "r = s.prepare_sandbox(argv, spec).run(timeout=60)\n"
         "print(r.stdout.strip(), r.stderr)"
     )
     root = str(Path(sandbox.__file__).parents[2])
+    # pyseccomp (pure Python) from the project's environment, as the user's own worker would have it
+    site = next(p for p in sys.path if p.endswith("site-packages"))
     result = subprocess.run(
-        [*worker.prefix, "/usr/bin/python3", "-I", "-c", code, root, worker.python],
+        [*worker.prefix, "/usr/bin/python3", "-I", "-c", code, root, worker.python, site],
         capture_output=True,
         text=True,
         check=True,
@@ -417,22 +441,62 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
     assert result.stdout.strip() == str(sandbox.SANDBOX_UID)
 
 
-def test_command_shape() -> None:
-    spec = SandboxSpec(interpreter=sys.executable, read_only=("/srv/in",), writable=("/srv",), env={"A": "1"})
-    argv = sandbox_command([sys.executable, "-c", "pass"], spec)
-    assert argv[1] == "-i"
-    assert argv[2].endswith("/bwrap")
+def _plan(argv: list[str], spec: SandboxSpec, identity: Any = None) -> dict[str, Any]:
+    with prepare_sandbox(argv, spec, identity=identity) as launch:
+        assert launch.command[1:4] == [
+            "-I",
+            "-S",
+            str(Path(sandbox.__file__).with_name("sandbox_launcher.py")),
+        ]
+        return json.loads(launch.command[4])
+
+
+def test_command_shape(tmp_path: Path) -> None:
+    (tmp_path / "srv" / "in").mkdir(parents=True)
+    outer, inner = str(tmp_path / "srv"), str(tmp_path / "srv" / "in")
+    spec = SandboxSpec(interpreter=sys.executable, read_only=(inner,), writable=(outer,), env={"A": "1"})
+    plan = _plan([sys.executable, "-c", "pass"], spec)
+    argv = plan["exec"]
+    assert argv[0].endswith("/bwrap")
+    assert plan["uid"] is None  # no identity: the launcher runs as this process's own user
+    assert "--seccomp" in argv
     assert "--unshare-net" in argv
     assert "/etc/resolv.conf" not in argv
-    # The writable parent is bound first, then the read-only folder inside it on top.
-    assert argv.index("/srv") < argv.index("/srv/in")
-    assert argv[argv.index("/srv/in") - 1] == "--ro-bind"
+    # The writable parent is bound first, then the read-only folder inside it on top, by descriptor.
+    assert argv.index(outer) < argv.index(inner)
+    assert argv[argv.index(outer) - 2] == "--bind-fd"
+    assert argv[argv.index(inner) - 2] == "--ro-bind-fd"
     assert argv[argv.index("A") - 1 : argv.index("A") + 2] == ["--setenv", "A", "1"]
-    networked = sandbox_command([sys.executable], replace(spec, network=True))
-    assert "--unshare-net" not in networked
-    assert "/etc/resolv.conf" in networked
+    for masked in ("/proc/sys", "/proc/kcore", "/proc/keys", "/proc/timer_list"):
+        if os.path.exists(masked):
+            assert masked in argv, masked
+    host = _plan([sys.executable], replace(spec, network="host"))["exec"]
+    assert "--unshare-net" not in host
+    assert "/etc/resolv.conf" in host
     with pytest.raises(ValueError, match="both read-only and writable"):
-        sandbox_command([sys.executable], replace(spec, read_only=("/srv",)))
+        prepare_sandbox([sys.executable], replace(spec, read_only=(outer,)))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root worker's plan")
+def test_a_root_workers_child_gets_a_uid_of_its_own_and_views_of_its_folders(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    spec = SandboxSpec(interpreter=sys.executable, writable=(str(tmp_path / "out"),))
+    first, second = worker_identity(), worker_identity()
+    assert first is not None
+    assert second is not None
+    try:
+        assert first.uid != second.uid  # two children at once never share a uid
+        assert first.uid >= 1000
+        plan = _plan([sys.executable], spec, first)
+        assert (plan["uid"], plan["gid"]) == (first.uid, first.gid)
+        assert (tmp_path / "out").stat().st_uid == first.uid  # its writable folder is its own
+        views = [view[1] for view in plan["views"]]
+        assert str(tmp_path / "out") in views
+        assert str(Path(sys.base_prefix).resolve()) in views
+        assert plan["keep_fds"] == [int(plan["exec"][plan["exec"].index("--seccomp") + 1])]
+    finally:
+        first.release()
+        second.release()
 
 
 def test_resolve_mode() -> None:
@@ -456,12 +520,11 @@ def test_resolve_mode() -> None:
 
 
 def test_describe_exit() -> None:
-    spec = SandboxSpec(interpreter=sys.executable, cpu_seconds=5)
-    assert "job_config.cpu_seconds=5" in sandbox.describe_exit(128 + signal.SIGXCPU, spec)
-    assert "SIGSEGV" in sandbox.describe_exit(128 + signal.SIGSEGV, spec)
-    assert "SIGKILL" in sandbox.describe_exit(-signal.SIGKILL, spec)  # the outer bwrap itself killed
-    assert sandbox.describe_exit(3, spec) == "the processor exited with code 3"
-    assert sandbox.describe_exit(255, spec) == "the processor exited with code 255"
+    assert "SIGSEGV" in sandbox.describe_exit(128 + signal.SIGSEGV)
+    assert "SIGKILL" in sandbox.describe_exit(-signal.SIGKILL)  # the outer bwrap itself killed
+    assert sandbox.describe_exit(3) == "the processor exited with code 3"
+    assert sandbox.describe_exit(255) == "the processor exited with code 255"
+    assert "could not start the processor" in sandbox.describe_exit(126)
 
 
 def test_status_names_the_package_when_bwrap_is_missing(
@@ -480,17 +543,20 @@ def test_status_names_the_package_when_bwrap_is_missing(
 def test_start_time_overhead(worker: Worker) -> None:
     """Not an assertion on time: prints the sandbox's start cost next to a plain start."""
     plain = [worker.python, "-I", "-c", "pass"]
-    sandboxed = sandbox_command(plain, worker.spec())
 
-    def median_ms(argv: list[str]) -> float:
+    def median_ms(sandboxed: bool) -> float:
         samples = []
         for _ in range(15):
             started = time.perf_counter()
-            subprocess.run(worker.prefix + argv, check=True)
+            if sandboxed:
+                with worker.launch(plain, worker.spec()) as launch:
+                    assert launch.run(timeout=60, prefix=worker.prefix).returncode == 0
+            else:
+                subprocess.run(worker.prefix + plain, check=True)
             samples.append((time.perf_counter() - started) * 1000)
         return statistics.median(samples)
 
-    base, boxed = median_ms(plain), median_ms(sandboxed)
+    base, boxed = median_ms(False), median_ms(True)
     print(
         f"\n[{worker.kind}] python start: plain {base:.1f} ms, sandboxed {boxed:.1f} ms, "
         f"overhead {boxed - base:.1f} ms"

@@ -220,11 +220,15 @@ def tcp_server() -> Any:
     server.close()
 
 
-def test_the_network_is_off_unless_the_flow_turns_it_on(tmp_path: Path, tcp_server: int) -> None:
-    result, _, _ = run_flow(tmp_path / "off", CONNECT, {"port": tcp_server})
-    assert result["files_failed"] == 1
-    assert "no connection" in result["files"][0]["error"]
-    result, out, _ = run_flow(tmp_path / "on", CONNECT, {"port": tcp_server}, {"network": True})
+def test_the_workers_loopback_is_reachable_only_with_host_loopback(tmp_path: Path, tcp_server: int) -> None:
+    """Network off, and network on (a user-mode stack, the internet but not the host): no way to
+    the worker's own services; only ``host_loopback: true`` shares the worker's network."""
+    for name, job in [("off", {}), ("on", {"network": True})]:
+        result, _, _ = run_flow(tmp_path / name, CONNECT, {"port": tcp_server}, job)
+        assert result["files_failed"] == 1, name
+        assert "no connection" in result["files"][0]["error"], name
+    host = {"network": True, "host_loopback": True}
+    result, out, _ = run_flow(tmp_path / "host", CONNECT, {"port": tcp_server}, host)
     assert result["files_processed"] == 1
     assert (out / "a.txt").read_text() == "hello from the worker's network"
 

@@ -24,10 +24,21 @@ JOB = {"cpu_seconds": 30, "max_output_mb": 5, "max_processes": 8}
             " (the sandbox allows job_config.max_processes=8 processes and threads at once)",
         ),
         (OSError(errno.EAGAIN, "Resource temporarily unavailable"), " (the sandbox allows job_config"),
+        (PermissionError(errno.EPERM, "Operation not permitted"), " (the sandbox refuses some system calls"),
+        (OSError(errno.EPERM, "Operation not permitted"), " (the sandbox refuses some system calls"),
         (ValueError("bad row"), ""),
         (OSError(errno.ENOENT, "No such file"), ""),
+        (PermissionError(errno.EACCES, "Permission denied"), ""),  # file modes, not the filter
     ],
 )
 def test_a_limit_error_names_its_key(exc: BaseException, hint: str) -> None:
     got = limit_hint(exc, JOB)
     assert got.startswith(hint) if hint else got == ""
+
+
+def test_an_eperm_names_the_refused_families_and_the_readme() -> None:
+    assert limit_hint(PermissionError(errno.EPERM, "Operation not permitted"), JOB) == (
+        " (the sandbox refuses some system calls with this error: ptrace, mounts, new namespaces, "
+        "kernel keyrings, bpf, perf events, io_uring, kernel modules, reboot and a few more; this may "
+        'be why. See the README, section "Sandbox")'
+    )

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoStorageError
-from airflow_byo.runner.child_messages import StagedOutput
+from airflow_byo.outcomes import StagedOutput
 from airflow_byo.runtime.protocol import output_path
 from airflow_byo.storage import FileFilter, Location
 from airflow_byo.storage.publisher import Publisher
 from tests.backends import Backend
+from tests.conftest import staged_output
 
 TOO_LONG = {"local": "x" * 300 + ".txt", "sftp": "x" * 300 + ".txt", "s3": "deep/" + "x" * 1100}
 
@@ -25,9 +26,9 @@ TOO_LONG = {"local": "x" * 300 + ".txt", "sftp": "x" * 300 + ".txt", "s3": "deep
 def stage(publisher: Publisher, outputs: dict[str, bytes]) -> list[StagedOutput]:
     staged = []
     for index, (name, data) in enumerate(outputs.items()):
-        path = output_path(publisher.out_prefix(0), index)
+        path = output_path(os.path.join(publisher.staging.taken, "000000"), index)
         Path(path).write_bytes(data)
-        staged.append(StagedOutput(name, path, len(data), None))
+        staged.append(staged_output(path, name))
     return staged
 
 
@@ -39,7 +40,7 @@ def test_a_second_output_that_cannot_be_published_leaves_nothing(backend: Backen
     with Publisher(backend.location("out", "destination")) as publisher:
         outputs = stage(publisher, {"first.txt": b"1", TOO_LONG[backend.name]: b"2"})
         with pytest.raises(ByoStorageError) as raised:
-            publisher.publish(outputs, publisher.out_prefix(0))
+            publisher.publish(outputs)
     assert "xxxx" in str(raised.value)
     assert backend.names("out") == ["keep.txt"]  # no first output, no temporary
 
@@ -64,7 +65,7 @@ def test_a_failed_commit_retracts_the_outputs_already_published(backend: Backend
 
         publisher.destination.prepare_publish = prepare  # type: ignore[method-assign]
         with pytest.raises(ByoStorageError, match="No space left"):
-            publisher.publish(outputs, publisher.out_prefix(0))
+            publisher.publish(outputs)
     assert [n for n in backend.names("out") if not n.endswith("/")] == []
 
 
@@ -105,13 +106,12 @@ def test_a_local_source_file_swapped_for_a_link_is_not_read(tmp_path: Path) -> N
     (source / "a.txt").symlink_to(tmp_path / "secret")
     with pytest.raises(ByoStorageError, match=r"resolves to .*secret', outside the source .*follow_symlinks"):
         location.stage(file, str(tmp_path))
-    assert Location(str(source), follow_symlinks=True).stage(file, str(tmp_path)).path == str(
-        source / "a.txt"
-    )
+    followed = Location(str(source), follow_symlinks=True).stage(file, str(tmp_path))
+    assert Path(followed.path).read_text() == "s"  # a trusted source's link is read
 
 
 def test_a_local_source_directory_swapped_for_a_link_is_not_read(tmp_path: Path) -> None:
-    """The per-file check walks every component below the root, not only the file's own name."""
+    """The check is on the opened file's real path: every component counts, not only the file's own name."""
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "a.txt").write_text("secret")
     source = tmp_path / "in"

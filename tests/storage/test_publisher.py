@@ -6,35 +6,36 @@ Publishing a run's outputs (airflow_byo.storage.publisher): staging, unique name
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.runner.child_messages import FileOutcome, StagedOutput
+from airflow_byo.outcomes import FileOutcome, StagedOutput
 from airflow_byo.runtime.protocol import output_path
 from airflow_byo.storage import TEMP_MARKER, Location, SourceFile, StagedInput
-from airflow_byo.storage.publisher import Publisher, discard_staged_outputs
+from airflow_byo.storage.publisher import Publisher
 from tests.backends import Backend
+from tests.conftest import staged_output
 
 
 def stage(publisher: Publisher, seq: int, outputs: dict[str, bytes]) -> list[StagedOutput]:
-    """Write ``outputs`` where the child would for the run's ``seq``-th file."""
+    """``outputs`` of the run's ``seq``-th file as the hand-off leaves them in the taken folder."""
     staged = []
     for index, (name, data) in enumerate(outputs.items()):
-        path = output_path(publisher.out_prefix(seq), index)
+        path = output_path(os.path.join(publisher.staging.taken, f"{seq:06d}"), index)
         Path(path).write_bytes(data)
-        staged.append(StagedOutput(name, path, len(data), None))
+        staged.append(staged_output(path, name))
     return staged
 
 
 def test_publish_returns_the_final_urls_and_removes_what_was_staged(backend: Backend) -> None:
     with Publisher(backend.location("out", "destination")) as publisher:
         outputs = stage(publisher, 0, {"a.jsonl": b"{}\n", "by_day/2024-05-01.csv": b"x\n"})
-        Path(output_path(publisher.out_prefix(0), 2)).write_text("left by the child, never reported")
-        urls = publisher.publish(outputs, publisher.out_prefix(0))
+        urls = publisher.publish(outputs)
         assert urls == [backend.url("out/a.jsonl"), backend.url("out/by_day/2024-05-01.csv")]
-        assert list(Path(publisher.staging_dir).iterdir()) == []
+        assert list(Path(publisher.staging.taken).iterdir()) == []
     assert backend.get("out/a.jsonl") == b"{}\n"
     assert backend.get("out/by_day/2024-05-01.csv") == b"x\n"
     assert backend.names("out") == ["a.jsonl", "by_day/2024-05-01.csv"]
@@ -46,7 +47,7 @@ def test_local_staging_lies_next_to_the_destination_and_is_removed(tmp_path: Pat
         assert staging.parent == tmp_path  # same file system, outside the destination tree
         assert list((tmp_path / "out").iterdir()) == []
         assert staging.name.startswith(TEMP_MARKER)
-        assert publisher.out_prefix(7) == str(staging / "000007")
+        assert publisher.staging.taken == str(staging / "taken")
     assert not staging.exists()
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -113,14 +114,3 @@ def test_quarantine_needs_a_quarantine_location(tmp_path: Path) -> None:
             SourceFile("/in/a", "a", 1, None), StagedInput("/in/a", False), FileOutcome(status="error")
         )
     assert str(raised.value) == "error_policy 'quarantine' needs a quarantine location"
-
-
-def test_discarding_staged_outputs_takes_only_that_files_outputs(tmp_path: Path) -> None:
-    staging = tmp_path / "odd [name]*"
-    staging.mkdir()
-    prefix = str(staging / "000001")
-    for path in (output_path(prefix, 0), output_path(prefix, 12), str(staging / "000010-00000")):
-        Path(path).write_text("x")
-    discard_staged_outputs(prefix)
-    assert sorted(p.name for p in staging.iterdir()) == ["000010-00000"]
-    discard_staged_outputs(prefix)  # nothing left: no error
