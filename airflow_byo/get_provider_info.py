@@ -21,6 +21,16 @@ _OPTIONS: dict[str, Any] = {
         "example": "required",
         "default": "auto",
     },
+    "sandbox_uid_range": {
+        "description": "Host uids a root worker lends its sandboxed children, one per child "
+        "('first-last'; the gid is the same number). No account on the workers may use them; a "
+        "worker that is not root runs its children as its own uid instead. The worker needs "
+        "/run/airflow-byo writable (uid locks, view mount points).",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "1900000000-1900065535",
+        "default": "1900000000-1900065535",
+    },
     "ledger_conn_id": {
         "description": "Connection of the ledger database shared by all workers "
         "(a 'postgres' connection in production). Empty means a SQLite file under "
@@ -76,6 +86,27 @@ _OPTIONS: dict[str, Any] = {
         "version_added": "0.1.0",
         "type": "string",
         "example": "/opt/airflow/byo-venvs",
+        "default": "",
+    },
+    "protected_paths": {
+        "description": "More folders no flow may read or write, besides AIRFLOW_HOME, the DAGs and "
+        "plugins folders, the venv cache, the function library, the ledger's files, the runtimes "
+        "file, /proc, /sys, /dev, /etc and /boot: absolute paths separated by commas or new lines. A "
+        "local source, destination, quarantine or runtime read-only path inside one of them, or "
+        "containing one, is refused when the flow is parsed.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/opt/secrets,/srv/other-team",
+        "default": "",
+    },
+    "allowed_local_roots": {
+        "description": "When set, every local source, destination, quarantine and runtime "
+        "read-only path must lie inside one of these folders (absolute paths separated by commas "
+        "or new lines); the protected folders stay refused inside them. Empty: any local folder "
+        "outside the protected ones.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/data,/srv/byo",
         "default": "",
     },
 }

@@ -103,7 +103,19 @@ def _absolute(path: str) -> str:
     return path.rstrip("/")
 
 
+def _not_protected(path: str) -> str:
+    """A read-only path must not show the child a platform folder (:mod:`airflow_byo.path_policy`)."""
+    from airflow_byo.path_policy import check_local_path
+
+    try:
+        check_local_path(path, "read_only_paths")
+    except ByoConfigError as exc:  # pydantic reports it at the entry's line
+        raise ValueError(str(exc)) from None
+    return path
+
+
 _Requirement = Annotated[str, AfterValidator(_requirement)]
+_ReadOnlyPath = Annotated[str, AfterValidator(_absolute), AfterValidator(_not_protected)]
 
 
 class RuntimeDefinition(BaseModel):
@@ -129,8 +141,10 @@ class RuntimeDefinition(BaseModel):
         description="Sandbox network default for flows on this runtime (a flow's job_config.network "
         "wins); unset means the platform default, off.",
     )
-    read_only_paths: tuple[Annotated[str, AfterValidator(_absolute)], ...] = Field(
-        (), description="Extra host paths bound read-only, at the same place, into every child's sandbox."
+    read_only_paths: tuple[_ReadOnlyPath, ...] = Field(
+        (),
+        description="Extra host paths bound read-only, at the same place, into every child's sandbox; "
+        "none may lie inside or contain a platform folder (see [byo] protected_paths).",
     )
     job_config: JobConfig = Field(
         default_factory=JobConfig,

@@ -1,9 +1,11 @@
 """
 Example BYO flow: clean customer CSV exports into JSON Lines.
 
-Reads every ``*.csv`` in ``data/customers/`` beside this file, cleans each row with the function
-below (run in its own virtualenv with the pinned ``Unidecode`` package) and writes one
-``<name>.jsonl`` per input to ``output/customers/`` (or ``$BYO_EXAMPLE_OUTPUT``).
+Reads every ``*.csv`` in ``example_data/customers/`` beside the DAGs folder, cleans each row with
+the function below (run in its own virtualenv with the pinned ``Unidecode`` package) and writes one
+``<name>.jsonl`` per input to ``example_output/customers/`` (or ``$BYO_EXAMPLE_OUTPUT``). Both are
+outside the DAGs folder on purpose: a flow may not read or write the platform's own folders
+(README, "Path policy").
 
 Run it end to end::
 
@@ -12,7 +14,7 @@ Run it end to end::
 Try the function on one file without writing anything::
 
     airflow tasks test byo_customers_csv_to_jsonl clean_customers \\
-        -t '{"test_file": "dags_examples/data/customers/customers_2024-05-01.csv"}'
+        -t '{"test_file": "example_data/customers/customers_2024-05-01.csv"}'
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from airflow.sdk import DAG, Param
 
 from airflow_byo.operators.byo_flow import ByoFlowOperator
 
-HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "data" / "customers"
-DESTINATION = Path(os.environ.get("BYO_EXAMPLE_OUTPUT", HERE / "output")) / "customers"
+EXAMPLES = Path(__file__).resolve().parent.parent  # the DAGs folder's parent: not a platform folder
+SOURCE = EXAMPLES / "example_data" / "customers"
+DESTINATION = Path(os.environ.get("BYO_EXAMPLE_OUTPUT", EXAMPLES / "example_output")) / "customers"
 
 
 def clean_customers(file, ctx, *, default_country="NL"):

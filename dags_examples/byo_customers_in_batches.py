@@ -1,7 +1,7 @@
 """
 Example: wait for new files, then process them in parallel batches, each file exactly once.
 
-``ByoNewFilesSensor`` waits (deferred, in the triggerer) until ``data/customers/`` holds CSVs
+``ByoNewFilesSensor`` waits (deferred, in the triggerer) until ``example_data/customers/`` holds CSVs
 this flow has not processed; ``ByoBatchPlanOperator`` splits the new files into batches; one
 mapped ``ByoFlowOperator`` task per batch processes them. The ledger (SQLite under
 ``$AIRFLOW_HOME/byo`` here, PostgreSQL in production) makes every file land once, even when runs
@@ -22,9 +22,11 @@ from airflow_byo.operators.byo_flow import ByoFlowOperator
 from airflow_byo.operators.plan_batches import ByoBatchPlanOperator
 from airflow_byo.sensors.new_files import ByoNewFilesSensor
 
-HERE = Path(__file__).resolve().parent
-SOURCE = str(HERE / "data" / "customers")
-DESTINATION = str(Path(os.environ.get("BYO_EXAMPLE_OUTPUT", HERE / "output")) / "customers_batched")
+EXAMPLES = Path(__file__).resolve().parent.parent  # outside the DAGs folder (README, "Path policy")
+SOURCE = str(EXAMPLES / "example_data" / "customers")
+DESTINATION = str(
+    Path(os.environ.get("BYO_EXAMPLE_OUTPUT", EXAMPLES / "example_output")) / "customers_batched"
+)
 FLOW_ID = "byo_customers_in_batches.clean"
 
 COUNT_ROWS = """

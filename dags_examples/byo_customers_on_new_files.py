@@ -5,11 +5,11 @@ landing, with no schedule and no sensor (docs/event-driven.md).
 The DAG is scheduled on an Asset whose watcher runs in the triggerer: it lists the landing folder
 every 5 seconds (``poll_interval``) and, when files the flow has not processed appear, records an
 Asset event, which queues a run. The run processes every unprocessed file; nothing holds a worker
-slot while no file comes. It watches ``data/customers/`` beside this file (or
-``$BYO_EXAMPLE_LANDING``); unpause it with a triggerer running, then copy a CSV file in::
+slot while no file comes. It watches ``example_data/customers/`` beside the DAGs
+folder (or ``$BYO_EXAMPLE_LANDING``); unpause it with a triggerer running, then copy a CSV file in::
 
     airflow dags unpause byo_customers_on_new_files
-    cp dags_examples/data/customers/customers_2024-05-01.csv "$BYO_EXAMPLE_LANDING/new.csv"
+    cp example_data/customers/customers_2024-05-01.csv "$BYO_EXAMPLE_LANDING/new.csv"
 
 The watcher and the flow read the same source: one dict of arguments is passed to both.
 """
@@ -25,9 +25,11 @@ from airflow.sdk import DAG
 from airflow_byo import new_files_asset
 from airflow_byo.operators.byo_flow import ByoFlowOperator
 
-HERE = Path(__file__).resolve().parent
-LANDING = os.environ.get("BYO_EXAMPLE_LANDING", str(HERE / "data" / "customers"))
-DESTINATION = Path(os.environ.get("BYO_EXAMPLE_OUTPUT", HERE / "output")) / "customers_on_new_files"
+EXAMPLES = Path(__file__).resolve().parent.parent  # outside the DAGs folder (README, "Path policy")
+LANDING = os.environ.get("BYO_EXAMPLE_LANDING", str(EXAMPLES / "example_data" / "customers"))
+DESTINATION = (
+    Path(os.environ.get("BYO_EXAMPLE_OUTPUT", EXAMPLES / "example_output")) / "customers_on_new_files"
+)
 FLOW_ID = "byo_customers_on_new_files.to_jsonl"
 SOURCE = {"source": LANDING, "include": ["*.csv"]}
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from airflow.sdk import dag, task
 
-HERE = Path(__file__).resolve().parent
-OUTPUT = Path(os.environ.get("BYO_EXAMPLE_OUTPUT", HERE / "output")) / "orders_by_sku"
+EXAMPLES = Path(__file__).resolve().parent.parent  # outside the DAGs folder (README, "Path policy")
+OUTPUT = Path(os.environ.get("BYO_EXAMPLE_OUTPUT", EXAMPLES / "example_output")) / "orders_by_sku"
 
 
 @dag(schedule=None, start_date=datetime(2024, 1, 1), catchup=False, tags=["byo", "example"])
 def byo_decorator_orders():
     @task.byo(
-        source=str(HERE / "data" / "orders"),
+        source=str(EXAMPLES / "example_data" / "orders"),
         include=["*.csv"],
         destination=str(OUTPUT),
         runtime_config={"job_config": {"output_name": "{stem}.by_sku.{ext}"}},

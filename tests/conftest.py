@@ -83,7 +83,9 @@ def staged_output(path: str | Path, name: str, records: int | None = None, **ext
     from airflow_byo.outcomes import StagedOutput
 
     info = os.stat(path)
-    return StagedOutput(name, str(path), info.st_size, records, device=info.st_dev, inode=info.st_ino, **extra)
+    return StagedOutput(
+        name, str(path), info.st_size, records, device=info.st_dev, inode=info.st_ino, **extra
+    )
 
 
 def fresh_ledger_env(directory: Path) -> dict[str, str]:

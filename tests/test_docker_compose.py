@@ -69,7 +69,9 @@ def test_celery_postgres_and_paused_dags(airflow_env: dict[str, str]) -> None:
 def test_examples_are_mounted(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         if name.startswith("airflow-"):
-            assert "./dags_examples:/opt/airflow/dags" in service["volumes"], name
+            assert "./dags_examples:/opt/byo-examples/dags_examples" in service["volumes"], name
+            assert "./example_data:/opt/byo-examples/example_data" in service["volumes"], name
+            assert service["environment"]["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/byo-examples/dags_examples"
 
 
 def example_connections() -> dict[str, str]:
@@ -112,7 +114,7 @@ def test_example_locations_exist_in_the_stack(compose: dict[str, Any], airflow_e
     user = services["sftp"]["command"].split(":")[0]
     # atmoz/sftp chroots the user to /home/<user>: /upload/orders is /home/<user>/upload/orders.
     mounts = {v.split(":")[1]: v.split(":")[0] for v in services["sftp"]["volumes"]}
-    assert mounts[f"/home/{user}{source.path}"] == "./dags_examples/data/orders"
-    assert (ROOT / "dags_examples" / "data" / "orders").is_dir()
+    assert mounts[f"/home/{user}{source.path}"] == "./example_data/orders"
+    assert (ROOT / "example_data" / "orders").is_dir()
     bucket = urlparse(airflow_env["BYO_ORDERS_DESTINATION"]).netloc
     assert f"local/{bucket}" in services["minio-init"]["entrypoint"]

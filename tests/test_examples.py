@@ -17,7 +17,7 @@ from tests.conftest import run_airflow as airflow
 from tests.servers import S3Server, SftpServer
 
 EXAMPLES = ROOT / "dags_examples"
-CUSTOMERS = EXAMPLES / "data" / "customers"
+CUSTOMERS = ROOT / "example_data" / "customers"
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def test_sftp_orders_to_s3_example_runs_against_real_servers(
     bucket = f"byo-orders-{uuid.uuid4().hex[:8]}"
     s3_server.client().create_bucket(Bucket=bucket)
     upload = sftp_server.root / f"upload-{uuid.uuid4().hex[:8]}" / "orders"
-    shutil.copytree(EXAMPLES / "data" / "orders", upload)
+    shutil.copytree(ROOT / "example_data" / "orders", upload)
     sftp_server.give(upload.parent)
     env = example_env | {
         "AIRFLOW_CONN_BYO_SFTP": json.dumps(sftp_server.connection(auth="key")),
@@ -151,7 +151,7 @@ def test_decorator_example_runs(example_env: dict[str, str], tmp_path: Path) -> 
 
 
 def test_spec_factory_example_runs(example_env: dict[str, str]) -> None:
-    output = EXAMPLES / "output" / "spec_customers"
+    output = ROOT / "example_output" / "spec_customers"  # the spec's relative destination
     shutil.rmtree(output, ignore_errors=True)
     try:
         result = airflow("dags", "test", "byo_spec_customers", env=example_env)

@@ -154,6 +154,7 @@ def test(args: argparse.Namespace) -> str:
     from airflow_byo.cli.test_output import VERBOSE_HINT, quiet_logging, result_text
     from airflow_byo.exceptions import ByoFilesFailedError
     from airflow_byo.operators.byo_flow import ByoFlowOperator
+    from airflow_byo.path_policy import check_sample
     from airflow_byo.specs.factory import load_flow
 
     if not args.verbose:
@@ -171,10 +172,14 @@ def test(args: argparse.Namespace) -> str:
         spec = load_flow(args.spec).spec  # every check of the DAG factory, errors at the spec's lines
         processor, function_name, packages, runtime = spec.processing.resolved(packages, runtime)
         runtime_config = runtime_config or spec.processing.runtime_config
+    check_sample(args.sample, "sample")
     operator = ByoFlowOperator(
         task_id="byo_test",
-        source=".",
-        destination=".",
+        # Test mode lists nothing and writes nothing: the sample stands for both locations, so the
+        # path policy judges what is read (not the working directory, as "." did).
+        source=args.sample,
+        destination=args.sample,
+        emit_asset_event=False,
         source_conn_id=args.conn_id,
         processor=processor,
         function_name=function_name,

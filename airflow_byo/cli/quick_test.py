@@ -73,6 +73,7 @@ def _python(runtime: Runtime, packages: Any, log: logging.Logger) -> str:
 def run(args: argparse.Namespace) -> str:
     """Run ``args.code`` or ``args.function`` on the local ``args.sample``; the text to print."""
     from airflow_byo.flow_config import parse_runtime_config
+    from airflow_byo.path_policy import check_sample
     from airflow_byo.processor import resolve_processor
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.runner.preview import locate_test_file, preview_file
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> str:
     runtime = get_runtime(runtime_name)
     config = apply_runtime(runtime, parse_runtime_config(args.runtime_config))
     processor.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
+    check_sample(args.sample, "sample")  # the operator's test mode checks it the same way
     location, file = locate_test_file(args.sample, None)
     runner = FlowRunner(
         processor=processor,

@@ -19,6 +19,7 @@ from airflow_byo.lineage import asset_uri, compact, lineage
 from airflow_byo.metrics import emit_metrics
 from airflow_byo.notifications.channels import NotificationRouter, parse_channels
 from airflow_byo.operators.source_files import SourceFilesOperator, is_templated
+from airflow_byo.path_policy import ProtectedFolder, check_local_paths, check_sample, ledger_files
 from airflow_byo.processor import ProcessorSource, resolve_processor
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.runner.preview import format_previews, locate_test_file, preview_file
@@ -146,6 +147,7 @@ class ByoFlowOperator(SourceFilesOperator):
         self.quarantine = quarantine
         self.quarantine_conn_id = quarantine_conn_id
         self.files = files
+        self._check_paths(rendered=False)  # a templated path is checked once rendered, in execute
         # Resolved and checked at parse time: a broken processor or config is an import error
         # of the DAG file, long before a worker picks the task up.
         self.processor_source: ProcessorSource = resolve_processor(processor, function_name)
@@ -163,6 +165,29 @@ class ByoFlowOperator(SourceFilesOperator):
             self._checked_config()
 
     # -- what a run is made of -----------------------------------------------------------------
+    def _check_paths(self, *, rendered: bool) -> None:
+        """
+        The path policy on the local source, destination and quarantine: none may lie inside or
+        contain a platform folder (:mod:`airflow_byo.path_policy`), nor this flow's own venv cache
+        and ledger. Before rendering, templated values are left for :meth:`execute`.
+        """
+        paths = {"source": self.source, "destination": self.destination, "quarantine": self.quarantine}
+        check_local_paths(
+            {
+                key: value
+                for key, value in paths.items()
+                if isinstance(value, str) and (rendered or not is_templated(value))
+            },
+            extra=self._own_folders(),
+        )
+
+    def _own_folders(self) -> list[ProtectedFolder]:
+        """What this flow runs from besides the platform's defaults: its venv cache and ledger."""
+        own = ledger_files(self.ledger_conn_id) if self.ledger_conn_id else []
+        if self.venv_cache_path and not self.python_interpreter:
+            own.append(ProtectedFolder("the flow's venv cache", str(self.venv_cache_path), "venv_cache_path"))
+        return own
+
     def _checked_config(self) -> RuntimeConfig:
         config = apply_runtime(get_runtime(self.runtime), parse_runtime_config(self.runtime_config))
         self.processor_source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
@@ -219,10 +244,11 @@ class ByoFlowOperator(SourceFilesOperator):
 
     # -- execution -----------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        self._check_paths(rendered=True)
         config = self._checked_config()
         test_file = (context.get("params") or {}).get(TEST_FILE_PARAM)
         if test_file:
-            return self._execute_test(str(test_file), config)
+            return self._execute_test(str(test_file), config, key=f"params.{TEST_FILE_PARAM}")
         new_files = self.new_files(
             self.resolved_flow_id, on_change=config.job_config.on_change, track_files=self.track_files
         )
@@ -364,9 +390,10 @@ class ByoFlowOperator(SourceFilesOperator):
     # -- test mode -----------------------------------------------------------------------------
     def preview(self, sample: str) -> dict[str, Any]:
         """Test mode outside a task (``airflow byo test``): run on ``sample``, write nothing."""
-        return self._execute_test(sample, self._checked_config())
+        return self._execute_test(sample, self._checked_config(), key="sample")
 
-    def _execute_test(self, test_file: str, config: RuntimeConfig) -> dict[str, Any]:
+    def _execute_test(self, test_file: str, config: RuntimeConfig, *, key: str) -> dict[str, Any]:
+        check_sample(test_file, key)  # the sandbox sees the sample's folder: not a platform folder
         location, file = locate_test_file(test_file, self.source_conn_id)
         self.log.info(
             "Test mode: running the processor on %s; nothing is written to the destination", file.url

@@ -151,7 +151,8 @@ def relay_lines(fd: int, emit: Any, limit: int = MAX_STDERR_LINE_BYTES) -> None:
                 dropped += end - start
                 emit(bytes(pending), dropped)
             else:
-                emit(bytes(pending + chunk[start:end]), 0)
+                line = pending + chunk[start:end]
+                emit(bytes(line[:limit]), max(0, len(line) - limit))
             pending.clear()
             dropped, start = 0, end + 1
         rest = chunk[start:]

@@ -1,9 +1,9 @@
 """
 CPU time of a child and everything it started, read by the worker from ``/proc``.
 
-``job_config.cpu_seconds`` is a budget per file. The child's runtime turns it into a soft
-``RLIMIT_CPU`` and a Python error, but the function runs in that same process: it can ignore
-``SIGXCPU`` or raise its own soft limit, and processes it starts have budgets of their own. So
+``job_config.cpu_seconds`` is a budget per file. The child's runtime turns it into a profiling
+timer and a Python error, but the function runs in that same process: it can ignore ``SIGPROF``
+or disarm the timer, and processes it starts have timers of their own. So
 the worker measures too: while it waits for a file's answer it sums, every
 :data:`CHECK_SECONDS`, the CPU time of the process tree under the child (the launcher's bwrap, the
 sandbox's init, the child, its threads and every process still running or already reaped into a
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 __all__ = ["CHECK_SECONDS", "GRACE_SECONDS", "CpuWatch", "tree_cpu_seconds"]
 
 CHECK_SECONDS = 0.5
-GRACE_SECONDS = 1.0
+GRACE_SECONDS = 0.5
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -27,7 +27,7 @@ from airflow_byo.runner.child_pool import ChildPool, init_request
 from airflow_byo.runner.child_process import child_environment
 from airflow_byo.runner.output_handoff import discard_outputs
 from airflow_byo.runner.progress import Progress, log_file_result, log_notification
-from airflow_byo.runner.sandbox import SandboxSpec, sandbox_mode
+from airflow_byo.runner.sandbox import Network, SandboxSpec, sandbox_mode
 from airflow_byo.runner.transfers import fetch_numbered
 from airflow_byo.runner.workers import RunState, SharedClaims, worker_count
 from airflow_byo.storage.publisher import Publisher
@@ -158,7 +158,7 @@ class FlowRunner:
         spec = None
         job = self.job
         if self.sandbox == "bubblewrap":
-            network = "off" if not job.network else ("host" if job.host_loopback else "user")
+            network: Network = "off" if not job.network else ("host" if job.host_loopback else "user")
             spec = SandboxSpec(
                 interpreter=self.python,
                 read_only=(inputs, *self.read_only_paths),

@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -483,6 +482,19 @@ def worker_identity() -> SandboxIdentity | None:
     return lease_identity(parse_uid_range(setting("sandbox_uid_range")))
 
 
+def _resolv_conf_fd() -> int | None:
+    """A pipe holding the sandbox's resolv.conf for a user-mode network, or None for the host's."""
+    from airflow_byo.runner.sandbox_network import sandbox_resolv_conf
+
+    text = sandbox_resolv_conf()
+    if text is None:
+        return None
+    read, write = os.pipe()
+    with os.fdopen(write, "w", encoding="utf-8") as pipe:  # a few hundred bytes: the pipe holds them
+        pipe.write(text)
+    return read
+
+
 def prepare_sandbox(
     argv: list[str],
     spec: SandboxSpec,
@@ -500,6 +512,7 @@ def prepare_sandbox(
     :param launcher_python: the interpreter that runs the launcher (default: this one).
     :raises ByoConfigError: bwrap or prlimit missing.
     """
+    from airflow_byo.runner.sandbox_identity import new_view_root
     from airflow_byo.runner.seccomp_filter import seccomp_fd
 
     bwrap, prlimit = _tool("bwrap"), _tool("prlimit")
@@ -515,7 +528,7 @@ def prepare_sandbox(
             for bind in binds:
                 if bind.writable:  # the child's own folder: its uid owns it
                     os.chown(f"/proc/self/fd/{bind.fd}", identity.uid, identity.gid)
-            launch._view_root = tempfile.mkdtemp(prefix=".byo-view-")
+            launch._view_root = new_view_root()
         args = _bwrap_argv(bwrap, spec, binds, launch._view_root)
         seccomp = seccomp_fd()
         fds.append(seccomp)
@@ -526,6 +539,11 @@ def prepare_sandbox(
             args[1:1] = ["--info-fd", str(launch._info[1]), "--block-fd", str(launch._block[0])]
             fds += [launch._info[1], launch._block[0]]
             keep += [launch._info[1], launch._block[0]]
+            resolv_conf = _resolv_conf_fd()
+            if resolv_conf is not None:  # a host resolver on loopback: the one pasta forwards to
+                args += ["--ro-bind-data", str(resolv_conf), "/etc/resolv.conf"]
+                fds.append(resolv_conf)
+                keep.append(resolv_conf)
         limits = _limits(spec)
         args += ["--", prlimit, *limits, "--", *argv] if limits else ["--", *argv]
         plan = {

@@ -26,12 +26,16 @@ import os
 import pwd
 import random
 import stat
+import tempfile
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_UID_RANGE", "SandboxIdentity", "lease_identity", "parse_uid_range"]
+__all__ = ["DEFAULT_UID_RANGE", "SandboxIdentity", "lease_identity", "new_view_root", "parse_uid_range"]
 
 DEFAULT_UID_RANGE = "1900000000-1900065535"
 LOCK_DIR = "/run/airflow-byo/sandbox-uids"
+#: Where a root worker's launcher mounts each child's views. Not the worker's TMPDIR: the child's
+#: uid must be able to walk to its views, and a worker's home or temp folder is often 0700.
+VIEWS_DIR = "/run/airflow-byo/sandbox-views"
 _MAX_TRIES = 512
 
 
@@ -72,20 +76,31 @@ def parse_uid_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def _lock_dir() -> int:
-    """The directory of uid locks, root's own (never a link someone planted)."""
-    os.makedirs(os.path.dirname(LOCK_DIR), mode=0o755, exist_ok=True)
+def _root_dir(path: str, mode: int, holds: str) -> int:
+    """``path`` opened, created if missing: root's own, nobody else can write (never a planted link)."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     with contextlib.suppress(FileExistsError):
-        os.mkdir(LOCK_DIR, 0o700)
-    fd = os.open(LOCK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        os.mkdir(path, mode)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     info = os.fstat(fd)
     if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022:
         os.close(fd)
         raise _config_error(
-            f"{LOCK_DIR} must be a directory of root's that nobody else can write (it holds the locks of "
-            "sandbox uids); remove it and let the worker create it again"
+            f"{path} must be a directory of root's that nobody else can write (it holds {holds}); remove it "
+            "and let the worker create it again"
         )
     return fd
+
+
+def _lock_dir() -> int:
+    return _root_dir(LOCK_DIR, 0o700, "the locks of sandbox uids")
+
+
+def new_view_root() -> str:
+    """A fresh, empty mount point for one child's views, reachable by any uid (the folder is 0711)."""
+    os.close(_root_dir(VIEWS_DIR, 0o711, "the mount points of sandbox views"))
+    os.chmod(VIEWS_DIR, 0o711)  # an older worker may have made it 0700 through its umask
+    return tempfile.mkdtemp(prefix="view-", dir=VIEWS_DIR)
 
 
 def _unused(uid: int) -> bool:

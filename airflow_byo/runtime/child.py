@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .contract import FORMAT_EXTENSIONS, Context, InputFile, OutputError
 from .decode import decoded_previews
 from .function_loader import ProcessorLoadError, load_processor
-from .limits import limit_hint, set_child_limits, start_cpu_budget
+from .limits import limit_hint, set_child_limits, start_cpu_budget, stop_cpu_budget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -135,8 +135,11 @@ class _Runner:
         started = time.perf_counter()
         start_cpu_budget(self.job_config.get("cpu_seconds"))
         try:
-            result = self.func(input_file, ctx, *self.args, **self.kwargs)
-            _write_result(result, ctx, input_file)
+            try:
+                result = self.func(input_file, ctx, *self.args, **self.kwargs)
+                _write_result(result, ctx, input_file)
+            finally:
+                stop_cpu_budget()
             outputs: list[OutputSpec] = ctx._finish_outputs()
             previews = decoded_previews(outputs, self.preview_rows) if self.preview_rows else []
         except MemoryError as exc:

@@ -2,10 +2,14 @@
 Resource limits the child sets on itself before running the user's code (standard library only).
 
 Memory (``RLIMIT_AS``) and the size of any file the function writes (``RLIMIT_FSIZE``) hold for
-the child's life; CPU time (``RLIMIT_CPU``) is a budget per file: the soft limit is moved to
-"used so far + ``cpu_seconds``" before each file, and the ``SIGXCPU`` it raises becomes an error
-of that file. The number of processes is capped from outside, by the sandbox. Wall-clock time is
-enforced by the worker, which kills the child. The sandbox's seccomp filter answers the system
+the child's life (in the sandbox they are set before the interpreter starts, so the function
+cannot lift them). CPU time is a budget per file: a profiling timer (``ITIMER_PROF``, the CPU time
+of all the child's threads, microsecond-precise) is armed with ``cpu_seconds`` before each file,
+and the ``SIGPROF`` it raises becomes an error of that file. The function runs in this process and
+could disarm it, so the worker also measures the CPU time of the child and everything it started,
+and kills it once a file's budget is passed (``airflow_byo.runner.child_usage``). The number of
+processes is capped from outside, by the sandbox. Wall-clock time is enforced by the worker, which
+kills the child. The sandbox's seccomp filter answers the system
 calls it refuses with ``EPERM``, which looks like any other "Operation not permitted", so
 :func:`limit_hint` adds to every ``EPERM`` error that the sandbox may be why.
 """
@@ -17,14 +21,14 @@ import resource
 import signal
 from typing import Any
 
-__all__ = ["CpuTimeExceeded", "limit_hint", "set_child_limits", "start_cpu_budget"]
+__all__ = ["CpuTimeExceeded", "limit_hint", "set_child_limits", "start_cpu_budget", "stop_cpu_budget"]
 
 
 class CpuTimeExceeded(Exception):
     """Raised in the function when it used up the CPU time of one file."""
 
 
-def _on_sigxcpu(signum: int, frame: Any) -> None:
+def _on_cpu_timer(signum: int, frame: Any) -> None:
     raise CpuTimeExceeded("the function used up its CPU time for this file")
 
 
@@ -37,19 +41,18 @@ def set_child_limits(job_config: dict[str, Any]) -> None:
         limit = int(job_config["max_output_mb"]) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     # Python ignores SIGXFSZ, so a too-large write fails with EFBIG ("File too large").
-    signal.signal(signal.SIGXCPU, _on_sigxcpu)
+    signal.signal(signal.SIGPROF, _on_cpu_timer)
 
 
 def start_cpu_budget(cpu_seconds: float | None) -> None:
     """Give the next file ``cpu_seconds`` of CPU time from now on (all threads of the child)."""
-    if not cpu_seconds:
-        return
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = int(usage.ru_utime + usage.ru_stime + cpu_seconds) + 1
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    if cpu_seconds:
+        signal.setitimer(signal.ITIMER_PROF, float(cpu_seconds))
+
+
+def stop_cpu_budget() -> None:
+    """The file is done: what is left of its budget is not the next file's."""
+    signal.setitimer(signal.ITIMER_PROF, 0)
 
 
 def limit_hint(exc: BaseException, job_config: dict[str, Any]) -> str:

@@ -133,6 +133,13 @@ def _new_files_asset(spec: FlowSpec, flow_id: str, filters: dict[str, Any]) -> A
     )
 
 
+def _location_url(location: Any, spec_file: Path | None) -> str:
+    """A source's or destination's URL; relative local paths are relative to the spec file's folder."""
+    if location.type == "local" and spec_file is not None and not Path(location.path).is_absolute():
+        return str((spec_file.parent / location.path).resolve())
+    return str(location.url)
+
+
 def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
     """
     One flow spec -> one DAG (paused at creation): an optional sensor, then the flow task;
@@ -146,10 +153,7 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
     source = spec.source
 
     def url(location: Any) -> str:
-        """Relative local paths are relative to the spec file's folder."""
-        if location.type == "local" and spec_file is not None and not Path(location.path).is_absolute():
-            return str((spec_file.parent / location.path).resolve())
-        return str(location.url)
+        return _location_url(location, spec_file)
 
     flow_id = f"{spec.name}.flow"
     doc = f"{spec.description}\n\nGenerated from flow spec `{spec_file}`." if spec_file else spec.description
@@ -275,6 +279,17 @@ def _check_processor(document: SpecDocument, spec: FlowSpec) -> None:
         raise ByoFlowSpecError(document.error(loc, *_split_fix(message), line=line)) from None
 
 
+def _check_locations(document: SpecDocument, spec: FlowSpec) -> None:
+    """The path policy on the source and destination, reported at their ``path`` lines."""
+    from airflow_byo.path_policy import check_local_path
+
+    for key in ("source", "destination"):
+        try:
+            check_local_path(_location_url(getattr(spec, key), document.path), key)
+        except ByoError as exc:
+            raise ByoFlowSpecError(document.error((key, "path"), *_split_fix(str(exc)))) from None
+
+
 def _field_of_build_error(spec: FlowSpec, message: str) -> tuple[str, ...]:
     """Best guess at the field an error of the DAG build is about (the message names it)."""
     candidates = [
@@ -306,6 +321,7 @@ def load_flow(path: str | Path) -> Flow:
     """
     document, spec = parse_spec(path)
     _check_processor(document, spec)
+    _check_locations(document, spec)
     try:
         dag = build_dag(spec, document.path)
     except ByoError as exc:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-SAMPLE = ROOT / "dags_examples" / "data" / "orders" / "orders_2024-05-02.csv"
+SAMPLE = ROOT / "example_data" / "orders" / "orders_2024-05-02.csv"
 UPPER = (
     "def process(file, ctx):\n"
     "    ctx.insight('lines', len(file.open().readlines()))\n"

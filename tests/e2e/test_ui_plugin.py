@@ -55,8 +55,11 @@ def ui(deployment: Deployment) -> Deployment:
     """The deployment with the example flows (operator, decorator, spec) and a flow with a secret."""
     for name in ("byo_customers_csv_to_jsonl.py", "byo_decorator_orders.py", "byo_flows_from_specs.py"):
         deployment.write_dag_file(name, (EXAMPLES / name).read_text())
-    for folder in ("data", "flows"):
-        shutil.copytree(EXAMPLES / folder, deployment.dags_folder / folder, dirs_exist_ok=True)
+    shutil.copytree(EXAMPLES / "flows", deployment.dags_folder / "flows", dirs_exist_ok=True)
+    # Beside the DAGs folder, where the examples look for it (the path policy refuses it inside).
+    shutil.copytree(
+        EXAMPLES.parent / "example_data", deployment.dags_folder.parent / "example_data", dirs_exist_ok=True
+    )
     deployment.add_connection(
         "byo_ui_sftp",
         {"conn_type": "sftp", "host": "127.0.0.1", "port": 1, "login": "ui", "password": SECRET},

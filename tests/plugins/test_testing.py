@@ -13,7 +13,7 @@ from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.plugins.flows import Flow
 from airflow_byo.plugins.testing import TestRequest, error_line, resolve_test_file, run_test
 
-ORDERS = Path(__file__).resolve().parents[2] / "dags_examples" / "data" / "orders"
+ORDERS = Path(__file__).resolve().parents[2] / "example_data" / "orders"
 CODE = """
 import csv
 

