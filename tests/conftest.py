@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
+import secrets
 import shutil
 import subprocess
 import sys
@@ -373,3 +375,19 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
     for line in REPORT_LINES:
         terminalreporter.write_line(line)
+
+
+def throwaway_user(prefix: str, home: str | Path = "/nonexistent") -> pwd.struct_passwd:
+    """A new system user for one test module alone (concurrent test sessions must not share one);
+    remove it with :func:`remove_user`."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin", name],
+        check=True,
+        capture_output=True,
+    )
+    return pwd.getpwnam(name)
+
+
+def remove_user(user: pwd.struct_passwd) -> None:
+    subprocess.run(["userdel", "--force", user.pw_name], check=False, capture_output=True)

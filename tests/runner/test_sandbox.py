@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import secrets
 import shutil
 import signal
 import socket
@@ -33,6 +31,7 @@ from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.runner import sandbox, sandbox_network
 from airflow_byo.runner.sandbox import SandboxSpec, prepare_sandbox, worker_identity
 from airflow_byo.runner.sandbox_network import pasta_status
+from tests.conftest import remove_user, throwaway_user
 
 HOSTILE = Path(__file__).parent / "sandbox" / "hostile.py"
 CANARY = "postgres://u:s3cr3t@h/db"
@@ -147,17 +146,6 @@ def _fake_worker_files(base: Path) -> tuple[Path, Path, Path]:
     return airflow_home, home, dags
 
 
-def _test_user(home: Path) -> pwd.struct_passwd:
-    """A new system user of this fixture alone (concurrent test sessions must not share one)."""
-    name = "byosbx-" + secrets.token_hex(4)
-    subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin", name],
-        check=True,
-        capture_output=True,
-    )
-    return pwd.getpwnam(name)
-
-
 WORKERS = ["root", "user"] if os.geteuid() == 0 else ["user"]
 
 
@@ -179,7 +167,7 @@ def worker(request: pytest.FixtureRequest) -> object:
         if system_python is None:
             pytest.skip("an ordinary user needs an interpreter it can reach: /usr/bin/python3 is missing")
         python = _make_venv(system_python, airflow_home)
-        user = _test_user(home)
+        user = throwaway_user("byosbx", home)
         uid, gid = user.pw_uid, user.pw_gid
         prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
         launcher = system_python
@@ -197,7 +185,7 @@ def worker(request: pytest.FixtureRequest) -> object:
     worker.release()
     shutil.rmtree(base, ignore_errors=True)
     if user is not None:
-        subprocess.run(["userdel", "--force", user.pw_name], check=False, capture_output=True)
+        remove_user(user)
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import re
-import secrets
 import shutil
 import stat
 import subprocess
@@ -34,6 +33,7 @@ import pytest
 
 from airflow_byo.runner import sandbox
 from airflow_byo.runner.sandbox_identity import DEFAULT_UID_RANGE, parse_uid_range
+from tests.conftest import remove_user, throwaway_user
 
 pytestmark = pytest.mark.skipif(
     not sandbox.bubblewrap_status()[0],
@@ -249,16 +249,6 @@ class Worker:
         )
 
 
-def _throwaway_user(home: Path) -> pwd.struct_passwd:
-    name = "byoatk-" + secrets.token_hex(4)
-    subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin", name],
-        check=True,
-        capture_output=True,
-    )
-    return pwd.getpwnam(name)
-
-
 WORKERS = ["root", "user"] if os.geteuid() == 0 else ["user"]
 
 
@@ -268,11 +258,11 @@ def worker(request: pytest.FixtureRequest) -> Any:
         pytest.skip("an ordinary user needs an interpreter it can reach: /usr/bin/python3 is missing")
     base = Path(tempfile.mkdtemp(prefix="byo-attacks-"))
     base.chmod(0o755)
-    user = _throwaway_user(base) if request.param == "user" and os.geteuid() == 0 else None
+    user = throwaway_user("byoatk", base) if request.param == "user" and os.geteuid() == 0 else None
     yield Worker(request.param, base, user)
     shutil.rmtree(base, ignore_errors=True)
     if user is not None:
-        subprocess.run(["userdel", "--force", user.pw_name], check=False, capture_output=True)
+        remove_user(user)
 
 
 def _host_processes_with(marker: str) -> dict[int, int]:

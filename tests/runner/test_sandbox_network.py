@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import pwd
 import random
 import secrets
 import select
@@ -33,6 +32,7 @@ import pytest
 
 from airflow_byo.exceptions import ByoProcessorError
 from airflow_byo.runner import sandbox, sandbox_network
+from tests.conftest import remove_user, throwaway_user
 
 SESSION = Path(__file__).parent / "sandbox" / "network_session.py"
 REPO = Path(__file__).resolve().parents[2]
@@ -116,14 +116,9 @@ def test_user() -> Any:
     if not ROOT:
         yield None
         return
-    name = "byonet-" + secrets.token_hex(4)
-    subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-        check=True,
-        capture_output=True,
-    )
-    yield pwd.getpwnam(name)
-    subprocess.run(["userdel", "--force", name], check=False, capture_output=True)
+    user = throwaway_user("byonet")
+    yield user
+    remove_user(user)
 
 
 WORKERS = ["root", "root-sandbox-uid", "user"] if ROOT else ["self"]

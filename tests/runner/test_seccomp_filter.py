@@ -14,9 +14,7 @@ import errno
 import json
 import os
 import platform
-import pwd
 import random
-import secrets
 import shutil
 import signal
 import subprocess
@@ -37,6 +35,7 @@ from airflow_byo.runner.seccomp_filter import (
     seccomp_program,
     seccomp_status,
 )
+from tests.conftest import remove_user, throwaway_user
 
 PROBE = Path(__file__).parent / "sandbox" / "seccomp_probe.py"
 PYTHON = "/usr/bin/python3"  # Debian's: under /usr, so every user reaches it inside the sandbox
@@ -105,16 +104,6 @@ class Sandbox:
         return out
 
 
-def _test_user() -> pwd.struct_passwd:
-    name = "byoscmp-" + secrets.token_hex(4)
-    subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-        check=True,
-        capture_output=True,
-    )
-    return pwd.getpwnam(name)
-
-
 @pytest.fixture(scope="module", params=["root", "user"] if os.geteuid() == 0 else ["user"])
 def box(request: pytest.FixtureRequest) -> object:
     # A world-readable copy of the probe: the ordinary user must reach it (pytest's tmp is 0700).
@@ -125,14 +114,14 @@ def box(request: pytest.FixtureRequest) -> object:
     probe.chmod(0o644)
     user = None
     if request.param == "user" and os.geteuid() == 0:
-        user = _test_user()
+        user = throwaway_user("byoscmp")
         prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--"]
     else:
         prefix = []
     yield Sandbox(request.param, prefix, str(probe))
     shutil.rmtree(base, ignore_errors=True)
     if user is not None:
-        subprocess.run(["userdel", "--force", user.pw_name], check=False, capture_output=True)
+        remove_user(user)
 
 
 # --- side-effect-free probes of every denied call and every argument rule -----------------------
