@@ -46,13 +46,11 @@ if TYPE_CHECKING:
 __all__ = [
     "SYSTEM_FOLDERS",
     "ProtectedFolder",
-    "allowed_roots",
     "check_local_path",
     "check_local_paths",
     "check_sample",
     "ledger_files",
     "local_path",
-    "protected_folders",
 ]
 
 #: Host folders no flow may see: processes and kernel settings, devices, configuration, kernels.
@@ -67,7 +65,7 @@ class ProtectedFolder:
     """A folder (or file) no flow may touch: what it is, where, and the setting that says so."""
 
     label: str  # "the DAGs folder"
-    path: str  # where it is (a real path once :func:`protected_folders` resolved it)
+    path: str  # where it is (a real path once resolved)
     setting: str = ""  # "[core] dags_folder"
 
     def describe(self) -> str:
@@ -147,7 +145,7 @@ def ledger_files(conn_id: str | None = None) -> list[ProtectedFolder]:
     """
     The ledger's files as far as they are known without a lookup: the SQLite file (and its
     journal files) of ``conn_id`` / ``[byo] ledger_conn_id``, or the default one under AIRFLOW_HOME.
-    Their paths as configured: :func:`protected_folders` resolves them.
+    Their paths as configured; the checks resolve them.
     """
     conn_id = conn_id or setting("ledger_conn_id") or None
     if conn_id is None:
@@ -245,35 +243,18 @@ def _settings(_fingerprint: tuple[object, ...]) -> _Settings:
     return _Settings(tuple(folders), _path_list("allowed_local_roots"))
 
 
-def _resolve(settings: _Settings) -> tuple[tuple[ProtectedFolder, ...], tuple[str, ...]]:
+@lru_cache(maxsize=8)
+def _resolved(settings: _Settings) -> tuple[tuple[ProtectedFolder, ...], tuple[str, ...]]:
     """The protected folders and the allowed roots, by real path."""
     folders = tuple(ProtectedFolder(label, _real(path), key) for label, path, key in settings.folders)
     return folders, tuple(_real(root) for root in settings.roots)
 
 
-_resolved = lru_cache(maxsize=8)(_resolve)
-
-
-def _policy(extra: Iterable[ProtectedFolder], *, fresh: bool) -> tuple[list[ProtectedFolder], list[str]]:
-    settings = _settings(_fingerprint())
-    folders, roots = _resolve(settings) if fresh else _resolved(settings)
+def _policy(extra: Iterable[ProtectedFolder]) -> tuple[list[ProtectedFolder], list[str]]:
+    """Every protected folder and file, then ``extra``, by real path; and the allowed roots."""
+    folders, roots = _resolved(_settings(_fingerprint()))
     own = [ProtectedFolder(f.label, _real(f.path), f.setting) for f in extra]
     return [*folders, *own], list(roots)
-
-
-def protected_folders(extra: Iterable[ProtectedFolder] = (), *, fresh: bool = False) -> list[ProtectedFolder]:
-    """
-    Every protected folder and file, then ``extra``, by real path.
-
-    :param fresh: resolve the symlinks again instead of using what this process resolved before
-        for the same settings (a folder may have been made, or replaced by a link, since).
-    """
-    return _policy(extra, fresh=fresh)[0]
-
-
-def allowed_roots() -> list[str]:
-    """``[byo] allowed_local_roots`` as real paths (empty: any local path outside the protected ones)."""
-    return _policy((), fresh=False)[1]
 
 
 # -- the checks -------------------------------------------------------------------------------------
@@ -324,7 +305,7 @@ def check_local_paths(
     }
     if not local:
         return
-    folders, roots = _policy(extra, fresh=False)
+    folders, roots = _policy(extra)
     for key, (given, path) in local.items():
         if problem := _problem(key, given, _real(path), folders, roots):
             raise ByoConfigError(problem)

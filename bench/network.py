@@ -29,9 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import random
-import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +48,7 @@ from airflow_byo.runner.sandbox import (  # noqa: E402
     worker_identity,
 )
 from bench.timing import Row, table  # noqa: E402
+from tests.servers import network_namespace, wait_for_port  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -122,48 +120,18 @@ print(json.dumps({"started": started, "bytes": got, "seconds": seconds}))
 @contextlib.contextmanager
 def local_server() -> Iterator[str]:
     """The namespace, its veth and the server; yields the server's address (on this machine)."""
-    tag = secrets.token_hex(3)
-    netns, outside, inside = f"byo-bench-{tag}", f"byo{tag}h", f"byo{tag}n"
-    used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
-    while True:  # random 10.x.y.0/30 not already on this machine
-        net = f"10.{random.randint(64, 250)}.{random.randint(0, 255)}."
-        if net not in used:
-            break
-    host_side, address = net + "1", net + "2"
-    ip = ["ip", "-n", netns]
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        for argv in (
-            ["ip", "netns", "add", netns],
-            ["ip", "link", "add", outside, "type", "veth", "peer", "name", inside],
-            ["ip", "link", "set", inside, "netns", netns],
-            ["ip", "addr", "add", f"{host_side}/30", "dev", outside],
-            ["ip", "link", "set", outside, "up"],
-            [*ip, "addr", "add", f"{address}/30", "dev", inside],
-            [*ip, "link", "set", inside, "up"],
-            [*ip, "link", "set", "lo", "up"],
-        ):
-            subprocess.run(argv, check=True, capture_output=True)
+    with network_namespace("byo-bench") as netns:
         server = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-I", "-c", SERVER, address, str(PORT)],
+            [*netns.exec, sys.executable, "-I", "-c", SERVER, netns.address, str(PORT)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((address, PORT), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield address
-    finally:
-        if server is not None:
+        try:
+            wait_for_port(PORT, server, "the benchmark's HTTP server", timeout=10, host=netns.address)
+            yield netns.address
+        finally:
             server.kill()
             server.wait()
-        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)  # takes the veth
 
 
 def download(network: str, address: str, size: int) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """
-Real servers for the tests, on 127.0.0.1 and free ports: moto's S3 API server and OpenSSH sshd.
+Real servers for the tests, on 127.0.0.1 and free ports: moto's S3 API server and OpenSSH sshd;
+and :func:`network_namespace`, a stand-in for another machine that never leaves this one.
 
 Each server starts its process when created, waits until it accepts connections, and stops it in
 ``stop()`` -- or use it as a context manager (``with S3Server(workdir) as s3: ...``), as the
@@ -12,6 +13,7 @@ import contextlib
 import json
 import os
 import pwd
+import random
 import secrets
 import shutil
 import socket
@@ -19,8 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def free_port() -> int:
@@ -29,15 +35,64 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeout: float = 30) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[Any], name: str, timeout: float = 30, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with code {process.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port} within {timeout}s")
+    raise RuntimeError(f"{name} did not listen on {host}:{port} within {timeout}s")
+
+
+@dataclass(frozen=True)
+class NetworkNamespace:
+    """Another machine on this one: a network namespace behind a veth pair (root only)."""
+
+    name: str
+    host_side: str  # the host's address on the veth (a host address other than its main one)
+    address: str  # the namespace's address: where its servers listen
+
+    @property
+    def exec(self) -> list[str]:
+        """The prefix that runs a command inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+
+@contextlib.contextmanager
+def network_namespace(prefix: str) -> Iterator[NetworkNamespace]:
+    """
+    A namespace named ``<prefix>-<random>`` on a random ``10.x.y.0/30`` no interface of this
+    machine uses (host side ``.1``, namespace ``.2``, concurrent sessions do not clash); deleted,
+    with its veth, on exit. Its traffic never leaves this machine.
+    """
+    tag = secrets.token_hex(3)
+    name, outside, inside = f"{prefix}-{tag}", f"byo{tag}h", f"byo{tag}n"
+    used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+    while True:
+        net = f"10.{random.randint(64, 250)}.{random.randint(0, 255)}."
+        if net not in used:
+            break
+    host_side, address = net + "1", net + "2"
+    ip = ["ip", "-n", name]
+    try:
+        for argv in (
+            ["ip", "netns", "add", name],
+            ["ip", "link", "add", outside, "type", "veth", "peer", "name", inside],
+            ["ip", "link", "set", inside, "netns", name],
+            ["ip", "addr", "add", f"{host_side}/30", "dev", outside],
+            ["ip", "link", "set", outside, "up"],
+            [*ip, "addr", "add", f"{address}/30", "dev", inside],
+            [*ip, "link", "set", inside, "up"],
+            [*ip, "link", "set", "lo", "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+        yield NetworkNamespace(name, host_side, address)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)  # takes the veth
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -33,6 +33,7 @@ import pytest
 from airflow_byo.exceptions import ByoProcessorError
 from airflow_byo.runner import sandbox, sandbox_network
 from tests.conftest import remove_user, throwaway_user
+from tests.servers import network_namespace, wait_for_port
 
 SESSION = Path(__file__).parent / "sandbox" / "network_session.py"
 REPO = Path(__file__).resolve().parents[2]
@@ -302,52 +303,29 @@ class Remote:
 def remote() -> Any:
     if not ROOT:
         pytest.skip(f"a test host in a network namespace {NEEDS_ROOT}")
-    tag = secrets.token_hex(3)
-    netns, outside, inside = f"byo-test-{tag}", f"byo{tag}h", f"byo{tag}n"
-    used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
-    while True:  # random 10.x.y.0/30: concurrent sessions must not clash
-        net = f"10.{random.randint(64, 250)}.{random.randint(0, 255)}."
-        if net not in used:
-            break
-    host_side, address = net + "1", net + "2"
     directory = Path(tempfile.mkdtemp(prefix="byo-remote-"))
     token = secrets.token_hex(8)
     (directory / "hello.txt").write_text(f"remote {token}\n")
     servers: list[subprocess.Popen[str]] = []
-    ip = ["ip", "-n", netns]
     try:
-        for argv in (
-            ["ip", "netns", "add", netns],
-            ["ip", "link", "add", outside, "type", "veth", "peer", "name", inside],
-            ["ip", "link", "set", inside, "netns", netns],
-            ["ip", "addr", "add", f"{host_side}/30", "dev", outside],
-            ["ip", "link", "set", outside, "up"],
-            [*ip, "addr", "add", f"{address}/30", "dev", inside],
-            [*ip, "link", "set", inside, "up"],
-            [*ip, "link", "set", "lo", "up"],
-        ):
-            subprocess.run(argv, check=True, capture_output=True)
-        in_netns = ["ip", "netns", "exec", netns]
-        http = [sys.executable, "-m", "http.server", "--bind", address, "8080", "--directory", str(directory)]
-        servers.append(
-            subprocess.Popen([*in_netns, *http], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
-        servers.append(_start_dns(in_netns, address, 53, Remote.dns_answer))
-        deadline = time.monotonic() + 10
-        while True:
+        with network_namespace("byo-test") as netns:
             try:
-                socket.create_connection((address, 8080), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield Remote(netns, host_side, address, 8080, token)
+                address = netns.address
+                http = [sys.executable, "-m", "http.server", "--bind", address, "8080"]
+                http += ["--directory", str(directory)]
+                servers.append(
+                    subprocess.Popen(
+                        [*netns.exec, *http], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    )
+                )
+                servers.append(_start_dns(netns.exec, address, 53, Remote.dns_answer))
+                wait_for_port(8080, servers[0], "the remote HTTP server", timeout=10, host=address)
+                yield Remote(netns.name, netns.host_side, address, 8080, token)
+            finally:
+                for server in servers:
+                    server.kill()
+                    server.communicate()
     finally:
-        for server in servers:
-            server.kill()
-            server.communicate()
-        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)  # takes the veth
         shutil.rmtree(directory, ignore_errors=True)
 
 
