@@ -13,6 +13,8 @@ costs ~0.45 s more per environment (issue 17).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -23,7 +25,7 @@ from airflow_byo.exceptions import ByoPackageError
 from airflow_byo.provider_config import byo_home, setting
 from airflow_byo.venv_builder import InstallerError, ensure_cached_venv
 
-__all__ = ["default_venv_cache_path", "ensure_environment", "environment_key"]
+__all__ = ["CACHE_KEY_VARIABLE", "default_venv_cache_path", "ensure_environment", "environment_key"]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,9 @@ def default_venv_cache_path() -> Path:
     return Path(configured).expanduser() if configured else byo_home("venvs")
 
 
-def _noop() -> None:
-    """Placeholder callable: the operator below only hashes environments, it never runs one."""
+#: The Airflow Variable the standard provider adds to every environment's hash: changing it makes
+#: every flow build fresh environments (the provider documents it as the way to force rebuilds).
+CACHE_KEY_VARIABLE = "python_virtualenv_operator_cache_key"
 
 
 def environment_key(requirements: list[str]) -> tuple[str, str, list[str]]:
@@ -45,25 +48,30 @@ def environment_key(requirements: list[str]) -> tuple[str, str, list[str]]:
     The standard provider's cache hash for ``requirements``, the text it is made from, and the
     requirements as the provider writes them to ``requirements.txt``.
 
-    They are those of a ``PythonVirtualenvOperator(requirements=..., python_version="3.<minor>",
-    system_site_packages=False)`` (the default serializer adds no package), computed by the
-    provider itself, so its operators and ours find each other's environments.
+    They are what a ``PythonVirtualenvOperator(requirements=..., python_version="3.<minor>",
+    system_site_packages=False)`` with its default serializer (which adds no package) computes in
+    ``_calculate_cache_hash``, so its operators and ours find each other's environments. The recipe
+    is ours (the provider's helpers are private and may change in any release);
+    tests/test_environment.py checks it against the installed provider, so a change there is seen.
     """
-    # Composition rather than inheritance: ByoFlowOperator is not a PythonVirtualenvOperator
-    # (it runs a long-lived child over many files, not one callable), but the cache key must stay
-    # the provider's, so we ask an operator configured as a user would configure one.
-    from airflow.providers.standard.operators.python import PythonVirtualenvOperator
+    # The class the provider reads it with: the Task SDK in a task, the metadata DB elsewhere
+    # (the api-server's Test, the byo script's cold build).
+    from airflow.models.variable import Variable
 
-    operator = PythonVirtualenvOperator(
-        task_id="byo_environment",
-        python_callable=_noop,
-        requirements=requirements,
-        python_version=PYTHON_VERSION,
-        system_site_packages=False,
-        expect_airflow=False,
+    listed = sorted(str(requirement) for requirement in requirements)
+    hash_data = json.dumps(
+        {
+            "requirements_list": listed,
+            "pip_install_options": None,
+            "index_urls": None,
+            "cache_key": str(Variable.get(CACHE_KEY_VARIABLE, "")),
+            "python_version": PYTHON_VERSION,
+            "system_site_packages": False,
+        },
+        sort_keys=True,
     )
-    cache_hash, hash_data = operator._calculate_cache_hash()
-    return cache_hash, hash_data, operator._requirements_list()
+    # MD5 names a cache folder here, as the provider's does: no security meaning.
+    return hashlib.md5(hash_data.encode(), usedforsecurity=False).hexdigest()[:8], hash_data, listed
 
 
 def _interpreter() -> str:
@@ -84,18 +92,17 @@ def _interpreter() -> str:
 
 
 def _uv() -> str | None:
-    """uv when the provider would use it (``[standard] venv_install_method``, default: on PATH)."""
-    from airflow.providers.standard.utils.python_virtualenv import _use_uv
+    """uv as the provider would use it: ``[standard] venv_install_method`` (default: when on PATH)."""
+    from airflow.providers.common.compat.sdk import conf
 
-    if not _use_uv():
-        return None
+    method = str(conf.get("standard", "venv_install_method", fallback="auto")).lower()
     found = shutil.which("uv")
-    if found is None:
+    if method == "uv" and found is None:
         raise ByoPackageError(
             "[standard] venv_install_method = uv, but uv is not on PATH: install uv "
             "(pip install uv) on the worker, or set venv_install_method = auto to build with pip"
         )
-    return found
+    return found if method in ("auto", "uv") else None
 
 
 def ensure_environment(requirements: list[str], venv_cache_path: Path | None = None) -> Path:

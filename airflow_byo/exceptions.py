@@ -15,6 +15,7 @@ __all__ = [
     "ByoFilesFailedError",
     "ByoFilesHeldError",
     "ByoFlowSpecError",
+    "ByoNotFoundError",
     "ByoPackageError",
     "ByoProcessorError",
     "ByoStorageError",
@@ -39,6 +40,10 @@ class ByoProcessorError(ByoError):
 
 class ByoStorageError(ByoError):
     """A source or destination cannot be listed, read or written."""
+
+
+class ByoNotFoundError(ByoStorageError):
+    """The file, directory, bucket or key does not exist (raised where the backend's error says so)."""
 
 
 class ByoFlowSpecError(ByoConfigError):

@@ -171,6 +171,16 @@ class JobConfig(BaseModel):
         "Test mode runs one child; fail_fast with 'auto' runs one child (it stops at the first failure).",
     )
 
+    @property
+    def stops_at_first_failure(self) -> bool:
+        """``error_policy: fail_fast``: the run stops at the first failed file (one child)."""
+        return self.error_policy == "fail_fast"
+
+    @property
+    def quarantines_failures(self) -> bool:
+        """``error_policy: quarantine``: failed inputs go to quarantine and the run succeeds."""
+        return self.error_policy == "quarantine"
+
     @field_validator("*", mode="before")
     @classmethod
     def _strict_types(cls, value: Any, info: ValidationInfo) -> Any:

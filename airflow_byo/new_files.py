@@ -9,7 +9,9 @@ and the ledger are built once per :class:`NewFiles` (one connection lookup each)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +22,10 @@ from airflow_byo.storage.location import Location
 from airflow_byo.storage.selection import FileFilter
 
 if TYPE_CHECKING:
+    from airflow_byo.flow_config import JobConfig
     from airflow_byo.ledger.runs import RunIdentity
     from airflow_byo.ledger.state import Ledger
+    from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.storage.location import SourceFile
 
 __all__ = ["HeldFiles", "NewFiles"]
@@ -89,6 +93,35 @@ class NewFiles:
         if self.ledger is None:
             return HeldFiles()
         return held_files(self.ledger, me)
+
+    def held_before_claiming(self, me: RunIdentity | None, job: JobConfig, log: TaskLog) -> HeldFiles:
+        """
+        What :meth:`held_elsewhere` finds before ``me`` claims anything, logged; with
+        ``job_config.on_held: wait``, after waiting for those files to be released (at most until
+        the last claim seen expires). Every takeover on the way is kept.
+        """
+        held = self.held_elsewhere(me)
+        taken = list(held.taken_over)
+        if held.count and job.on_held == "wait":
+            deadline = (held.last or 0.0) + 1.0
+            log.info(
+                "%s; on_held is 'wait': waiting for them until %s",
+                held.what(self.flow_id),
+                datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+            )
+            poll = max(0.2, min(10.0, job.lease_seconds / 10))
+            while held.count and (left := deadline - time.time()) > 0:
+                time.sleep(min(poll, left))
+                held = self.held_elsewhere(me)
+                taken += held.taken_over
+            if not held.count:
+                log.info("The held files were released or their claims expired: processing them")
+        held = HeldFiles(held.holders, tuple(taken))
+        if held.taken_over:
+            log.warning("%s", held.takeover_message(self.flow_id))
+        if held.count:
+            log.warning("%s", held.message(self.flow_id))
+        return held
 
     def snapshot(self, new: list[SourceFile]) -> dict[str, Any]:
         """Store ``new`` in the ledger; return the XCom pointer a flow operator accepts as ``files``."""

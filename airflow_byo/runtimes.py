@@ -36,6 +36,7 @@ import json
 import os
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,16 +56,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RUNTIME",
+    "FlowRequirements",
     "Runtime",
     "RuntimeDefinition",
     "RuntimesFile",
     "apply_runtime",
     "available_runtimes",
     "effective_job_config",
-    "effective_packages",
+    "flow_requirements",
     "get_runtime",
     "load_runtimes",
-    "package_overrides",
 ]
 
 DEFAULT = "default"
@@ -418,9 +419,18 @@ def get_runtime(name: str | None) -> Runtime:
 
 
 # -- what a flow on a runtime gets -----------------------------------------------------------------
-def effective_packages(
+@dataclass(frozen=True)
+class FlowRequirements:
+    """What a flow on a runtime installs, and which of the runtime's pins the flow replaced."""
+
+    effective: tuple[str, ...]
+    #: ``(runtime's requirement, flow's requirement)`` for every base pin the flow replaces (for logs).
+    overrides: tuple[tuple[str, str], ...] = ()
+
+
+def flow_requirements(
     runtime: Runtime, packages: str | Iterable[str] | None, *, allow_direct_urls: bool = False
-) -> list[str]:
+) -> FlowRequirements:
     """
     The requirements of a flow on ``runtime``: the runtime's, each replaced by the flow's
     requirement for the same package (normalised name, extras ignored for matching), then the
@@ -437,16 +447,9 @@ def effective_packages(
             f"'python' (see {SETTING})"
         )
     by_name = {_key(requirement): requirement for requirement in flow}
-    result = [by_name.pop(_key(base), base) for base in runtime.packages]
-    return result + list(by_name.values())
-
-
-def package_overrides(runtime: Runtime, packages: str | Iterable[str] | None) -> list[tuple[str, str]]:
-    """``(runtime's requirement, flow's requirement)`` for every base pin the flow replaces (for logs)."""
-    flow = {
-        _key(requirement): requirement for requirement in parse_packages(packages, allow_direct_urls=True)
-    }
-    return [(base, flow[_key(base)]) for base in runtime.packages if _key(base) in flow]
+    overrides = tuple((base, by_name[_key(base)]) for base in runtime.packages if _key(base) in by_name)
+    effective = [by_name.pop(_key(base), base) for base in runtime.packages]
+    return FlowRequirements((*effective, *by_name.values()), overrides)
 
 
 def effective_job_config(runtime: Runtime, job_config: Mapping[str, Any] | None) -> dict[str, Any]:

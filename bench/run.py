@@ -136,8 +136,7 @@ def bench_b5(files: int, repeat: int) -> list[Row]:
     The sandbox's cost: a child started (and the function loaded) with bubblewrap vs without,
     and B1's flow with the sandbox on vs off (same files, same function).
     """
-    from airflow_byo.flow_config import parse_runtime_config
-    from airflow_byo.processor import resolve_processor
+    from airflow_byo.flow import FlowEnvironment, ResolvedFlow
     from airflow_byo.runner import sandbox
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.runner.output_handoff import OutputStaging
@@ -152,9 +151,8 @@ def bench_b5(files: int, repeat: int) -> list[Row]:
 
     def runner(mode: str) -> FlowRunner:
         return FlowRunner(
-            processor=resolve_processor(TRANSFORM),
-            config=parse_runtime_config({}),
-            python=sys.executable,
+            flow=ResolvedFlow.resolve(TRANSFORM, runtime_config={}),
+            environment=FlowEnvironment(sys.executable),
             log=logging.getLogger("bench.b5"),
             sandbox=mode,  # type: ignore[arg-type]
         )
@@ -189,8 +187,7 @@ def bench_b5(files: int, repeat: int) -> list[Row]:
 
 
 def bench_b1(files: int, repeat: int) -> list[Row]:
-    from airflow_byo.flow_config import parse_runtime_config
-    from airflow_byo.processor import resolve_processor
+    from airflow_byo.flow import FlowEnvironment, ResolvedFlow
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.storage import Location
 
@@ -200,9 +197,9 @@ def bench_b1(files: int, repeat: int) -> list[Row]:
     source = Location(str(source_dir))
     listing = source.list_files()
     runner = FlowRunner(
-        processor=resolve_processor(TRANSFORM),
-        config=parse_runtime_config({}),  # the defaults a user gets (a fresh child every 1,000 files)
-        python=sys.executable,
+        # the defaults a user gets (a fresh child every 1,000 files)
+        flow=ResolvedFlow.resolve(TRANSFORM, runtime_config={}),
+        environment=FlowEnvironment(sys.executable),
         log=logging.getLogger("bench.b1"),
     )
 

@@ -306,14 +306,12 @@ def inline_runner(
     """
     import textwrap
 
-    from airflow_byo.flow_config import parse_runtime_config
-    from airflow_byo.processor import resolve_processor
+    from airflow_byo.flow import FlowEnvironment, ResolvedFlow
     from airflow_byo.runner.flow_runner import FlowRunner
 
     return FlowRunner(
-        processor=resolve_processor(textwrap.dedent(code)),
-        config=parse_runtime_config(runtime_config),
-        python=sys.executable,
+        flow=ResolvedFlow.resolve(textwrap.dedent(code), runtime_config=runtime_config),
+        environment=FlowEnvironment(sys.executable),
         log=log or RecordingLogger(),
         sandbox=sandbox,  # type: ignore[arg-type]
     )

@@ -19,9 +19,8 @@ import pytest
 
 from airflow_byo.environment import PYTHON_VERSION, ensure_environment, environment_key
 from airflow_byo.exceptions import ByoPackageError
-from airflow_byo.flow_config import parse_runtime_config
+from airflow_byo.flow import FlowEnvironment, ResolvedFlow
 from airflow_byo.packages import parse_packages
-from airflow_byo.processor import resolve_processor
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.storage import Location
 from tests.conftest import RecordingLogger
@@ -80,9 +79,8 @@ def test_pinned_package_is_imported_in_the_child_and_absent_from_the_worker(
     (tmp_path / "in" / "a.txt").write_text("x")
     source = Location(str(tmp_path / "in"))
     summary = FlowRunner(
-        processor=resolve_processor(code),
-        config=parse_runtime_config(None),
-        python=str(python),
+        flow=ResolvedFlow.resolve(code),
+        environment=FlowEnvironment(str(python)),
         log=RecordingLogger(),
     ).run(source, Location(str(tmp_path / "out")), source.list_files())
     assert summary.failed == []

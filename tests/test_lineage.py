@@ -13,7 +13,7 @@ import pytest
 
 from airflow_byo.lineage import MAX_LINEAGE_DATASETS, asset_uri, compact, lineage
 from airflow_byo.operators.byo_flow import ByoFlowOperator
-from airflow_byo.summary import FileResult, RunSummary
+from airflow_byo.results import FileResult, RunSummary
 from tests.conftest import UPPER, context
 
 
@@ -29,7 +29,7 @@ def test_asset_uri_of_local_paths_and_urls(tmp_path: Path, monkeypatch: pytest.M
 
 def test_compact_drops_only_the_per_file_list() -> None:
     summary = RunSummary(source="/in", destination="/out")
-    summary.add(FileResult(url="/in/a", status="processed"), {"k": 1}, {"rows": 2})
+    summary.tally.add(FileResult(url="/in/a", status="processed"), {"k": 1}, {"rows": 2})
     data = summary.as_dict()
     assert compact(data) == {key: value for key, value in data.items() if key != "files"}
     assert "files" not in compact(data)
@@ -45,7 +45,7 @@ def test_lineage_is_processed_files_and_their_published_outputs() -> None:
     quarantined = FileResult(url="s3://bucket/in/c.csv", status="quarantined")
     local = FileResult(url="/data/in/d.csv", status="processed", output_urls=["file:///data/out/d.jsonl"])
     for result in (done, failed, quarantined, local):
-        summary.add(result, {}, {})
+        summary.tally.add(result, {}, {})
     inputs, outputs = lineage(summary)
     assert inputs == [("s3://bucket", "in/a.csv"), ("file", "/data/in/d.csv")]
     assert outputs == [
@@ -59,7 +59,7 @@ def test_lineage_is_capped_on_each_side() -> None:
     summary = RunSummary(source="/in", destination="/out")
     for index in range(MAX_LINEAGE_DATASETS + 5):
         urls = [f"/out/{index}.a", f"/out/{index}.b"]
-        summary.add(FileResult(url=f"/in/{index}", status="processed", output_urls=urls), {}, {})
+        summary.tally.add(FileResult(url=f"/in/{index}", status="processed", output_urls=urls), {}, {})
     inputs, outputs = lineage(summary)
     assert len(inputs) == MAX_LINEAGE_DATASETS
     assert len(outputs) == MAX_LINEAGE_DATASETS

@@ -557,10 +557,11 @@ def test_airflow_byo_validate_refuses_a_spec_writing_into_the_dags_folder(platfo
 
 
 def cli_test_args(**kwargs: Any) -> argparse.Namespace:
-    values: dict[str, Any] = dict.fromkeys(
-        ("code", "function", "spec", "function_name", "packages", "runtime", "runtime_config", "conn_id")
-    )
-    return argparse.Namespace(**(values | {"python": sys.executable, "verbose": True} | kwargs))
+    """`airflow byo test`'s arguments as its own definition parses them, with ``kwargs`` over them."""
+    from airflow_byo.cli.byo_script import test_parser
+
+    parsed = test_parser().parse_args(["--python", sys.executable, "-v", "placeholder"])
+    return argparse.Namespace(**(vars(parsed) | kwargs))
 
 
 @pytest.mark.parametrize(("kind", "relation"), relation_cases())

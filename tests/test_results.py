@@ -1,11 +1,23 @@
-"""The run summary (airflow_byo.summary): counts, sizes, durations, capped file list, the log table."""
+"""
+Results (airflow_byo.results): a file's status decided in one place; the run summary's counts,
+sizes, durations, capped file list and log table.
+"""
 
 from __future__ import annotations
 
 import json
 
-from airflow_byo.outcomes import StagedOutput
-from airflow_byo.summary import MAX_FILES_IN_SUMMARY, FileResult, RunSummary
+import pytest
+
+from airflow_byo.results import (
+    MAX_FILES_IN_SUMMARY,
+    ClaimsReport,
+    FileOutcome,
+    FileResult,
+    RunSummary,
+    StagedOutput,
+    file_result,
+)
 
 
 def result(name: str, status: str, seconds: float, size: int = 10, **kwargs: object) -> FileResult:
@@ -13,18 +25,19 @@ def result(name: str, status: str, seconds: float, size: int = 10, **kwargs: obj
 
 
 def sample() -> RunSummary:
-    summary = RunSummary(source="/in", destination="/out", files_seen=5, files_listed=9)
+    summary = RunSummary(
+        source="/in", destination="/out", files_seen=5, claims=ClaimsReport(files_listed=9), seconds=1.23456
+    )
     done = result("a", "processed", 0.1)
     done.add_output(StagedOutput("a.jsonl", "/s/0-00000", 30, 3), "/out/a.jsonl")
     done.add_output(StagedOutput("a.txt", "/s/0-00001", 5, None), "/out/a.txt")
-    summary.add(done, {"last": "a", "kept": 1}, {"records_in": 4, "rows": 2})
+    summary.tally.add(done, {"last": "a", "kept": 1}, {"records_in": 4, "rows": 2})
     other = result("b", "processed", 0.3)
     other.add_output(StagedOutput("b.jsonl", "/s/1-00000", 20, 2), "/out/b.jsonl")
-    summary.add(other, {"last": "b"}, {"rows": 1.5})
-    summary.add(result("c", "failed", 0.2, error_type="KeyError", error="'price'"), {}, {})
-    summary.add(result("d", "quarantined", 0.5, error_type="Timeout", error="hung"), {}, {})
-    summary.add(result("e", "skipped", 0.0, size=1000), {}, {})
-    summary.seconds = 1.23456
+    summary.tally.add(other, {"last": "b"}, {"rows": 1.5})
+    summary.tally.add(result("c", "failed", 0.2, error_type="KeyError", error="'price'"), {}, {})
+    summary.tally.add(result("d", "quarantined", 0.5, error_type="Timeout", error="hung"), {}, {})
+    summary.tally.add(result("e", "skipped", 0.0, size=1000), {}, {})
     return summary
 
 
@@ -83,7 +96,9 @@ def test_an_empty_run_has_no_durations_or_records() -> None:
 def test_the_file_list_is_capped_and_errors_are_shortened() -> None:
     summary = RunSummary(source="/in", destination="/out")
     for index in range(MAX_FILES_IN_SUMMARY + 7):
-        summary.add(result(f"f{index}", "failed", 0.01, error_type="ValueError", error="x" * 1000), {}, {})
+        summary.tally.add(
+            result(f"f{index}", "failed", 0.01, error_type="ValueError", error="x" * 1000), {}, {}
+        )
     data = summary.as_dict()
     assert len(data["files"]) == MAX_FILES_IN_SUMMARY
     assert data["files_not_listed"] == 7
@@ -94,10 +109,10 @@ def test_the_file_list_is_capped_and_errors_are_shortened() -> None:
 def test_failed_files_are_kept_in_order_as_they_are_added() -> None:
     summary = RunSummary(source="/in", destination="/out")
     first, second = result("x", "failed", 0.1), result("y", "failed", 0.1)
-    summary.add(first, {}, {})
+    summary.tally.add(first, {}, {})
     assert summary.failed == [first]  # known at once: fail_fast asks after each file
-    summary.add(result("q", "quarantined", 0.1), {}, {})
-    summary.add(second, {}, {})
+    summary.tally.add(result("q", "quarantined", 0.1), {}, {})
+    summary.tally.add(second, {}, {})
     assert summary.failed == [first, second]
     assert summary.failed[0] is first
 
@@ -155,3 +170,65 @@ def test_format_table_of_an_empty_test_run_uses_dashes() -> None:
     assert rows["records in / out"] == "- / -"
     assert rows["seconds per file p50 / max"] == "- / -"
     assert not [label for label in rows if label.startswith(("FAILED", "insight", "counter"))]
+
+
+# -- a file's status: file_result ------------------------------------------------------------------
+
+OUTPUTS = [StagedOutput("a.jsonl", "/s/0-00000", 30, 3), StagedOutput("a.txt", "/s/0-00001", 5, None)]
+
+
+def test_a_published_file_is_processed_with_its_outputs_and_their_urls() -> None:
+    outcome = FileOutcome(status="done", seconds=0.5, outputs=list(OUTPUTS))
+    result = file_result("/in/a.csv", 12, outcome, published=["/out/a.jsonl", "/out/a.txt"])
+    assert (result.status, result.size, result.seconds) == ("processed", 12, 0.5)
+    assert (result.outputs, result.output_urls) == (["a.jsonl", "a.txt"], ["/out/a.jsonl", "/out/a.txt"])
+    assert (result.bytes_out, result.records_out, result.error) == (35, 3, "")
+
+
+def test_in_test_mode_outputs_count_without_urls() -> None:
+    result = file_result("/in/a.csv", 12, FileOutcome(status="done", outputs=list(OUTPUTS)))
+    assert (result.status, result.outputs, result.output_urls) == ("processed", ["a.jsonl", "a.txt"], [])
+
+
+def test_a_published_url_per_output_or_it_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        file_result("/in/a.csv", 1, FileOutcome(status="done", outputs=list(OUTPUTS)), published=["/out/a"])
+
+
+@pytest.mark.parametrize("status", ["error", "timeout", "crashed"])
+def test_a_file_the_function_failed_on_is_failed_with_its_error(status: str) -> None:
+    outcome = FileOutcome(status=status, seconds=2.0, error_type="KeyError", error="'price'")  # type: ignore[arg-type]
+    result = file_result("/in/a.csv", 12, outcome)
+    assert (result.status, result.error_type, result.error, result.seconds) == (
+        "failed",
+        "KeyError",
+        "'price'",
+        2.0,
+    )
+    assert result.outputs == []
+
+
+def test_a_quarantined_input_is_quarantined_not_failed() -> None:
+    outcome = FileOutcome(status="error", error_type="ValueError", error="bad", quarantined_to="/q/a.csv")
+    result = file_result("/in/a.csv", 12, outcome)
+    assert (result.status, result.error_type, result.error) == ("quarantined", "ValueError", "bad")
+
+
+def test_refused_outputs_fail_the_file_and_count_none() -> None:
+    outcome = FileOutcome(status="done", outputs=list(OUTPUTS))
+    clash = file_result(
+        "/in/b.csv", 3, outcome, refused=("OutputNameClash", "output 'a.jsonl' was already written")
+    )
+    assert (clash.status, clash.error_type, clash.outputs, clash.bytes_out) == (
+        "failed",
+        "OutputNameClash",
+        [],
+        0,
+    )
+    storage = file_result("/in/b.csv", 3, outcome, refused=("ByoStorageError", "cannot write"))
+    assert (storage.status, storage.error) == ("failed", "cannot write")
+
+
+def test_a_file_a_stopped_run_never_reached_is_skipped() -> None:
+    result = file_result("/in/z.csv", 99, None)
+    assert (result.status, result.size, result.seconds, result.error) == ("skipped", 99, 0.0, "")

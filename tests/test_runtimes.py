@@ -16,13 +16,13 @@ from airflow_byo.flow_config import JobConfig, parse_runtime_config
 from airflow_byo.packages import parse_packages
 from airflow_byo.runtimes import (
     DEFAULT_RUNTIME,
+    Runtime,
     apply_runtime,
     available_runtimes,
     effective_job_config,
-    effective_packages,
+    flow_requirements,
     get_runtime,
     load_runtimes,
-    package_overrides,
 )
 
 DATA = """\
@@ -36,6 +36,11 @@ runtimes:
   reports:
     packages: ["tabulate==0.9.0", "typing_extensions==4.12.2"]
 """
+
+
+def _effective(runtime: Runtime, packages: object) -> list[str]:
+    """The effective requirements of a flow with ``packages`` on ``runtime``, as a list."""
+    return list(flow_requirements(runtime, packages).effective)  # type: ignore[arg-type]
 
 
 def write(tmp_path: Path, text: str, name: str = "runtimes.yaml") -> Path:
@@ -64,31 +69,31 @@ def test_flow_pin_overrides_the_runtime_pin_by_normalised_name(runtimes_file: Pa
     assert data.packages == ("pandas==2.2.3", "pyarrow==18.1.0")
     assert data.source == f"{runtimes_file}:2"
 
-    effective = effective_packages(data, "Pandas==2.2.2,unidecode==1.3.8")
+    effective = _effective(data, "Pandas==2.2.2,unidecode==1.3.8")
 
     # One pandas, the flow's, in the runtime's place; the flow's extra package after the base.
     assert effective == ["Pandas==2.2.2", "pyarrow==18.1.0", "unidecode==1.3.8"]
-    assert package_overrides(data, "Pandas==2.2.2") == [("pandas==2.2.3", "Pandas==2.2.2")]
+    assert flow_requirements(data, "Pandas==2.2.2").overrides == (("pandas==2.2.3", "Pandas==2.2.2"),)
 
 
 def test_names_match_after_pep503_normalisation_and_extras_are_ignored_for_matching(
     runtimes_file: Path,
 ) -> None:
     reports = get_runtime("reports")
-    effective = effective_packages(reports, ["Typing.Extensions>=4.12", "tabulate[widechars]==0.9.0"])
+    effective = _effective(reports, ["Typing.Extensions>=4.12", "tabulate[widechars]==0.9.0"])
     # The flow's entries replace the runtime's as written (their extras included).
     assert effective == ["tabulate[widechars]==0.9.0", "Typing.Extensions>=4.12"]
     data = get_runtime("data")
-    assert effective_packages(data, "pandas[performance]==2.2.2") == [
+    assert _effective(data, "pandas[performance]==2.2.2") == [
         "pandas[performance]==2.2.2",
         "pyarrow==18.1.0",
     ]
-    assert effective_packages(data, None) == ["pandas==2.2.3", "pyarrow==18.1.0"]
+    assert _effective(data, None) == ["pandas==2.2.3", "pyarrow==18.1.0"]
 
 
 def test_a_flow_package_is_still_validated_on_a_runtime(runtimes_file: Path) -> None:
     with pytest.raises(ByoPackageError, match=r"entry 'pandas=2\.2\.2'.*Did you mean 'pandas==2\.2\.2'"):
-        effective_packages(get_runtime("data"), "pandas=2.2.2")
+        _effective(get_runtime("data"), "pandas=2.2.2")
 
 
 def test_the_default_runtime_has_no_base_packages_and_needs_no_file(
@@ -99,7 +104,7 @@ def test_the_default_runtime_has_no_base_packages_and_needs_no_file(
     assert DEFAULT_RUNTIME.packages == ()
     assert DEFAULT_RUNTIME.job_defaults == {}
     packages = "unidecode==1.3.8,humanize==4.11.0"
-    assert effective_packages(DEFAULT_RUNTIME, packages) == parse_packages(packages)
+    assert _effective(DEFAULT_RUNTIME, packages) == parse_packages(packages)
     assert effective_job_config(DEFAULT_RUNTIME, {"batch_size": 5}) == {"batch_size": 5}
     assert list(available_runtimes()) == ["default"]
 
@@ -311,9 +316,9 @@ def test_an_existing_interpreter_runtime_takes_no_flow_packages(tmp_path: Path) 
     )
     runtimes = load_runtimes(path)
     assert runtimes["system"].checked_python() == sys.executable
-    assert effective_packages(runtimes["system"], None) == []
+    assert _effective(runtimes["system"], None) == []
     with pytest.raises(ByoConfigError, match=r"cannot be added on runtime 'system': it runs the existing"):
-        effective_packages(runtimes["system"], "six==1.16.0")
+        _effective(runtimes["system"], "six==1.16.0")
     with pytest.raises(ByoConfigError, match=rf"runtime 'gone' \({re.escape(str(path))}:4\): python '/nope"):
         runtimes["gone"].checked_python()
 
@@ -324,15 +329,13 @@ def test_a_runtime_base_package_imports_inside_the_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, venv_cache: Path
 ) -> None:
     from airflow_byo.environment import ensure_environment
-    from airflow_byo.processor import resolve_processor
+    from airflow_byo.flow import FlowEnvironment, ResolvedFlow
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.storage import Location
     from tests.conftest import RecordingLogger
 
     path = write(tmp_path, "runtimes:\n  tables:\n    packages: [tabulate==0.9.0]\n")
     monkeypatch.setenv("AIRFLOW__BYO__RUNTIMES", str(path))
-    runtime = get_runtime("tables")
-    python = ensure_environment(effective_packages(runtime, None), venv_cache)
     code = textwrap.dedent(
         """
         import tabulate
@@ -340,15 +343,14 @@ def test_a_runtime_base_package_imports_inside_the_child(
             return {"tabulate": tabulate.__version__, "table": tabulate.tabulate([[file.name]])}
         """
     )
+    flow = ResolvedFlow.resolve(code, runtime="tables")
+    python = ensure_environment(list(flow.requirements), venv_cache)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("x")
     source = Location(str(tmp_path / "in"))
-    summary = FlowRunner(
-        processor=resolve_processor(code),
-        config=apply_runtime(runtime, parse_runtime_config(None)),
-        python=str(python),
-        log=RecordingLogger(),
-    ).run(source, Location(str(tmp_path / "out")), source.list_files())
+    summary = FlowRunner(flow=flow, environment=FlowEnvironment(str(python)), log=RecordingLogger()).run(
+        source, Location(str(tmp_path / "out")), source.list_files()
+    )
     assert summary.failed == []
     record = json.loads((tmp_path / "out" / "a.jsonl").read_text())
     assert record == {"tabulate": "0.9.0", "table": "-----\na.txt\n-----"}

@@ -13,6 +13,7 @@ same code with the same arguments.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -23,23 +24,12 @@ __all__ = ["main", "test_parser"]
 
 
 def test_parser() -> argparse.ArgumentParser:
-    """``byo test``'s arguments: those of ``airflow byo test`` (tests compare the two)."""
-    parser = argparse.ArgumentParser(
-        prog="byo test",
-        description="Run a function on one sample file and print the output preview and insights; "
-        "writes nothing. Example: `byo test --code clean.py data/a.csv`",
-    )
-    parser.add_argument("sample", help="the sample file: a local path, or a URL read with --conn-id")
-    parser.add_argument("--code", help="a Python file holding the function (the inline code of a flow)")
-    parser.add_argument("--function", help="a library function: name or name@version")
-    parser.add_argument("--spec", help="a flow spec file: its function, packages and runtime config")
-    parser.add_argument("--function-name", help="function to call in --code (default process)")
-    parser.add_argument("--packages", help="PEP 508 requirements, e.g. 'p1==1.0.1,p2==0.0.2'")
-    parser.add_argument("--runtime", help="a named runtime of [byo] runtimes (default 'default')")
-    parser.add_argument("--runtime-config", help="runtime variables & configuration as JSON")
-    parser.add_argument("--conn-id", help="connection to read a remote sample with")
-    parser.add_argument("--python", help="run in this interpreter instead of building the flow's virtualenv")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the log and tracebacks")
+    """``byo test``'s arguments: those of ``airflow byo test``, from the same definition."""
+    from airflow_byo.cli.arguments import TEST_ARGUMENTS, TEST_DESCRIPTION
+
+    parser = argparse.ArgumentParser(prog="byo test", description=TEST_DESCRIPTION)
+    for argument in TEST_ARGUMENTS:
+        parser.add_argument(*argument.flags, help=argument.help, **argument.options)
     return parser
 
 
@@ -54,10 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from airflow_byo import provider_config
 
     provider_config.STANDALONE = True
-    from airflow_byo.cli.quick_test import run
+    from airflow_byo.cli.sample_command import run_test_command
+    from airflow_byo.cli.warm_environments import warm_or_build
 
     try:
-        print(run(args))
+        result = run_test_command(args, build=warm_or_build)
+        print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
     except Exception as exc:
         if args.verbose:
             raise

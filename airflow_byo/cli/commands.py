@@ -145,57 +145,14 @@ def _read(path: str, what: str) -> str:
 
 
 @_cli
-def test(args: argparse.Namespace) -> str:
+def test(args: argparse.Namespace) -> Any:
     """
-    Run a function on one sample file, through the flow operator's own test mode. Prints the
+    Run a function on one sample file (:mod:`airflow_byo.cli.sample_command`). Prints the
     preview, insights and errors only; Airflow's and the operator's log lines with ``-v``.
     """
-    from airflow_byo import library
-    from airflow_byo.cli.test_output import VERBOSE_HINT, quiet_logging, result_text
-    from airflow_byo.exceptions import ByoFilesFailedError
-    from airflow_byo.operators.byo_flow import ByoFlowOperator
-    from airflow_byo.path_policy import check_sample
-    from airflow_byo.specs.factory import load_flow
+    from airflow_byo.cli.sample_command import run_test_command
 
-    if not args.verbose:
-        quiet_logging()
-    given = [name for name in ("code", "function", "spec") if getattr(args, name)]
-    if len(given) != 1:
-        raise ByoConfigError("give exactly one of --code FILE, --function NAME[@VERSION] or --spec FILE")
-    function_name, packages, runtime_config = args.function_name, args.packages, args.runtime_config
-    runtime = args.runtime
-    if args.code:
-        processor: Any = _read(args.code, "--code")
-    elif args.function:
-        processor, function_name, packages, runtime = library.resolve(args.function, packages, runtime)
-    else:
-        spec = load_flow(args.spec).spec  # every check of the DAG factory, errors at the spec's lines
-        processor, function_name, packages, runtime = spec.processing.resolved(packages, runtime)
-        runtime_config = runtime_config or spec.processing.runtime_config
-    check_sample(args.sample, "sample")
-    operator = ByoFlowOperator(
-        task_id="byo_test",
-        # Test mode lists nothing and writes nothing: the sample stands for both locations, so the
-        # path policy judges what is read (not the working directory, as "." did).
-        source=args.sample,
-        destination=args.sample,
-        emit_asset_event=False,
-        source_conn_id=args.conn_id,
-        processor=processor,
-        function_name=function_name,
-        packages=packages,
-        runtime=runtime,
-        runtime_config=runtime_config,
-        python_interpreter=args.python,
-        track_files=False,
-    )
-    try:
-        result = operator.preview(args.sample)
-    except ByoFilesFailedError as exc:
-        if args.verbose:
-            raise
-        raise ByoFilesFailedError(f"{exc} {VERBOSE_HINT}") from exc
-    return result_text(result)
+    return run_test_command(args)
 
 
 @_cli

@@ -11,19 +11,22 @@ def get_byo_cli_commands() -> list[Any]:
     """Commands Airflow adds to its CLI (``airflow byo ...``)."""
     from airflow.cli.cli_config import Arg, GroupCommand
 
+    from airflow_byo.cli.arguments import TEST_ARGUMENTS
+
     verbose = Arg(("-v", "--verbose"), help="show tracebacks", action="store_true")
     output = Arg(("-o", "--output"), help="output format", choices=("table", "json"), default="table")
-    function_name = Arg(("--function-name",), help="function to call in --code (default process)")
-    runtime = Arg(
-        ("--runtime",), help="a named runtime of [byo] runtimes (default: the flow's, else 'default')"
+    # `functions save` takes these as `test` does.
+    shared = {argument.flags[0]: argument for argument in TEST_ARGUMENTS}
+    function_name, packages, runtime = (
+        Arg(shared[flag].flags, help=shared[flag].help)
+        for flag in ("--function-name", "--packages", "--runtime")
     )
-    packages = Arg(("--packages",), help="PEP 508 requirements, e.g. 'p1==1.0.1,p2==0.0.2'")
     return [
         GroupCommand(
             name="byo",
             help="airflow-byo: bring-your-own-function data flows",
             subcommands=(
-                *_test_and_validate(verbose, function_name, packages, runtime),
+                *_test_and_validate(verbose),
                 _functions(verbose, output, function_name, packages, runtime),
                 _ledger(verbose, output),
             ),
@@ -86,28 +89,15 @@ def _ledger(verbose: Any, output: Any) -> Any:
     )
 
 
-def _test_and_validate(verbose: Any, function_name: Any, packages: Any, runtime: Any) -> tuple[Any, Any]:
+def _test_and_validate(verbose: Any) -> tuple[Any, Any]:
     from airflow.cli.cli_config import Arg
 
-    sample = Arg(("sample",), help="the sample file: a local path, or a URL read with --conn-id")
-    code = Arg(("--code",), help="a Python file holding the function (the inline code of a flow)")
+    from airflow_byo.cli.arguments import TEST_ARGUMENTS, TEST_DESCRIPTION
+
     test = _action(
         "test",
-        "Run a function on one sample file and print the output preview and insights; writes "
-        "nothing. Examples: `airflow byo test --code clean.py data/a.csv`, "
-        "`airflow byo test --function clean@2 s3://bucket/in/a.csv --conn-id aws_default`, "
-        "`airflow byo test --spec flows/orders.yaml data/a.csv`",
-        sample,
-        code,
-        Arg(("--function",), help="a library function: name or name@version"),
-        Arg(("--spec",), help="a flow spec file: its function, packages and runtime config"),
-        function_name,
-        packages,
-        runtime,
-        Arg(("--runtime-config",), help="runtime variables & configuration as JSON"),
-        Arg(("--conn-id",), help="connection to read a remote sample with"),
-        Arg(("--python",), help="run in this interpreter instead of building the flow's virtualenv"),
-        verbose,
+        TEST_DESCRIPTION,
+        *(Arg(argument.flags, help=argument.help, **argument.options) for argument in TEST_ARGUMENTS),
     )
     validate = _action(
         "validate",

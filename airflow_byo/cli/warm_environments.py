@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
-__all__ = ["lookup", "remember"]
+__all__ = ["lookup", "remember", "warm_or_build"]
 
 _MARKER = "install_complete_marker.json"
 
@@ -51,3 +52,24 @@ def remember(cache: Path, requirements: list[str], python: str) -> None:
         os.replace(temporary, record)
     except OSError:
         pass  # the next run asks Airflow again
+
+
+def warm_or_build(requirements: list[str], cache: Path | None) -> str:
+    """
+    The ``byo`` script's way to a flow environment: a noted warm one, else built through Airflow's
+    machinery (which imports Airflow, once) and noted for next time.
+    """
+    from airflow_byo.environment import default_venv_cache_path, ensure_environment
+
+    cache = cache or default_venv_cache_path()
+    if python := lookup(cache, requirements):
+        return python
+    import airflow.providers.standard.operators.python  # noqa: F401 - sets up Airflow (and its logs) once
+
+    from airflow_byo.cli.preview_text import quiet_logging
+
+    if not logging.getLogger("airflow_byo.test").isEnabledFor(logging.INFO):
+        quiet_logging()  # again: structlog is loaded now
+    python = str(ensure_environment(requirements, cache))
+    remember(cache, requirements, python)
+    return python

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_byo.exceptions import ByoConfigError, ByoError, ByoFilesFailedError, ByoFilesHeldError
-from airflow_byo.flow_config import JobConfig, RuntimeConfig, parse_runtime_config
-from airflow_byo.ledger.holders import HeldFiles
+from airflow_byo.exceptions import ByoError, ByoFilesFailedError, ByoFilesHeldError
+from airflow_byo.flow import ResolvedFlow
 from airflow_byo.ledger.runs import RunIdentity
 from airflow_byo.ledger.tracking import LedgerTracker
 from airflow_byo.lineage import asset_uri, compact, lineage
 from airflow_byo.metrics import emit_metrics
 from airflow_byo.notifications.channels import NotificationRouter, parse_channels
 from airflow_byo.operators.source_files import SourceFilesOperator, is_templated
-from airflow_byo.path_policy import ProtectedFolder, check_local_paths, check_sample, ledger_files
+from airflow_byo.path_policy import ProtectedFolder, check_local_paths, ledger_files
 from airflow_byo.processor import ProcessorSource, resolve_processor
+from airflow_byo.results import ClaimsReport
 from airflow_byo.runner.flow_runner import FlowRunner
-from airflow_byo.runner.preview import format_previews, locate_test_file, preview_file
-from airflow_byo.runtimes import apply_runtime, effective_packages, get_runtime, package_overrides
+from airflow_byo.runner.preview import format_previews
+from airflow_byo.sample_run import run_sample
 from airflow_byo.storage.location import Location
-from airflow_byo.summary import RunSummary
 
 if TYPE_CHECKING:
     import os
@@ -34,6 +30,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
     from airflow_byo.new_files import NewFiles
+    from airflow_byo.results import RunSummary
 
 __all__ = ["ByoFlowOperator"]
 
@@ -93,7 +90,12 @@ class ByoFlowOperator(SourceFilesOperator):
         "runtime_config",
         "quarantine",
         "files",
-        "flow_id",  # templated, and so serialized: the BYO Flows page finds the flow's ledger by it
+        # Templated, and so serialized: the BYO Flows page finds the flow's ledger by flow_id (and
+        # SourceFilesOperator's ledger_conn_id), and tests it on its runtime and interpreter.
+        "flow_id",
+        "runtime",
+        "python_interpreter",
+        "allow_direct_urls",
     )
     template_fields_renderers = {"runtime_config": "json"}
     ui_color = "#e8f4ea"
@@ -148,23 +150,38 @@ class ByoFlowOperator(SourceFilesOperator):
         self.quarantine_conn_id = quarantine_conn_id
         self.files = files
         self._check_paths(rendered=False)  # a templated path is checked once rendered, in execute
-        # Resolved and checked at parse time: a broken processor or config is an import error
-        # of the DAG file, long before a worker picks the task up.
+        # Resolved and checked at parse time: a broken processor, runtime, package or config is an
+        # import error of the DAG file, long before a worker picks the task up. What is templated
+        # is resolved once rendered (execute); the processor never is (it is no template field).
         self.processor_source: ProcessorSource = resolve_processor(processor, function_name)
-        flow_runtime = get_runtime(runtime)  # an unknown name fails the DAG file, listing the known ones
-        if python_interpreter and (packages or flow_runtime.packages):
-            raise ByoConfigError(
-                "packages cannot be combined with python_interpreter: packages are installed into "
-                "the flow's own virtualenv; install them into that interpreter instead, or drop "
-                "python_interpreter"
-                + (f" (runtime {flow_runtime.name!r} has base packages)" if flow_runtime.packages else "")
-            )
-        if not is_templated(packages):
-            effective_packages(flow_runtime, packages, allow_direct_urls=allow_direct_urls)
-        if not is_templated(runtime_config):
-            self._checked_config()
+        self._flow: tuple[str, ResolvedFlow] | None = None  # (the arguments it was resolved from, it)
+        if not is_templated(self._declared()):
+            self.flow  # noqa: B018 -- resolved (and checked) now
 
     # -- what a run is made of -----------------------------------------------------------------
+    def _declared(self) -> dict[str, Any]:
+        """What the flow is resolved from besides the processor (rendered, once templates are)."""
+        return {
+            "packages": self.packages,
+            "runtime": self.runtime,
+            "runtime_config": self.runtime_config,
+            "allow_direct_urls": self.allow_direct_urls,
+            "python_interpreter": self.python_interpreter,
+            "venv_cache_path": self.venv_cache_path,
+        }
+
+    @property
+    def flow(self) -> ResolvedFlow:
+        """
+        The flow, resolved once: when the DAG file is parsed, or -- when an argument is templated --
+        once rendered (resolved again only if rendering changed an argument).
+        """
+        declared = self._declared()
+        key = json.dumps(declared, sort_keys=True, default=str)
+        if self._flow is None or self._flow[0] != key:
+            self._flow = (key, ResolvedFlow.resolve(self.processor_source, **declared))
+        return self._flow[1]
+
     def _check_paths(self, *, rendered: bool) -> None:
         """
         The path policy on the local source, destination and quarantine: none may lie inside or
@@ -183,61 +200,20 @@ class ByoFlowOperator(SourceFilesOperator):
 
     def _own_folders(self) -> list[ProtectedFolder]:
         """What this flow runs from besides the platform's defaults: its venv cache and ledger."""
-        own = ledger_files(self.ledger_conn_id) if self.ledger_conn_id else []
+        conn_id = self.ledger_conn_id
+        own = ledger_files(conn_id) if conn_id and not is_templated(conn_id) else []
         if self.venv_cache_path and not self.python_interpreter:
             own.append(ProtectedFolder("the flow's venv cache", str(self.venv_cache_path), "venv_cache_path"))
         return own
-
-    def _checked_config(self) -> RuntimeConfig:
-        config = apply_runtime(get_runtime(self.runtime), parse_runtime_config(self.runtime_config))
-        self.processor_source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
-        return config
 
     @property
     def resolved_flow_id(self) -> str:
         return self.flow_id or f"{self.dag_id}.{self.task_id}"
 
-    def _python(self) -> tuple[str, list[str]]:
-        """The interpreter the children run in, and the requirements it was built from."""
-        if self.python_interpreter:
-            return self.python_interpreter, []
-        flow_runtime = get_runtime(self.runtime)
-        requirements = effective_packages(
-            flow_runtime, self.packages, allow_direct_urls=self.allow_direct_urls
-        )
-        if python := flow_runtime.checked_python():
-            self.log.info("Runtime %r: interpreter %s", flow_runtime.name, python)
-            return python, requirements
-        for base, pin in package_overrides(flow_runtime, self.packages):
-            self.log.info("The flow's %s overrides %s of runtime %r", pin, base, flow_runtime.name)
-        self.log.info("Runtime %r: packages %s", flow_runtime.name, ", ".join(requirements) or "(none)")
-        from airflow_byo.environment import ensure_environment
-
-        cache = Path(self.venv_cache_path) if self.venv_cache_path else None
-        return str(ensure_environment(requirements, cache)), requirements
-
-    def _runner(
-        self,
-        config: RuntimeConfig,
-        *,
-        quarantine: Location | None = None,
-        router: NotificationRouter | None = None,
-    ) -> tuple[FlowRunner, _Environment]:
-        """The runner, and the environment it runs in (for the summary)."""
-        started = time.monotonic()
-        python, requirements = self._python()
-        runner = FlowRunner(
-            processor=self.processor_source,
-            config=config,
-            python=python,
-            log=self.log,
-            on_notify=router.child_notifications(self.resolved_flow_id) if router else None,
-            quarantine=quarantine,
-            read_only_paths=get_runtime(self.runtime).read_only_paths,
-        )
-        return runner, _Environment(get_runtime(self.runtime).name, requirements, time.monotonic() - started)
-
-    def _quarantine_location(self, destination: Location) -> Location:
+    def _quarantine_location(self, destination: Location) -> Location | None:
+        """Where failed inputs go under ``error_policy: quarantine`` (``None`` under the others)."""
+        if not self.flow.job.quarantines_failures:
+            return None
         if self.quarantine:
             return Location(self.quarantine, self.quarantine_conn_id, role="quarantine")
         return Location(f"{destination.url}/_quarantine", destination.conn_id, role="quarantine")
@@ -245,17 +221,17 @@ class ByoFlowOperator(SourceFilesOperator):
     # -- execution -----------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_paths(rendered=True)
-        config = self._checked_config()
+        flow = self.flow
         test_file = (context.get("params") or {}).get(TEST_FILE_PARAM)
         if test_file:
-            return self._execute_test(str(test_file), config, key=f"params.{TEST_FILE_PARAM}")
+            return self._execute_test(str(test_file))
         new_files = self.new_files(
-            self.resolved_flow_id, on_change=config.job_config.on_change, track_files=self.track_files
+            self.resolved_flow_id, on_change=flow.job.on_change, track_files=self.track_files
         )
         destination = Location(self.destination, self.destination_conn_id, role="destination")
         snapshot = new_files.load_snapshot(_parsed(self.files)) if self.files else None
         run = RunIdentity.current(new_files.flow_id, context.get("ti")) if new_files.ledger else None
-        held = self._held_claims(new_files, run, config.job_config)  # before this run claims any
+        held = new_files.held_before_claiming(run, flow.job, self.log)  # before this run claims any
         listed, files = new_files.find(snapshot)
         self.log.info(
             "%d file(s) in %s, %d not processed yet by flow %r",
@@ -264,77 +240,52 @@ class ByoFlowOperator(SourceFilesOperator):
             len(files),
             new_files.flow_id,
         )
-        if files:
-            summary = self._process(config, new_files, destination, files, run)
-        else:
-            summary = RunSummary(source=new_files.location.url, destination=destination.url)
-        summary.files_listed = listed
-        summary.files_claimed_elsewhere, summary.claims_elsewhere_expire = held.count, held.until
-        summary.claim_holders = [h.as_dict() for h in held.holders]
-        summary.files_taken_over = sum(t.files for t in held.taken_over)
-        summary.claims_taken_over = [t.as_dict() for t in held.taken_over]
-        fail_held = (
-            held.error(new_files.flow_id) if held.count and config.job_config.on_held == "fail" else None
+        summary, taken_elsewhere, delivered = self._process(new_files, destination, files, run)
+        summary = replace(
+            summary,
+            claims=ClaimsReport(
+                files_listed=listed,
+                files_taken_elsewhere=taken_elsewhere,
+                files_claimed_elsewhere=held.count,
+                claims_elsewhere_expire=held.until,
+                claim_holders=[h.as_dict() for h in held.holders],
+                files_taken_over=sum(t.files for t in held.taken_over),
+                claims_taken_over=[t.as_dict() for t in held.taken_over],
+            ),
+            delivered=delivered,
         )
+        fail_held = held.error(new_files.flow_id) if held.count and flow.job.on_held == "fail" else None
         return self._report(context, summary, new_files.flow_id, held_error=fail_held)
 
-    def _held_claims(self, new_files: NewFiles, run: RunIdentity | None, job: JobConfig) -> HeldFiles:
-        """
-        Take over the claims of provably dead runs; report the files other runs hold, after
-        waiting for them with ``on_held: wait`` (at most until the last claim seen expires).
-        """
-        held = new_files.held_elsewhere(run)
-        taken = list(held.taken_over)
-        if held.count and job.on_held == "wait":
-            deadline = (held.last or 0.0) + 1.0
-            self.log.info(
-                "%s; on_held is 'wait': waiting for them until %s",
-                held.what(new_files.flow_id),
-                datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
-            )
-            poll = max(0.2, min(10.0, job.lease_seconds / 10))
-            while held.count and (left := deadline - time.time()) > 0:
-                time.sleep(min(poll, left))
-                held = new_files.held_elsewhere(run)
-                taken += held.taken_over
-            if not held.count:
-                self.log.info("The held files were released or their claims expired: processing them")
-        held = HeldFiles(held.holders, tuple(taken))
-        if held.taken_over:
-            self.log.warning("%s", held.takeover_message(new_files.flow_id))
-        if held.count:
-            self.log.warning("%s", held.message(new_files.flow_id))
-        return held
-
     def _process(
-        self,
-        config: RuntimeConfig,
-        new_files: NewFiles,
-        destination: Location,
-        files: list[Any],
-        run: RunIdentity | None = None,
-    ) -> RunSummary:
-        """Claim, process, publish and settle ``files``; notifications delivered as they come."""
-        job = config.job_config
-        quarantine = self._quarantine_location(destination) if job.error_policy == "quarantine" else None
+        self, new_files: NewFiles, destination: Location, files: list[Any], run: RunIdentity | None
+    ) -> tuple[RunSummary, int, tuple[int, int] | None]:
+        """
+        Claim, process, publish and settle ``files``, notifications delivered as they come: the
+        run's summary, the files other runs took first, and the notifications delivered/failed.
+        """
+        flow = self.flow
+        if not files:  # nothing to do: no environment, no children
+            return flow.summary(new_files.location.url, destination.url), 0, None
         router = NotificationRouter(self.notifications, self.log) if self.notifications else None
         try:
-            runner, environment = self._runner(config, quarantine=quarantine, router=router)
+            runner = FlowRunner(
+                flow=flow,
+                environment=flow.environment(self.log),
+                log=self.log,
+                on_notify=router.child_notifications(self.resolved_flow_id) if router else None,
+                quarantine=self._quarantine_location(destination),
+            )
             if new_files.ledger is None:
-                summary = runner.run(new_files.location, destination, files)
-            else:
-                tracker = LedgerTracker(new_files.ledger, lease_seconds=job.lease_seconds, run=run)
-                with tracker:
-                    summary = runner.run(new_files.location, destination, files, tracker)
-                summary.files_taken_elsewhere = tracker.taken_elsewhere
+                return runner.run(new_files.location, destination, files), 0, None
+            tracker = LedgerTracker(new_files.ledger, lease_seconds=flow.job.lease_seconds, run=run)
+            with tracker:
+                summary = runner.run(new_files.location, destination, files, tracker)
         finally:
             if router is not None:
                 router.close()
-        if router is not None:
-            summary.counters["notifications_delivered"] = router.delivered
-            summary.counters["notifications_failed"] = router.failed
-        environment.describe(summary)
-        return summary
+        delivered = (router.delivered, router.failed) if router is not None else None
+        return summary, tracker.taken_elsewhere, delivered
 
     def _report(
         self, context: Context, summary: RunSummary, flow_id: str, held_error: str | None = None
@@ -351,7 +302,7 @@ class ByoFlowOperator(SourceFilesOperator):
             if outlet_events is not None:
                 outlet_events[self.outlets[0]].extra = compact(result)
         self._lineage = lineage(summary)
-        undelivered = int(summary.counters.get("notifications_failed") or 0)
+        undelivered = summary.delivered[1] if summary.delivered else 0
         if self.notifications and self.fail_on_notification_error and undelivered:
             _fail_with_summary(
                 context,
@@ -388,40 +339,18 @@ class ByoFlowOperator(SourceFilesOperator):
         )
 
     # -- test mode -----------------------------------------------------------------------------
-    def preview(self, sample: str) -> dict[str, Any]:
-        """Test mode outside a task (``airflow byo test``): run on ``sample``, write nothing."""
-        return self._execute_test(sample, self._checked_config(), key="sample")
-
-    def _execute_test(self, test_file: str, config: RuntimeConfig, *, key: str) -> dict[str, Any]:
-        check_sample(test_file, key)  # the sandbox sees the sample's folder: not a platform folder
-        location, file = locate_test_file(test_file, self.source_conn_id)
-        self.log.info(
-            "Test mode: running the processor on %s; nothing is written to the destination", file.url
+    def _execute_test(self, test_file: str) -> dict[str, Any]:
+        """Test mode (``params.test_file``): the function on that one file; previews logged, no writes."""
+        sample = run_sample(
+            self.flow, test_file, log=self.log, conn_id=self.source_conn_id, key=f"params.{TEST_FILE_PARAM}"
         )
-        runner, environment = self._runner(config)
-        summary, previews = preview_file(runner, location, file)
-        environment.describe(summary)
-        result = summary.as_dict() | {"preview": [p.as_dict() for p in previews]}
+        result = sample.as_dict()
         text = format_previews(result["preview"], heading="Output ")
-        self.log.info("%s", "\n".join(text) if text else f"The processor produced no output for {file.url}")
-        self.log.info("%s", summary.format_table())
-        if summary.failed:
-            failure = summary.failed[0]
-            raise ByoFilesFailedError(f"test run failed on {file.url}: {failure.error_type}: {failure.error}")
+        url = result["source"]
+        self.log.info("%s", "\n".join(text) if text else f"The processor produced no output for {url}")
+        self.log.info("%s", sample.summary.format_table())
+        sample.raise_for_failure()
         return result
-
-
-@dataclass(frozen=True)
-class _Environment:
-    """Where a run's children ran: the runtime, the requirements of its venv, the time to get it."""
-
-    runtime: str
-    requirements: list[str]
-    seconds: float
-
-    def describe(self, summary: RunSummary) -> None:
-        summary.runtime, summary.requirements = self.runtime, self.requirements
-        summary.environment_seconds = self.seconds
 
 
 def _parsed(files: Any) -> Any:

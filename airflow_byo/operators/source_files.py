@@ -52,7 +52,14 @@ class SourceFilesOperator(BaseOperator):
         else SQLite under ``$AIRFLOW_HOME/byo``).
     """
 
-    template_fields: Sequence[str] = ("source", "source_conn_id", "include", "exclude", "modified_after")
+    template_fields: Sequence[str] = (
+        "source",
+        "source_conn_id",
+        "include",
+        "exclude",
+        "modified_after",
+        "ledger_conn_id",
+    )
 
     def __init__(
         self,

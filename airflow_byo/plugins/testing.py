@@ -1,6 +1,7 @@
 """
-The Test button: the engine of ``airflow byo test`` (:mod:`airflow_byo.runner.preview`), run in
-the api-server, in the same sandbox as flow runs, with what can be kept warm kept warm.
+The Test button: the path every test takes (:mod:`airflow_byo.sample_run`), run in the api-server
+on the flow as its runs get it (:func:`flow_under_test`: its runtime, interpreter and package rules
+from its serialized settings), in the same sandbox as flow runs, with what can be kept warm kept warm.
 
 Warm means: the flow's virtualenv is built once per set of packages (in a background thread, so
 a first Test reports progress instead of hanging: the browser polls until it is ready), and the
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_byo.exceptions import ByoConfigError, ByoError
 
 if TYPE_CHECKING:
+    from airflow_byo.flow import ResolvedFlow
     from airflow_byo.plugins.flows import Flow
+    from airflow_byo.sample_run import SampleRun
 
-__all__ = ["TestRequest", "environment_state", "run_test", "source_listing"]
+__all__ = ["TestRequest", "environment_state", "flow_under_test", "run_test", "source_listing"]
 
 #: The Test button's own limits, over whatever the runtime config asks for.
 MAX_TEST_SECONDS = 60.0
@@ -57,6 +60,7 @@ class CaptureLog:
 
     def __init__(self) -> None:
         self.lines: list[dict[str, str]] = []
+        self.notifications: list[dict[str, Any]] = []  # what ctx.notify() would have sent
 
     def log(self, level: int, msg: Any, /, *args: Any) -> None:
         import logging
@@ -177,19 +181,30 @@ def source_listing(flow: Flow, limit: int = 200) -> list[dict[str, Any]]:
 # -- the test itself -------------------------------------------------------------------------------
 
 
-def _limited(runtime_config: Any) -> Any:
-    """The runtime config with the Test button's limits applied (time and preview size)."""
-    from airflow_byo.flow_config import parse_runtime_config
+def flow_under_test(flow: Flow, request: TestRequest) -> ResolvedFlow:
+    """
+    The flow as its runs get it -- its runtime, interpreter and package rules, from its serialized
+    settings -- with the form's code, packages and runtime config, under the Test button's limits
+    (time, preview size, no retries).
+    """
+    from airflow_byo.flow import ResolvedFlow
 
-    config = parse_runtime_config(runtime_config)
-    job = config.job_config
-    update = {
-        "timeout_seconds": min(job.timeout_seconds or MAX_TEST_SECONDS, MAX_TEST_SECONDS),
-        "preview_lines": min(job.preview_lines, MAX_PREVIEW_LINES),
-        "retries": 0,
-    }
-    update = {k: v for k, v in update.items() if k in type(job).model_fields}
-    return config.model_copy(update={"job_config": job.model_copy(update=update)})
+    settings = flow.settings
+    resolved = ResolvedFlow.resolve(
+        request.code,
+        function_name=request.function_name or "process",
+        packages=request.packages,
+        runtime=settings.get("runtime"),
+        runtime_config=request.runtime_config,
+        allow_direct_urls=bool(settings.get("allow_direct_urls")),
+        python_interpreter=settings.get("python_interpreter"),
+    )
+    job = resolved.job
+    return resolved.with_job(
+        timeout_seconds=min(job.timeout_seconds, MAX_TEST_SECONDS),
+        preview_lines=min(job.preview_lines, MAX_PREVIEW_LINES),
+        retries=0,
+    )
 
 
 def error_line(message: str | None) -> int | None:
@@ -206,64 +221,79 @@ def run_test(flow: Flow, request: TestRequest) -> dict[str, Any]:
     the page: ``ok``, previews, insights, counters, notifications, log, packages, timings; or
     ``state: building`` while the environment is built the first time.
     """
-    from airflow_byo.packages import parse_packages
-    from airflow_byo.processor import resolve_processor
-    from airflow_byo.runner.flow_runner import FlowRunner
-    from airflow_byo.runner.preview import locate_test_file, preview_file
-
     started = time.monotonic()
     try:
-        requirements = parse_packages(request.packages)
-        processor = resolve_processor(request.code, request.function_name or "process")
-        config = _limited(request.runtime_config)
-        processor.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
+        resolved = flow_under_test(flow, request)
         path = resolve_test_file(flow, request.test_file)
+        refusal = _sandbox_refusal()
+        python = resolved.interpreter()
     except ByoError as exc:
         return _failure(exc, started)
-    from airflow_byo.runner.sandbox import sandbox_mode
-
-    mode, why = sandbox_mode()
-    if mode != "bubblewrap" and why:  # [byo] sandbox = auto without bubblewrap: refuse, don't warn
-        return _failure(
-            ByoConfigError(
-                "the Test button runs pasted code only in the sandbox, and it cannot work on this "
-                f"api-server: {why.removeprefix('the processor runs WITHOUT a sandbox: ')}"
-            ),
-            started,
-        )
-    environment = environment_state(requirements, wait=1.5)
-    if environment["state"] != "ready":
-        return {"ok": environment["state"] != "failed", **environment} | (
-            {"error": environment["error"]} if environment["state"] == "failed" else {}
-        )
-    log = CaptureLog()
-    notifications: list[dict[str, Any]] = []
+    if refusal is not None:
+        return _failure(refusal, started)
+    if python is None:
+        environment = environment_state(list(resolved.requirements), wait=1.5)
+        if environment["state"] != "ready":
+            return {"ok": environment["state"] != "failed", **environment} | (
+                {"error": environment["error"]} if environment["state"] == "failed" else {}
+            )
+        python = environment["python"]
     if not _CONCURRENT_TESTS.acquire(timeout=30):
         return {
             "ok": False,
             "state": "busy",
             "error": "other tests are running on this api-server; try again",
         }
+    log = CaptureLog()
     try:
-        location, file = locate_test_file(path, flow.settings.get("source_conn_id"))
-        runner = FlowRunner(
-            processor=processor,
-            config=config,
-            python=environment["python"],
-            log=log,
-            on_notify=lambda url, event: notifications.append(
-                {"level": event.get("level"), "message": event.get("message"), "fields": event.get("fields")}
-            ),
-        )
-        summary, previews = preview_file(runner, location, file)
+        sample = _run(resolved, flow, path, python, log)
     except ByoError as exc:
         return _failure(exc, started, log)
     except Exception as exc:  # noqa: BLE001 -- e.g. a source server that does not answer: the page shows it
         return _failure(RuntimeError(f"{type(exc).__name__}: {exc}"), started, log)
     finally:
         _CONCURRENT_TESTS.release()
-    result = summary.as_dict()
-    failure = summary.failed[0] if summary.failed else None
+    return _result(sample, log, started)
+
+
+def _sandbox_refusal() -> ByoConfigError | None:
+    """Why pasted code may not run on this api-server: no working sandbox (never a warning only)."""
+    from airflow_byo.runner.sandbox import sandbox_mode
+
+    mode, why = sandbox_mode()
+    if mode == "bubblewrap" or not why:
+        return None
+    return ByoConfigError(
+        "the Test button runs pasted code only in the sandbox, and it cannot work on this "
+        f"api-server: {why.removeprefix('the processor runs WITHOUT a sandbox: ')}"
+    )
+
+
+def _run(resolved: ResolvedFlow, flow: Flow, path: str, python: str, log: CaptureLog) -> SampleRun:
+    """The test itself, on the path every test takes; notifications kept for the page."""
+    from airflow_byo.flow import FlowEnvironment
+    from airflow_byo.sample_run import run_sample
+
+    notifications: list[dict[str, Any]] = []
+    sample = run_sample(
+        resolved,
+        path,
+        log=log,
+        conn_id=flow.settings.get("source_conn_id"),
+        environment=FlowEnvironment(python),
+        on_notify=lambda url, event: notifications.append(
+            {"level": event.get("level"), "message": event.get("message"), "fields": event.get("fields")}
+        ),
+        key="test_file",
+    )
+    log.notifications = notifications
+    return sample
+
+
+def _result(sample: SampleRun, log: CaptureLog, started: float) -> dict[str, Any]:
+    """What the page shows of a test: previews, insights, the error at the user's line, the log."""
+    result = sample.as_dict()
+    failure = sample.failure
     error = f"{failure.error_type}: {failure.error}" if failure else None
     traceback = next(
         (
@@ -277,14 +307,16 @@ def run_test(flow: Flow, request: TestRequest) -> dict[str, Any]:
     return {
         "ok": failure is None,
         "state": "done",
-        "file": file.url,
-        "previews": [p.as_dict() for p in previews],
+        "file": result["source"],
+        "previews": result["preview"],
         "insights": result.get("insights") or {},
         "counters": result.get("counters") or {},
-        "notifications": notifications,
+        "notifications": log.notifications,
         "log": log.lines,
-        "packages": requirements,
-        "sandbox": summary.sandbox,
+        "packages": result["requirements"],
+        "runtime": result["runtime"],
+        "flow": result["flow"],
+        "sandbox": result["sandbox"],
         "error": error,
         "error_line": int(frames[-1]) if frames else error_line(error),
         "traceback": traceback,

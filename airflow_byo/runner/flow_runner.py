@@ -2,8 +2,9 @@
 Run a processor over files: claim -> fetch -> process -> publish -> settle.
 
 This is the engine behind every way of running a flow (the operator, the decorator, test mode,
-the CLI). It knows nothing about Airflow tasks: it takes locations, a processor and a
-configuration, and returns a :class:`~airflow_byo.summary.RunSummary`. Each step lives in one
+the CLI). It knows nothing about Airflow tasks: it takes locations and a resolved flow
+(:class:`~airflow_byo.flow.ResolvedFlow`), and returns a :class:`~airflow_byo.results.RunSummary`
+built once the files are done. Each step lives in one
 place: claims in the :class:`FileTracker` (the ledger), fetching in :mod:`.transfers`, processing
 in the :class:`~airflow_byo.runner.child_pool.ChildPool`, publishing in the
 :class:`~airflow_byo.storage.publisher.Publisher`, settling back in the tracker.
@@ -18,26 +19,25 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.faults import crash_point
-from airflow_byo.outcomes import FileOutcome
+from airflow_byo.results import FileOutcome, FileResult, FileTally, RunSummary, file_result
 from airflow_byo.runner.child_pool import ChildPool, init_request
 from airflow_byo.runner.child_process import child_environment
 from airflow_byo.runner.output_handoff import discard_outputs
 from airflow_byo.runner.progress import Progress, log_file_result, log_notification
-from airflow_byo.runner.sandbox import Network, SandboxSpec, sandbox_mode
+from airflow_byo.runner.sandbox import SandboxSpec, sandbox_mode
 from airflow_byo.runner.transfers import fetch_numbered
 from airflow_byo.runner.workers import RunState, SharedClaims, worker_count
 from airflow_byo.storage.publisher import Publisher
-from airflow_byo.summary import FileResult, RunSummary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from airflow_byo.flow_config import RuntimeConfig
-    from airflow_byo.processor import ProcessorSource
+    from airflow_byo.flow import FlowEnvironment, ResolvedFlow
+    from airflow_byo.flow_config import JobConfig
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.runner.sandbox import InEffect
@@ -85,12 +85,11 @@ def _transfer_threads(count: int) -> Iterator[ThreadPoolExecutor]:
 
 @dataclass
 class _Publishing:
-    """A processed file whose outputs may still be uploading."""
+    """A processed file whose outputs may still be uploading; ``result`` holds its result when done."""
 
     item: FetchedFile
-    result: FileResult
     outcome: FileOutcome
-    upload: Future[None]
+    result: Future[FileResult]
 
 
 def _publishes_by_rename(publisher: Publisher) -> bool:
@@ -107,34 +106,29 @@ class FlowRunner:
     """
     Stream files through one processor, in long-lived child processes.
 
-    :param processor: the function to run (see :func:`airflow_byo.processor.resolve_processor`).
-    :param config: the validated runtime configuration.
-    :param python: interpreter of the flow's environment.
+    :param flow: the flow's processor, runtime config, runtime and sandbox settings.
+    :param environment: the interpreter of the flow's environment (and the time it took to get).
     :param log: the task's logger; progress, the user's prints and notifications go there.
     :param on_notify: also called with each ``ctx.notify()`` event (file url, event), after it
         was logged: e.g. to deliver it to the flow's notification channels.
     :param quarantine: where ``error_policy: quarantine`` copies failed inputs and their errors.
     :param sandbox: ``"bubblewrap"`` or ``"off"``; by default what ``[byo] sandbox`` gives on
         this worker (``auto``: bubblewrap when it works here).
-    :param read_only_paths: more folders the sandboxed function may read (a runtime's reference data).
     """
 
     def __init__(
         self,
         *,
-        processor: ProcessorSource,
-        config: RuntimeConfig,
-        python: str,
+        flow: ResolvedFlow,
+        environment: FlowEnvironment,
         log: TaskLog,
         on_notify: Callable[[str, Notify], None] | None = None,
         quarantine: Location | None = None,
         sandbox: InEffect | None = None,
-        read_only_paths: Sequence[str] = (),
     ) -> None:
-        self.processor = processor
-        self.config = config
-        self.job = config.job_config
-        self.python = python
+        self.flow = flow
+        self.environment = environment
+        self.python = environment.python
         self.log = log
         self.on_notify = on_notify
         self.quarantine = quarantine
@@ -143,10 +137,13 @@ class FlowRunner:
             if warning:
                 log.warning("%s", warning)
         self.sandbox: InEffect = sandbox
-        self.read_only_paths = tuple(read_only_paths)
         self._notify_lock = threading.Lock()
         self._notifications_left = self.job.max_notifications_per_run
         self._notifications_dropped = 0
+
+    @property
+    def job(self) -> JobConfig:
+        return self.flow.job
 
     def children(self, *, inputs: str, staging: OutputStaging, preview_rows: int = 0) -> ChildPool:
         """
@@ -156,21 +153,37 @@ class FlowRunner:
         mode) has them decode that many rows of binary outputs.
         """
         spec = None
-        job = self.job
         if self.sandbox == "bubblewrap":
-            network: Network = "off" if not job.network else ("host" if job.host_loopback else "user")
+            settings = self.flow.sandbox
             spec = SandboxSpec(
                 interpreter=self.python,
-                read_only=(inputs, *self.read_only_paths),
-                network=network,
+                read_only=(inputs, *settings.read_only_paths),
+                network=settings.network,
                 env=child_environment(),
-                max_processes=job.max_processes,
-                max_file_bytes=job.max_output_mb * 1024 * 1024 if job.max_output_mb else None,
-                max_memory_bytes=job.max_memory_mb * 1024 * 1024 if job.max_memory_mb else None,
+                max_processes=settings.max_processes,
+                max_file_bytes=settings.max_file_bytes,
+                max_memory_bytes=settings.max_memory_bytes,
             )
-        init = init_request(self.processor, self.config, preview_rows)
+        init = init_request(self.flow.processor, self.flow.config, preview_rows)
         return ChildPool(
-            python=self.python, init=init, job=job, log=self.log, staging=staging, sandbox=spec, inputs=inputs
+            python=self.python,
+            init=init,
+            job=self.job,
+            log=self.log,
+            staging=staging,
+            sandbox=spec,
+            inputs=inputs,
+        )
+
+    def summary(self, source: str, destination: str | None, tally: FileTally, **values: Any) -> RunSummary:
+        """The summary of a finished run: the flow's, with this runner's sandbox and environment time."""
+        return self.flow.summary(
+            source,
+            destination,
+            tally,
+            sandbox=self.sandbox,
+            environment_seconds=self.environment.seconds,
+            **values,
         )
 
     # -- whole runs ----------------------------------------------------------------------------
@@ -193,17 +206,10 @@ class FlowRunner:
         taking files from one shared sequence of claims.
         """
         tracker = tracker or _EveryFile()
-        summary = RunSummary(
-            source=source.url,
-            destination=destination.url,
-            files_seen=len(files),
-            sandbox=self.sandbox,
-            max_insight_keys=self.job.max_insight_keys,
-        )
+        tally = FileTally(max_insight_keys=self.job.max_insight_keys)
         self._notifications_left, self._notifications_dropped = self.job.max_notifications_per_run, 0
         workers = worker_count(self.job, len(files))
-        summary.workers = workers
-        state = RunState(summary, Progress(self.log, self.job.progress_interval_seconds), workers)
+        state = RunState(tally, Progress(self.log, self.job.progress_interval_seconds), workers, len(files))
         started = time.monotonic()
         with Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher:
             claims = SharedClaims(tracker.claimed(files))  # claim (in chunks, as the run goes)
@@ -212,21 +218,27 @@ class FlowRunner:
             else:
                 self.log.info("Running %d children side by side", workers)
                 self._work_in_parallel(workers, source, publisher, claims, tracker, state)
-        summary.leftovers_removed = publisher.swept
         if self._notifications_dropped:
             self.log.warning(
                 "Dropped %d ctx.notify() call(s) beyond job_config.max_notifications_per_run=%d",
                 self._notifications_dropped,
                 self.job.max_notifications_per_run,
             )
-        summary.files.sort(key=lambda result: state.order.get(result.url, 0))
-        summary.files_per_worker = state.per_worker
-        if self.job.error_policy == "fail_fast" and summary.failed:
-            for file in files:
+        tally.files.sort(key=lambda result: state.order.get(result.url, 0))
+        if tally.failed and self.job.stops_at_first_failure:
+            for file in files:  # what the stop left unprocessed
                 if file.url not in state.handled:
-                    summary.add(FileResult(url=file.url, status="skipped", size=file.size), {}, {})
-        summary.seconds = time.monotonic() - started
-        return summary
+                    tally.add(file_result(file.url, file.size, None), {}, {})
+        return self.summary(
+            source.url,
+            destination.url,
+            tally,
+            files_seen=len(files),
+            workers=workers,
+            files_per_worker=state.per_worker,
+            leftovers_removed=publisher.swept,
+            seconds=time.monotonic() - started,
+        )
 
     def _work_in_parallel(
         self,
@@ -277,9 +289,9 @@ class FlowRunner:
             uploads: deque[_Publishing] = deque()
             current = next(fetched, None)
             while current is not None:
-                while uploads and (len(uploads) >= depth or uploads[0].upload.done()):
+                while uploads and (len(uploads) >= depth or uploads[0].result.done()):
                     self._settle(uploads.popleft(), tracker, state, worker)
-                if self.job.error_policy == "fail_fast" and self._any_failure(state, uploads):
+                if self.job.stops_at_first_failure and self._any_failure(state, uploads):
                     claims.stopped.set()
                     break
                 with state.lock:
@@ -304,10 +316,10 @@ class FlowRunner:
         publisher: Publisher | None = None,
     ) -> FileOutcome:
         """
-        Run the child on one (downloaded) file, retrying as configured, then quarantine it if
-        the policy says so (``publisher`` given). The staged input is released afterwards.
-        ``ahead`` is queued into the child before waiting, so the child works while this file's
-        outputs are published.
+        Run the child on one (downloaded) file, retrying as configured, then quarantine it when
+        it failed and ``publisher`` has a quarantine location. The staged input is released
+        afterwards. ``ahead`` is queued into the child before waiting, so the child works while
+        this file's outputs are published.
         """
         try:
             request = item.request()
@@ -321,21 +333,25 @@ class FlowRunner:
                     children.queue_ahead(ahead.request())
             outcome = children.process(request, item.file.url)
             crash_point("processed")
-            if not outcome.ok and publisher is not None and self.job.error_policy == "quarantine":
-                url = publisher.quarantine(item.file, staged, outcome)
-                self.log.warning("Quarantined %s to %s", item.file.url, url)
+            if not outcome.ok and publisher is not None and publisher.quarantine_location is not None:
+                outcome.quarantined_to = publisher.quarantine(item.file, staged, outcome)
+                self.log.warning("Quarantined %s to %s", item.file.url, outcome.quarantined_to)
         finally:
             staged.release()
+        self._notify(item.file.url, outcome)
+        return outcome
+
+    def _notify(self, url: str, outcome: FileOutcome) -> None:
+        """Log and hand on a file's notifications, within ``max_notifications_per_run``."""
         with self._notify_lock:  # children side by side: notifications one at a time
             for event in outcome.notifications:
                 if self._notifications_left <= 0:
                     self._notifications_dropped += 1
                     continue
                 self._notifications_left -= 1
-                log_notification(self.log, item.file.url, event)
+                log_notification(self.log, url, event)
                 if self.on_notify is not None:
-                    self.on_notify(item.file.url, event)
-        return outcome
+                    self.on_notify(url, event)
 
     # -- publish: outputs to the destination, in a transfer thread -----------------------------
     def _publish_behind(
@@ -349,60 +365,50 @@ class FlowRunner:
         """
         Start publishing one file's outputs: in a transfer thread, or in this thread when
         ``at_once`` (a rename costs less than handing it to a thread, and the child is busy
-        with the next file meanwhile).
+        with the next file meanwhile). A failed file, or one whose output names clash, has its
+        result at once.
         """
-        result = FileResult(url=item.file.url, status="failed", size=item.file.size, seconds=outcome.seconds)
-        pending = _Publishing(item, result, outcome, Future())
-        clash = publisher.reserve(item.file.url, outcome.outputs) if outcome.ok else None
-        if outcome.ok and clash is None:
-            if not at_once:
-                pending.upload = transfers.submit(self._publish, publisher, pending)
-                return pending
-            self._publish(publisher, pending)
-            pending.upload.set_result(None)
-            return pending
-        if clash is not None:
-            result.error_type, result.error = "OutputNameClash", clash
-            discard_outputs(outcome.outputs)
-        else:
-            result.error_type, result.error = outcome.error_type, outcome.error
-            if outcome.quarantined:
-                result.status = "quarantined"
-        pending.upload.set_result(None)
-        return pending
+        file = item.file
+        clash = publisher.reserve(file.url, outcome.outputs) if outcome.ok else None
+        if not outcome.ok or clash is not None:
+            if clash is not None:
+                discard_outputs(outcome.outputs)
+            done: Future[FileResult] = Future()
+            refused = ("OutputNameClash", clash) if clash is not None else None
+            done.set_result(file_result(file.url, file.size, outcome, refused=refused))
+            return _Publishing(item, outcome, done)
+        if not at_once:
+            return _Publishing(item, outcome, transfers.submit(self._publish, publisher, item, outcome))
+        published: Future[FileResult] = Future()
+        published.set_result(self._publish(publisher, item, outcome))
+        return _Publishing(item, outcome, published)
 
     @staticmethod
-    def _publish(publisher: Publisher, pending: _Publishing) -> None:
+    def _publish(publisher: Publisher, item: FetchedFile, outcome: FileOutcome) -> FileResult:
         """Publish one file's outputs; its result says how it went."""
-        result = pending.result
+        file = item.file
         try:
-            urls = publisher.publish(pending.outcome.outputs)
+            urls = publisher.publish(outcome.outputs)
         except ByoStorageError as exc:
-            result.error_type, result.error = "ByoStorageError", str(exc)
-            return
-        for output, url in zip(pending.outcome.outputs, urls, strict=True):
-            result.add_output(output, url)
-        result.status = "processed"
+            return file_result(file.url, file.size, outcome, refused=("ByoStorageError", str(exc)))
+        return file_result(file.url, file.size, outcome, published=urls)
 
-    # -- settle: the outcome into the ledger and the summary -----------------------------------
+    # -- settle: the outcome into the ledger and the tally -------------------------------------
     def _settle(self, pending: _Publishing, tracker: FileTracker, state: RunState, worker: int) -> None:
-        pending.upload.result()
-        summary = state.summary
+        result = pending.result.result()
+        outcome = pending.outcome
         with state.lock:
-            tracker.settle(pending.item.file, pending.result, pending.outcome.quarantined)
+            tracker.settle(pending.item.file, result, result.status == "quarantined")
             crash_point("committed")
-            summary.add(pending.result, pending.outcome.insights, pending.outcome.counters)
-            summary.notifications += len(pending.outcome.notifications)
+            state.tally.add(result, outcome.insights, outcome.counters, len(outcome.notifications))
             state.per_worker[worker] += 1
-            log_file_result(
-                self.log, pending.result, pending.outcome, pending.item.seq + 1, summary.files_seen
-            )
-            state.progress.update(summary, summary.files_seen)
+            log_file_result(self.log, result, outcome, pending.item.seq + 1, state.files)
+            state.progress.update(state.tally, state.files)
 
     @staticmethod
     def _any_failure(state: RunState, uploads: deque[_Publishing]) -> bool:
-        """A failure so far, counting files whose outcome is known but not yet summarised."""
+        """A failure so far, counting files whose result is known but not yet in the tally."""
         with state.lock:
-            if state.summary.failed:
+            if state.tally.failed:
                 return True
-        return any(p.upload.done() and p.result.status == "failed" for p in uploads)
+        return any(p.result.done() and p.result.result().status == "failed" for p in uploads)

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_byo.results import FileTally, file_result
 from airflow_byo.runner.output_handoff import OutputStaging
 from airflow_byo.runner.preview_formats import (
     HEAD_BYTES,
@@ -27,10 +28,9 @@ from airflow_byo.runner.progress import log_file_result
 from airflow_byo.runner.transfers import FetchedFile, stage_now
 from airflow_byo.scratch import scratch
 from airflow_byo.storage.location import Location
-from airflow_byo.summary import FileResult, RunSummary
 
 if TYPE_CHECKING:
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import RunSummary, StagedOutput
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.storage.location import SourceFile
 
@@ -148,10 +148,8 @@ def preview_file(
     runner: FlowRunner, location: Location, file: SourceFile
 ) -> tuple[RunSummary, list[OutputPreview]]:
     """Run the processor on one file and return previews of its outputs; write nothing."""
-    summary = RunSummary(
-        source=file.url, destination=None, test_mode=True, files_seen=1, sandbox=runner.sandbox
-    )
     previews: list[OutputPreview] = []
+    tally = FileTally()
     started = time.monotonic()
     with (
         scratch("test") as out_root,
@@ -163,20 +161,13 @@ def preview_file(
         owner = (children.identity.uid, children.identity.gid) if children.identity else None
         item = FetchedFile(0, file, stage_now(location, file, staging, owner))
         outcome = runner.process(children, item)
-        result = FileResult(
-            url=file.url,
-            status="processed" if outcome.ok else "failed",
-            size=file.size,
-            seconds=outcome.seconds,
-        )
-        result.error_type, result.error = outcome.error_type, outcome.error
-        for output in outcome.outputs:
-            previews.append(output_preview(output, runner.job.preview_lines))
-            result.add_output(output, url=None)
-        summary.add(result, outcome.insights, outcome.counters)
-        summary.notifications = len(outcome.notifications)
+        result = file_result(file.url, file.size, outcome)  # test mode publishes nothing
+        previews = [output_preview(output, runner.job.preview_lines) for output in outcome.outputs]
+        tally.add(result, outcome.insights, outcome.counters, len(outcome.notifications))
         log_file_result(runner.log, result, outcome, 1, 1)
-    summary.seconds = time.monotonic() - started
+    summary = runner.summary(
+        file.url, None, tally, files_seen=1, test_mode=True, seconds=time.monotonic() - started
+    )
     return summary, previews
 
 

@@ -12,10 +12,9 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_byo.outcomes import FileOutcome
+    from airflow_byo.results import FileOutcome, FileResult, FileTally
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runtime.protocol import Notify
-    from airflow_byo.summary import FileResult, RunSummary
 
 __all__ = ["Progress", "log_file_result", "log_notification"]
 
@@ -28,21 +27,21 @@ class Progress:
         self.interval = interval
         self.started = self.last = time.monotonic()
 
-    def update(self, summary: RunSummary, total: int) -> None:
+    def update(self, tally: FileTally, total: int) -> None:
         now = time.monotonic()
-        done = len(summary.files)
+        done = len(tally.files)
         if now - self.last < self.interval and done < total:
             return
         self.last = now
         elapsed = max(now - self.started, 1e-9)
         rate = done / elapsed
         eta = (total - done) / rate if rate else float("inf")
-        size = sum(f.size for f in summary.files)
+        size = sum(f.size for f in tally.files)
         self.log.info(
             "progress: %d/%d files (%d failed), %.1f MB in, %.1f files/s, %.1f MB/s, ETA %.0fs",
             done,
             total,
-            len(summary.failed),
+            len(tally.failed),
             size / 1e6,
             rate,
             size / 1e6 / elapsed,

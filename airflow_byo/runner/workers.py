@@ -4,7 +4,7 @@ Several children in one task: how many, and what they share.
 ``job_config.workers`` children run side by side, each with its own pipeline (staging, transfer
 threads, child pool, sandbox) as one child has. They share the run: one sequence of claimed
 files (so each file is taken by exactly one of them, in listing order), the publisher (output
-names are reserved run-wide), the ledger and the summary -- each touched under one lock.
+names are reserved run-wide), the ledger and the tally of results -- each touched under one lock.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from airflow_byo.flow_config import JobConfig
+    from airflow_byo.results import FileTally
     from airflow_byo.runner.progress import Progress
     from airflow_byo.storage.location import SourceFile
-    from airflow_byo.summary import RunSummary
 
 __all__ = ["RunState", "SharedClaims", "max_workers", "worker_count"]
 
@@ -54,7 +54,7 @@ def worker_count(job: JobConfig, files: int) -> int:
     """
     wanted = job.workers
     if wanted == "auto":
-        wanted = 1 if job.error_policy == "fail_fast" else available_cpus()
+        wanted = 1 if job.stops_at_first_failure else available_cpus()
     return max(1, min(wanted, files, max_workers()))
 
 
@@ -81,10 +81,11 @@ class SharedClaims:
 
 
 class RunState:
-    """What the children of one run update together: the summary, the progress, the counts."""
+    """What the children of one run update together: the tally, the progress, the counts."""
 
-    def __init__(self, summary: RunSummary, progress: Progress, workers: int) -> None:
-        self.summary = summary
+    def __init__(self, tally: FileTally, progress: Progress, workers: int, files: int) -> None:
+        self.tally = tally
+        self.files = files  # the run's files, claimed or not (for "[n/total]" in the log)
         self.progress = progress
         self.lock = threading.RLock()
         self.handled: set[str] = set()

@@ -61,7 +61,7 @@ def _run(
     files: dict[str, str],
     job: dict[str, Any],
     variables: dict[str, Any] | None = None,
-) -> tuple[Any, Path, RecordingLogger]:
+) -> tuple[Any, Path, RecordingLogger, list[tuple[str, Any]]]:
     log = RecordingLogger()
     notified: list[tuple[str, Any]] = []
     config = {"job_config": {"output_format": "text", **job}, **(variables or {})}
@@ -72,8 +72,7 @@ def _run(
     make_files(source, files)
     src = Location(str(source), role="source")
     summary = runner.run(src, Location(str(tmp_path / "out"), role="destination"), src.list_files())
-    summary.notified = notified
-    return summary, tmp_path / "out", log
+    return summary, tmp_path / "out", log, notified
 
 
 def test_a_huge_stderr_line_reaches_the_task_log_cut(tmp_path: Path) -> None:
@@ -87,7 +86,7 @@ def test_a_huge_stderr_line_reaches_the_task_log_cut(tmp_path: Path) -> None:
                 sys.stderr.flush()
             return "ok"
     """
-    _, out, log = _run(tmp_path, code, {"a.txt": "", "b.txt": ""}, {})
+    _, out, log, _ = _run(tmp_path, code, {"a.txt": "", "b.txt": ""}, {})
     assert published(out) == {"a.txt": "ok", "b.txt": "ok"}
     [line] = [line for line in log.lines if "qqq" in line]
     assert f"[... {64 * (1 << 20) - MAX_STDERR_LINE_BYTES} more bytes of this line cut" in line
@@ -120,7 +119,7 @@ def test_a_function_that_escapes_its_own_cpu_timer_is_killed_by_the_worker(
     tmp_path: Path, fork: bool
 ) -> None:
     job = {"cpu_seconds": 1, "timeout_seconds": 60}
-    summary, out, _ = _run(tmp_path, SPINNER, {"spin.txt": "", "z.txt": ""}, job, {"fork": fork})
+    summary, out, _, _ = _run(tmp_path, SPINNER, {"spin.txt": "", "z.txt": ""}, job, {"fork": fork})
     [failed] = summary.failed
     assert failed.error_type == "CpuTimeExceeded", failed.error
     assert "job_config.cpu_seconds" in failed.error
@@ -161,9 +160,9 @@ def test_notifications_are_capped_per_file_and_per_run_with_a_warning(tmp_path: 
             return "ok"
     """
     job = {"max_notifications_per_file": 3, "max_notifications_per_run": 5}
-    summary, out, log = _run(tmp_path, code, {"a.txt": "", "b.txt": "", "c.txt": ""}, job)
+    _, out, log, notified = _run(tmp_path, code, {"a.txt": "", "b.txt": "", "c.txt": ""}, job)
     assert published(out) == {"a.txt": "ok", "b.txt": "ok", "c.txt": "ok"}
-    assert len(summary.notified) == 5
+    assert len(notified) == 5
     assert any("beyond job_config.max_notifications_per_file=3" in line for line in log.lines)
     assert any("beyond job_config.max_notifications_per_run=5" in line for line in log.lines)
 
@@ -174,9 +173,9 @@ def test_a_huge_notification_field_is_dropped_not_kept(tmp_path: Path) -> None:
             ctx.notify("x" * (5 << 20))
             return "ok"
     """
-    summary, out, _ = _run(tmp_path, code, {"a.txt": ""}, {})
+    _, out, _, notified = _run(tmp_path, code, {"a.txt": ""}, {})
     assert published(out) == {"a.txt": "ok"}
-    [(_, event)] = summary.notified
+    [(_, event)] = notified
     assert len(repr(event)) < 10_000
 
 
@@ -187,10 +186,10 @@ def test_insight_keys_beyond_the_cap_are_counted_as_dropped(tmp_path: Path) -> N
                 ctx.insight(f"{file.name}-{n}", n)
             return "ok"
     """
-    summary, out, _ = _run(tmp_path, code, {"a.txt": "", "b.txt": ""}, {"max_insight_keys": 25})
+    summary, out, _, _ = _run(tmp_path, code, {"a.txt": "", "b.txt": ""}, {"max_insight_keys": 25})
     assert published(out) == {"a.txt": "ok", "b.txt": "ok"}
-    assert len(summary.insights) + len(summary.counters) == 25
-    assert summary.insights_dropped == 15
+    assert len(summary.tally.insights) + len(summary.tally.counters) == 25
+    assert summary.tally.insights_dropped == 15
 
 
 def test_an_oversized_insight_fails_only_its_file(tmp_path: Path) -> None:
@@ -200,7 +199,7 @@ def test_an_oversized_insight_fails_only_its_file(tmp_path: Path) -> None:
                 ctx.insight("big", "x" * (1 << 20))
             return "ok"
     """
-    summary, out, _ = _run(tmp_path, code, {"a.txt": "", "b.txt": ""}, {})
+    summary, out, _, _ = _run(tmp_path, code, {"a.txt": "", "b.txt": ""}, {})
     [failed] = summary.failed
     assert failed.url.endswith("a.txt")
     assert "insight" in failed.error

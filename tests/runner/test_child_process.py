@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from airflow_byo.exceptions import ByoProcessorError
-from airflow_byo.flow_config import parse_runtime_config
-from airflow_byo.processor import resolve_processor
+from airflow_byo.flow import FlowEnvironment, ResolvedFlow
 from airflow_byo.runner.child_process import stage_runtime
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.storage import TEMP_MARKER, Location
@@ -93,7 +92,7 @@ def test_prints_and_logs_of_the_function_reach_the_task_log(tmp_path: Path) -> N
     assert "[processor] printed for a.txt" in log.text
     assert "[processor] WARNING logged for a.txt" in log.text
     assert "heads up {'rows': 3}" in log.text
-    assert summary.notifications == 1
+    assert summary.tally.notifications == 1
 
 
 def test_load_error_in_the_child_fails_before_any_file(tmp_path: Path) -> None:
@@ -111,9 +110,8 @@ def test_load_error_in_the_child_fails_before_any_file(tmp_path: Path) -> None:
 
 def test_missing_interpreter_is_a_clear_error(tmp_path: Path) -> None:
     runner = FlowRunner(
-        processor=resolve_processor("def process(file, ctx):\n    pass\n"),
-        config=parse_runtime_config(None),
-        python=str(tmp_path / "no-such-python"),
+        flow=ResolvedFlow.resolve("def process(file, ctx):\n    pass\n"),
+        environment=FlowEnvironment(str(tmp_path / "no-such-python")),
         log=RecordingLogger(),
     )
     (tmp_path / "in").mkdir()
@@ -124,10 +122,9 @@ def test_missing_interpreter_is_a_clear_error(tmp_path: Path) -> None:
 
 _KILLED_WORKER = """
 import sys, logging
-from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.runner.preview import preview_file
-from airflow_byo.processor import resolve_processor
+from airflow_byo.flow import FlowEnvironment, ResolvedFlow
 from airflow_byo.storage import Location
 code = '''
 import os, time
@@ -137,9 +134,8 @@ def process(file, ctx):
 '''
 source = Location(sys.argv[1])
 runner = FlowRunner(
-    processor=resolve_processor(code),
-    config=parse_runtime_config({"pid_file": sys.argv[3]}),
-    python=sys.executable,
+    flow=ResolvedFlow.resolve(code, runtime_config={"pid_file": sys.argv[3]}),
+    environment=FlowEnvironment(sys.executable),
     log=logging.getLogger("worker"),
 )
 runner.run(source, Location(sys.argv[2]), source.list_files())

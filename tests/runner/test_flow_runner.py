@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.flow_config import parse_runtime_config
-from airflow_byo.processor import resolve_processor
+from airflow_byo.flow import FlowEnvironment, ResolvedFlow
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.storage import Location
 from tests.conftest import (
@@ -180,11 +179,9 @@ def test_an_escaping_output_name_that_bypassed_validation_is_refused_by_the_chil
     """Defence in depth: the child checks every name again, whatever the configuration says."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("x")
-    checked = parse_runtime_config({"job_config": {"output_format": "text"}})
-    job = checked.job_config.model_copy(update={"output_name": "../{stem}.{ext}"})  # no validation
     runner = inline_runner("def process(file, ctx):\n    return 'escaped'\n")
-    runner.config = checked.model_copy(update={"job_config": job})
-    runner.job = job
+    # with_job copies without validation: the name the config model would have refused
+    runner.flow = runner.flow.with_job(output_format="text", output_name="../{stem}.{ext}")
     source = Location(str(tmp_path / "in"))
     summary = runner.run(source, Location(str(tmp_path / "out")), source.list_files())
     [failed] = summary.failed
@@ -225,9 +222,8 @@ def annotated_processor(file: InputFileAlias, ctx: Any) -> list[dict[str, Any]]:
 def test_a_callable_with_annotations_unknown_to_the_child_runs(tmp_path: Path) -> None:
     make_files(tmp_path / "in", {"a.txt": "x"})
     runner = FlowRunner(
-        processor=resolve_processor(annotated_processor),
-        config=parse_runtime_config(None),
-        python=sys.executable,
+        flow=ResolvedFlow.resolve(annotated_processor),
+        environment=FlowEnvironment(sys.executable),
         log=RecordingLogger(),
     )
     source = Location(str(tmp_path / "in"))

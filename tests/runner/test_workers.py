@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
+from airflow_byo.flow import FlowEnvironment, ResolvedFlow
 from airflow_byo.flow_config import JobConfig, parse_runtime_config
-from airflow_byo.processor import resolve_processor
 from airflow_byo.runner import workers
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.storage import Location
@@ -88,9 +88,8 @@ def test_a_failing_file_is_quarantined_with_two_children(tmp_path: Path) -> None
         "job_config": {"workers": 2, "error_policy": "quarantine", "output_format": "text"},
     }
     runner = FlowRunner(
-        processor=resolve_processor(textwrap.dedent(TIMED)),
-        config=parse_runtime_config(config),
-        python=sys.executable,
+        flow=ResolvedFlow.resolve(textwrap.dedent(TIMED), runtime_config=config),
+        environment=FlowEnvironment(sys.executable),
         log=RecordingLogger(),
         quarantine=Location(str(destination / "_quarantine"), role="destination"),
         sandbox="off",

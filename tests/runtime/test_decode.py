@@ -68,9 +68,8 @@ def process(file, ctx):
 @pytest.mark.venv
 def test_parquet_arrow_and_avro_outputs_preview_as_schema_and_rows(tmp_path: Path, venv_cache: Path) -> None:
     from airflow_byo.environment import ensure_environment
-    from airflow_byo.flow_config import parse_runtime_config
+    from airflow_byo.flow import FlowEnvironment, ResolvedFlow
     from airflow_byo.packages import parse_packages
-    from airflow_byo.processor import resolve_processor
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.runner.preview import format_previews, preview_file
     from airflow_byo.storage import Location
@@ -80,9 +79,10 @@ def test_parquet_arrow_and_avro_outputs_preview_as_schema_and_rows(tmp_path: Pat
         import pyarrow  # noqa: F401
     python = ensure_environment(parse_packages("pyarrow==19.0.1,fastavro==1.10.0"), venv_cache)
     runner = FlowRunner(
-        processor=resolve_processor(textwrap.dedent(WRITE_TABLES)),
-        config=parse_runtime_config({"job_config": {"preview_lines": 3}}),
-        python=str(python),
+        flow=ResolvedFlow.resolve(
+            textwrap.dedent(WRITE_TABLES), runtime_config={"job_config": {"preview_lines": 3}}
+        ),
+        environment=FlowEnvironment(str(python)),
         log=RecordingLogger(),
     )
     make_files(tmp_path / "in", {"orders.txt": "50"})
