@@ -77,7 +77,7 @@ def save(
     resolve_processor(code, function_name).check([], {})
     requirements = parse_packages(packages)
     if runtime:
-        from airflow_byo.runtimes import get_runtime
+        from airflow_byo.runtimes_file import get_runtime
 
         get_runtime(runtime)  # an unknown name fails here, listing the known ones
     root = root or library_path()

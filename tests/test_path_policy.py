@@ -690,7 +690,7 @@ def test_byo_script_reads_the_dags_folder_from_airflow_cfg(platform: Platform) -
 def test_runtimes_file_refuses_a_read_only_path_for_each_protected_folder(
     platform: Platform, kind: str, relation: str
 ) -> None:
-    from airflow_byo.runtimes import get_runtime
+    from airflow_byo.runtimes_file import get_runtime
 
     path, message = platform.case("read_only_paths", kind, relation)
     runtimes = platform.paths["runtimes"]  # the protected runtimes file is this very file
@@ -705,7 +705,7 @@ def test_runtimes_file_refuses_a_read_only_path_for_each_protected_folder(
 def test_runtimes_file_refuses_protected_read_only_paths_at_their_lines(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_byo.runtimes import get_runtime
+    from airflow_byo.runtimes_file import get_runtime
 
     runtimes = platform.root / "runtimes-ro.yaml"
     runtimes.write_text(
@@ -741,7 +741,7 @@ def test_runtimes_file_refuses_protected_read_only_paths_at_their_lines(
 def test_a_runtimes_read_only_path_may_not_be_the_runtimes_file(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_byo.runtimes import get_runtime
+    from airflow_byo.runtimes_file import get_runtime
 
     runtimes = platform.root / "self.yaml"
     runtimes.write_text(f"runtimes:\n  mirror:\n    read_only_paths: [{platform.root}/self.yaml, /opt/ok]\n")

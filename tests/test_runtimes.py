@@ -13,17 +13,15 @@ import pytest
 
 from airflow_byo.exceptions import ByoConfigError, ByoPackageError
 from airflow_byo.flow_config import JobConfig, parse_runtime_config
-from airflow_byo.packages import parse_packages
-from airflow_byo.runtimes import (
+from airflow_byo.named_runtimes import (
     DEFAULT_RUNTIME,
     Runtime,
     apply_runtime,
-    available_runtimes,
     effective_job_config,
     flow_requirements,
-    get_runtime,
-    load_runtimes,
 )
+from airflow_byo.packages import parse_packages
+from airflow_byo.runtimes_file import available_runtimes, get_runtime, load_runtimes
 
 DATA = """\
 runtimes:
