@@ -152,7 +152,7 @@ class ProcessingSpec(_Spec):
     @field_validator("runtime")
     @classmethod
     def _known_runtime(cls, value: str | None) -> str | None:
-        from airflow_byo.runtimes import get_runtime
+        from airflow_byo.runtimes_file import get_runtime
 
         try:
             get_runtime(value)
