@@ -13,12 +13,10 @@ in the :class:`~airflow_byo.runner.child_pool.ChildPool`, publishing in the
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_byo.exceptions import ByoStorageError
@@ -26,8 +24,8 @@ from airflow_byo.faults import crash_point
 from airflow_byo.results import FileOutcome, FileResult, FileTally, RunSummary, file_result
 from airflow_byo.runner.child_pool import ChildPool, init_request
 from airflow_byo.runner.child_process import child_environment
-from airflow_byo.runner.output_handoff import discard_outputs
 from airflow_byo.runner.progress import Progress, log_file_result, log_notification
+from airflow_byo.runner.publishing import Publishing, publish_behind, publishes_by_rename
 from airflow_byo.runner.sandbox import SandboxSpec, sandbox_mode
 from airflow_byo.runner.transfers import fetch_numbered
 from airflow_byo.runner.workers import RunState, SharedClaims, worker_count
@@ -81,25 +79,6 @@ def _transfer_threads(count: int) -> Iterator[ThreadPoolExecutor]:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-@dataclass
-class _Publishing:
-    """A processed file whose outputs may still be uploading; ``result`` holds its result when done."""
-
-    item: FetchedFile
-    outcome: FileOutcome
-    result: Future[FileResult]
-
-
-def _publishes_by_rename(publisher: Publisher) -> bool:
-    """Whether outputs are staged on the local destination's own file system (published by rename)."""
-    if not publisher.destination.is_local:
-        return False
-    try:
-        return os.stat(publisher.staging_dir).st_dev == os.stat(publisher.destination.url).st_dev
-    except OSError:
-        return False
 
 
 class FlowRunner:
@@ -285,8 +264,8 @@ class FlowRunner:
         ):
             owner = (children.identity.uid, children.identity.gid) if children.identity else None
             fetched = fetch_numbered(transfers, source, claims, staging, depth, owner)
-            at_once = _publishes_by_rename(publisher)
-            uploads: deque[_Publishing] = deque()
+            at_once = publishes_by_rename(publisher)
+            uploads: deque[Publishing] = deque()
             current = next(fetched, None)
             while current is not None:
                 while uploads and (len(uploads) >= depth or uploads[0].result.done()):
@@ -300,7 +279,7 @@ class FlowRunner:
                 ahead = next(fetched, None)
                 outcome = self.process(children, current, ahead=ahead, publisher=publisher)
                 with state.lock:  # output names are reserved run-wide
-                    publishing = self._publish_behind(transfers, publisher, current, outcome, at_once)
+                    publishing = publish_behind(transfers, publisher, current, outcome, at_once=at_once)
                 uploads.append(publishing)
                 current = ahead
             while uploads:
@@ -353,48 +332,8 @@ class FlowRunner:
                 if self.on_notify is not None:
                     self.on_notify(url, event)
 
-    # -- publish: outputs to the destination, in a transfer thread -----------------------------
-    def _publish_behind(
-        self,
-        transfers: ThreadPoolExecutor,
-        publisher: Publisher,
-        item: FetchedFile,
-        outcome: FileOutcome,
-        at_once: bool = False,
-    ) -> _Publishing:
-        """
-        Start publishing one file's outputs: in a transfer thread, or in this thread when
-        ``at_once`` (a rename costs less than handing it to a thread, and the child is busy
-        with the next file meanwhile). A failed file, or one whose output names clash, has its
-        result at once.
-        """
-        file = item.file
-        clash = publisher.reserve(file.url, outcome.outputs) if outcome.ok else None
-        if not outcome.ok or clash is not None:
-            if clash is not None:
-                discard_outputs(outcome.outputs)
-            done: Future[FileResult] = Future()
-            refused = ("OutputNameClash", clash) if clash is not None else None
-            done.set_result(file_result(file.url, file.size, outcome, refused=refused))
-            return _Publishing(item, outcome, done)
-        if not at_once:
-            return _Publishing(item, outcome, transfers.submit(self._publish, publisher, item, outcome))
-        published: Future[FileResult] = Future()
-        published.set_result(self._publish(publisher, item, outcome))
-        return _Publishing(item, outcome, published)
-
-    @staticmethod
-    def _publish(publisher: Publisher, item: FetchedFile, outcome: FileOutcome) -> FileResult:
-        """Publish one file's outputs; its result says how it went."""
-        file = item.file
-        try:
-            urls = publisher.publish(outcome.outputs)
-        except ByoStorageError as exc:
-            return file_result(file.url, file.size, outcome, refused=("ByoStorageError", str(exc)))
-        return file_result(file.url, file.size, outcome, published=urls)
-
     # -- settle: the outcome into the ledger and the tally -------------------------------------
-    def _settle(self, pending: _Publishing, tracker: FileTracker, state: RunState, worker: int) -> None:
+    def _settle(self, pending: Publishing, tracker: FileTracker, state: RunState, worker: int) -> None:
         result = pending.result.result()
         outcome = pending.outcome
         with state.lock:
@@ -406,7 +345,7 @@ class FlowRunner:
             state.progress.update(state.tally, state.files)
 
     @staticmethod
-    def _any_failure(state: RunState, uploads: deque[_Publishing]) -> bool:
+    def _any_failure(state: RunState, uploads: deque[Publishing]) -> bool:
         """A failure so far, counting files whose result is known but not yet in the tally."""
         with state.lock:
             if state.tally.failed:
