@@ -5,17 +5,16 @@ takeover of those held by runs that are provably dead (see :mod:`airflow_byo.led
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from airflow_byo.ledger.runs import dead_because, load_runs, unknown_holder
-from airflow_byo.ledger.schema import CLAIMED, FAILED, events, files
+from airflow_byo.ledger.schema import CLAIMED, FAILED, files
 
 if TYPE_CHECKING:
     from airflow_byo.ledger.runs import RunIdentity
@@ -179,20 +178,8 @@ def _take_over(ledger: Ledger, token: str, description: str, reason: str, me: Ru
             )
             .returning(files.c.path, files.c.fingerprint)
         ).all()
-        if released:
-            details = json.dumps({"from": token, "holder": description, "reason": reason, "by": me.token})
-            connection.execute(
-                insert(events),
-                [
-                    {
-                        "flow_id": ledger.flow_id,
-                        "path": row.path,
-                        "fingerprint": row.fingerprint,
-                        "event": "taken_over",
-                        "at": now,
-                        "details": details,
-                    }
-                    for row in released
-                ],
-            )
+        details = {"from": token, "holder": description, "reason": reason, "by": me.token}
+        ledger.log_events(
+            connection, ((row.path, row.fingerprint, "taken_over", details) for row in released)
+        )
     return len(released)

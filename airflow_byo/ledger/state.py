@@ -17,6 +17,7 @@ import fnmatch
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -40,15 +41,25 @@ from airflow_byo.ledger.schema import CLAIMED, DONE, FAILED, QUARANTINED, events
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from sqlalchemy import ColumnElement
     from sqlalchemy.engine import Connection
 
     from airflow_byo.storage.location import SourceFile
 
 __all__ = ["Ledger", "Outcome", "fingerprint", "ledger_url"]
 
-#: One file's outcome for :meth:`Ledger.settle_many`: the file, its new state, the event's
-#: details and the columns to set.
-Outcome = tuple["SourceFile", str, dict[str, Any], dict[str, Any]]
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One file's outcome for :meth:`Ledger.settle_many` (built by ``done_outcome``/``failed_outcome``)."""
+
+    file: SourceFile
+    #: the file's new state (done, failed or quarantined)
+    state: str
+    #: the details of the file's event in its history
+    details: dict[str, Any]
+    #: the columns of the file's row to set (outputs, error)
+    columns: dict[str, Any]
 
 
 def fingerprint(file: SourceFile) -> str:
@@ -141,9 +152,7 @@ class Ledger:
         reclaim = (
             update(files)
             .where(
-                files.c.flow_id == self.flow_id,
-                files.c.path == bindparam("p"),
-                files.c.fingerprint == bindparam("fp"),
+                *self._row_identity(),
                 or_(files.c.state == FAILED, and_(files.c.state == CLAIMED, files.c.lease_until < now)),
             )
             .values(
@@ -164,8 +173,18 @@ class Ledger:
                 connection.execute(reclaim, [{"p": p, "fp": fp} for p, fp in rest])
                 won |= self._claimed_by(connection, token, rest)
             mine = [file for key, file in keyed.items() if key in won]
-            self._log(connection, [(f, "claimed", {"by": token}) for f in mine])
+            self.log_events(
+                connection, ((f.relative_path, fingerprint(f), "claimed", {"by": token}) for f in mine)
+            )
         return mine
+
+    def _row_identity(self) -> tuple[ColumnElement[bool], ...]:
+        """The WHERE clauses of one of this flow's identities, bound per row as ``p`` and ``fp``."""
+        return (
+            files.c.flow_id == self.flow_id,
+            files.c.path == bindparam("p"),
+            files.c.fingerprint == bindparam("fp"),
+        )
 
     def _claimed_by(
         self, connection: Connection, token: str, keys: list[tuple[str, str]]
@@ -196,13 +215,13 @@ class Ledger:
     @staticmethod
     def done_outcome(file: SourceFile, outputs: list[str]) -> Outcome:
         """The outcome of a processed file, for :meth:`settle_many`."""
-        return (file, DONE, {"outputs": outputs}, {"outputs": json.dumps(outputs), "error": None})
+        return Outcome(file, DONE, {"outputs": outputs}, {"outputs": json.dumps(outputs), "error": None})
 
     @staticmethod
     def failed_outcome(file: SourceFile, error: str, *, quarantined: bool = False) -> Outcome:
         """The outcome of a failed file (retried by the next run, unless quarantined)."""
         state = QUARANTINED if quarantined else FAILED
-        return (file, state, {"error": error[:2000]}, {"error": error[:8000]})
+        return Outcome(file, state, {"error": error[:2000]}, {"error": error[:8000]})
 
     def settle_many(self, outcomes: Sequence[Outcome], token: str) -> None:
         """
@@ -213,20 +232,15 @@ class Ledger:
             return
         now = time.time()
         kinds: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for file, state, _, values in outcomes:
-            row = {"p": file.relative_path, "fp": fingerprint(file), "st": state}
-            row.update({f"v_{column}": value for column, value in values.items()})
-            kinds.setdefault(tuple(sorted(values)), []).append(row)
+        for outcome in outcomes:
+            row = {"p": outcome.file.relative_path, "fp": fingerprint(outcome.file), "st": outcome.state}
+            row.update({f"v_{column}": value for column, value in outcome.columns.items()})
+            kinds.setdefault(tuple(sorted(outcome.columns)), []).append(row)
         with self.engine.begin() as connection:
             for columns, rows in kinds.items():
                 connection.execute(
                     update(files)
-                    .where(
-                        files.c.flow_id == self.flow_id,
-                        files.c.path == bindparam("p"),
-                        files.c.fingerprint == bindparam("fp"),
-                        files.c.claimed_by == token,
-                    )
+                    .where(*self._row_identity(), files.c.claimed_by == token)
                     .values(
                         state=bindparam("st"),
                         lease_until=None,
@@ -235,7 +249,10 @@ class Ledger:
                     ),
                     rows,
                 )
-            self._log(connection, [(file, state, details) for file, state, details, _ in outcomes])
+            self.log_events(
+                connection,
+                ((o.file.relative_path, fingerprint(o.file), o.state, o.details) for o in outcomes),
+            )
 
     def done(self, file: SourceFile, token: str, outputs: list[str]) -> None:
         """Record ``file`` as processed, after its outputs were published."""
@@ -253,13 +270,7 @@ class Ledger:
         with self.engine.begin() as connection:
             connection.execute(
                 update(files)
-                .where(
-                    files.c.flow_id == self.flow_id,
-                    files.c.path == bindparam("p"),
-                    files.c.fingerprint == bindparam("fp"),
-                    files.c.claimed_by == token,
-                    files.c.state == CLAIMED,
-                )
+                .where(*self._row_identity(), files.c.claimed_by == token, files.c.state == CLAIMED)
                 .values(
                     state=FAILED,
                     attempts=files.c.attempts - 1,
@@ -270,23 +281,22 @@ class Ledger:
                 keys,
             )
 
-    def _log(self, connection: Connection, entries: list[tuple[SourceFile, str, dict[str, Any]]]) -> None:
-        if entries:
-            now = time.time()
-            connection.execute(
-                insert(events),
-                [
-                    {
-                        "flow_id": self.flow_id,
-                        "path": f.relative_path,
-                        "fingerprint": fingerprint(f),
-                        "event": name,
-                        "at": now,
-                        "details": json.dumps(details, default=str),
-                    }
-                    for f, name, details in entries
-                ],
-            )
+    def log_events(self, connection: Connection, entries: Iterable[tuple[str, str, str, Any]]) -> None:
+        """Add ``(path, fingerprint, event, details)`` entries to the files' histories, in ``connection``."""
+        now = time.time()
+        rows = [
+            {
+                "flow_id": self.flow_id,
+                "path": path,
+                "fingerprint": fp,
+                "event": name,
+                "at": now,
+                "details": json.dumps(details, default=str),
+            }
+            for path, fp, name, details in entries
+        ]
+        if rows:
+            connection.execute(insert(events), rows)
 
     # -- operations ----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -336,6 +346,7 @@ class Ledger:
         self,
         *,
         pattern: str | None = None,
+        paths: Sequence[str] | None = None,
         states: Sequence[str] | None = None,
         since: float | None = None,
         reason: str,
@@ -343,42 +354,43 @@ class Ledger:
         """
         Forget file identities so the next run processes them again; return how many.
 
-        :param pattern: glob on the relative path (all files when omitted).
+        :param pattern: glob on the relative path (all files when neither it nor ``paths`` is given).
+        :param paths: exact relative paths, matched literally (``x[1].csv`` is that file, ``a*.csv``
+            no other): what the BYO Flows page's Replay sends.
         :param states: only these states (e.g. ``["quarantined"]`` to replay quarantined files).
         :param since: only identities settled at or after this UNIX time (rewind).
         """
+        if pattern is not None and paths is not None:
+            raise ValueError("forget: give a glob pattern or exact paths, not both")
         query = select(files.c.path, files.c.fingerprint).where(files.c.flow_id == self.flow_id)
         if states:
             query = query.where(files.c.state.in_(states))
         if since is not None:
             query = query.where(files.c.updated >= since)
         with self.engine.begin() as connection:
-            keys = [
-                (r.path, r.fingerprint)
-                for r in connection.execute(query)
-                if pattern is None or fnmatch.fnmatchcase(r.path, pattern)
-            ]
-            for chunk in chunks(keys):
-                connection.execute(
-                    delete(files).where(
-                        files.c.flow_id == self.flow_id,
-                        files.c.path == bindparam("p"),
-                        files.c.fingerprint == bindparam("fp"),
-                    ),
-                    [{"p": p, "fp": fp} for p, fp in chunk],
-                )
-                connection.execute(
-                    insert(events),
-                    [
-                        {
-                            "flow_id": self.flow_id,
-                            "path": p,
-                            "fingerprint": fp,
-                            "event": "forgotten",
-                            "at": time.time(),
-                            "details": json.dumps({"reason": reason}),
-                        }
-                        for p, fp in chunk
-                    ],
-                )
+            if paths is not None:  # one indexed lookup per chunk of paths, never a scan
+                rows = [
+                    r
+                    for chunk in chunks(sorted(set(paths)))
+                    for r in connection.execute(query.where(files.c.path.in_(chunk)))
+                ]
+            else:
+                rows = [
+                    r
+                    for r in connection.execute(query)
+                    if pattern is None or fnmatch.fnmatchcase(r.path, pattern)
+                ]
+            keys = [(r.path, r.fingerprint) for r in rows]
+            self._delete(connection, keys, reason)
         return len(keys)
+
+    def _delete(self, connection: Connection, keys: list[tuple[str, str]], reason: str) -> None:
+        """Delete the identities ``keys`` (path, fingerprint), each with a ``forgotten`` event."""
+        for chunk in chunks(keys):
+            connection.execute(
+                delete(files).where(
+                    *self._row_identity(),
+                ),
+                [{"p": p, "fp": fp} for p, fp in chunk],
+            )
+            self.log_events(connection, ((p, fp, "forgotten", {"reason": reason}) for p, fp in chunk))

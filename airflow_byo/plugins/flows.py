@@ -3,8 +3,10 @@ What the page knows about each BYO flow, read from Airflow's metadata database.
 
 The api-server never parses DAG files: it reads serialized DAGs. A BYO flow is a task of a
 serialized DAG whose ``_task_module`` is one of ours; the serialized form holds the operator's
-template fields (source, destination, conn ids, filters, packages, runtime_config) but not the
-processor, which is not a template field. Where the processor code comes from, and why:
+template fields (source, destination, conn ids, filters, packages, runtime_config, and the
+flow's ledger -- ``flow_id``, ``ledger_conn_id`` -- and runtime) as the DAG file wrote them,
+templates unrendered, but not the processor, which is not a template field. Where the processor
+code comes from, and why:
 
 - **spec flows** (``doc_md`` says "Generated from flow spec `<file>`"): the spec file is read
   with the spec loader (YAML only, nothing executed), so the page shows exactly what the DAG
@@ -31,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["Flow", "ProcessorCode", "find_flows", "processor_code"]
+__all__ = ["Flow", "ProcessorCode", "find_flows", "processor_code", "redact_url"]
 
 #: ``_task_module`` values of the serialized tasks that are BYO flows.
 FLOW_MODULES = {"airflow_byo.operators.byo_flow": "operator", "airflow_byo.decorators.byo": "decorator"}
 _SPEC_DOC = re.compile(r"Generated from flow spec `([^`]+)`")
-#: Template fields shown as the flow's settings (never a connection's secret: only conn ids).
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
+#: Template fields read as the flow's settings (never a connection's secret: only conn ids).
 SETTINGS = (
     "source",
     "source_conn_id",
@@ -48,6 +51,11 @@ SETTINGS = (
     "packages",
     "runtime_config",
     "quarantine",
+    "flow_id",
+    "ledger_conn_id",
+    "runtime",
+    "python_interpreter",
+    "allow_direct_urls",
 )
 
 
@@ -64,8 +72,40 @@ class Flow:
 
     @property
     def flow_id(self) -> str:
-        """The flow's name in the ledger (``flow_id=`` is not serialized: the default, as specs use)."""
-        return f"{self.dag_id}.{self.task_id}"
+        """
+        The flow's name in the ledger: the operator's ``flow_id`` (spec flows set
+        ``<spec name>.flow``), else ``<dag_id>.<task_id>`` as the operator defaults it.
+        """
+        return str(self.settings.get("flow_id") or f"{self.dag_id}.{self.task_id}")
+
+    @property
+    def ledger_conn_id(self) -> str | None:
+        """The flow's own ledger connection; None is ``[byo] ledger_conn_id`` or the default SQLite."""
+        return self.settings.get("ledger_conn_id") or None
+
+    @property
+    def runtime(self) -> str | None:
+        """The flow's named runtime; None is the built-in ``default``."""
+        return self.settings.get("runtime") or None
+
+    @property
+    def python_interpreter(self) -> str | None:
+        """The existing interpreter the flow runs in instead of a built virtualenv, if any."""
+        return self.settings.get("python_interpreter") or None
+
+    @property
+    def allow_direct_urls(self) -> bool:
+        """Whether the flow's packages may name ``name @ https://...`` requirements."""
+        return bool(self.settings.get("allow_direct_urls"))
+
+    @property
+    def templated_ledger(self) -> dict[str, str]:
+        """``flow_id``/``ledger_conn_id`` still holding a template: the page cannot tell the ledger."""
+        return {
+            name: value
+            for name in ("flow_id", "ledger_conn_id")
+            if isinstance(value := self.settings.get(name), str) and "{{" in value
+        }
 
     @property
     def key(self) -> str:
@@ -74,6 +114,11 @@ class Flow:
     @property
     def packages(self) -> Any:
         return self.settings.get("packages")
+
+
+def redact_url(value: Any) -> Any:
+    """A URL without ``user:password@`` (secrets live in connections, but a URL may carry some)."""
+    return _USERINFO.sub(r"\1***@", value) if isinstance(value, str) else value
 
 
 @dataclass

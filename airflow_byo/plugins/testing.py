@@ -258,7 +258,7 @@ def run_test(flow: Flow, request: TestRequest) -> dict[str, Any]:
 
 def _sandbox_refusal() -> ByoConfigError | None:
     """Why pasted code may not run on this api-server: no working sandbox (never a warning only)."""
-    from airflow_byo.runner.sandbox import sandbox_mode
+    from airflow_byo.runner.sandbox_mode import sandbox_mode
 
     mode, why = sandbox_mode()
     if mode == "bubblewrap" or not why:

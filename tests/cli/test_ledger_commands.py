@@ -76,6 +76,17 @@ def test_reprocess_rewind_replay_reset(ledger: Ledger) -> None:
     assert byo("reset", FLOW, "--ledger-conn-id", "byo_ledger").stdout.startswith("forgot 0 file(s)")
 
 
+def test_replay_pattern_stays_a_glob(ledger: Ledger) -> None:
+    # The page's Replay names files literally (Ledger.forget(paths=...)); the command's --pattern
+    # is the documented glob: b?.csv is b1.csv and b2.csv, and bad.csv stays quarantined.
+    listing = [SourceFile(f"/in/{n}", n, 1, 1.0) for n in ("b1.csv", "b2.csv")]
+    for file in ledger.claim(listing, "run-2", 60):
+        ledger.failed(file, "run-2", "KeyError: id", quarantined=True)
+    result = byo("replay", FLOW, "--pattern", "b?.csv", "--ledger-conn-id", "byo_ledger")
+    assert result.stdout.strip() == "2 quarantined file(s) will be processed again by the next run"
+    assert ledger.counts() == {"done": 3, "quarantined": 1}
+
+
 def test_errors_are_one_line_with_a_hint(ledger: Ledger) -> None:
     result = byo("status", FLOW, "--ledger-conn-id", "no_such_ledger")
     assert result.returncode == 1

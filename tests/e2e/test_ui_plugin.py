@@ -124,7 +124,7 @@ WRITES = {
         "name": "ui_auth_probe",
         "code": "def process(file, ctx):\n    pass\n",
     },
-    _path(OPERATOR_FLOW, "/replay"): {"pattern": "nothing-*"},
+    _path(OPERATOR_FLOW, "/replay"): {"path": "nothing-*.csv"},  # a literal name, not a glob
 }
 
 

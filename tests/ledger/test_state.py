@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from airflow_byo.ledger.state import Ledger, fingerprint
 from airflow_byo.storage import SourceFile
 from tests.ledger.conftest import files
@@ -108,3 +110,47 @@ def test_flows_do_not_see_each_other(ledger_db: dict[str, Any]) -> None:
     one, two = Ledger("flow.one", ledger_db["url"]), Ledger("flow.two", ledger_db["url"])
     process(one, files("a"))
     assert [f.relative_path for f in two.new_files(files("a"))] == ["a"]
+
+
+def test_forget_paths_matches_names_literally(ledger: Ledger) -> None:
+    names = ("x[1].csv", "x1.csv", "a*.csv", "ab.csv", "a1.csv", "q?.csv", "qq.csv", "done.csv")
+    listing = files(*names)
+    ledger.claim(listing, "run-1", lease_seconds=60)
+    for file in listing[:-1]:
+        ledger.failed(file, "run-1", "ValueError: bad", quarantined=True)
+    ledger.done(listing[-1], "run-1", ["done.out"])
+    assert ledger.forget(paths=["x[1].csv"], states=["quarantined"], reason="replay") == 1
+    assert ledger.forget(paths=["a*.csv", "q?.csv"], states=["quarantined"], reason="replay") == 2
+    assert ledger.forget(paths=["done.csv", "missing.csv"], states=["quarantined"], reason="replay") == 0
+    assert sorted(r["path"] for r in ledger.records()) == ["a1.csv", "ab.csv", "done.csv", "qq.csv", "x1.csv"]
+    assert [e["event"] for e in ledger.history("a*.csv")][-1] == "forgotten"
+    assert ledger.forget(paths=[], reason="nothing") == 0  # an empty selection is not "everything"
+    assert len(ledger.records()) == 5
+
+
+def test_forget_paths_in_chunks(ledger: Ledger) -> None:
+    listing = files(*(f"f{i}.csv" for i in range(1200)))
+    process(ledger, listing)
+    wanted = [f"f{i}.csv" for i in range(0, 1200, 2)] + ["f0.csv"]  # a repeat counts once
+    assert ledger.forget(paths=wanted, reason="reprocess") == 600
+    assert ledger.counts() == {"done": 600}
+
+
+def test_forget_takes_a_glob_or_paths_not_both(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        ledger.forget(pattern="*", paths=["a"], reason="x")
+
+
+def test_outcomes_name_their_parts() -> None:
+    [file] = files("a.csv")
+    done = Ledger.done_outcome(file, ["a.out"])
+    assert (done.file, done.state, done.details) == (file, "done", {"outputs": ["a.out"]})
+    assert done.columns == {"outputs": '["a.out"]', "error": None}
+    failed = Ledger.failed_outcome(file, "E" * 9000, quarantined=True)
+    assert (failed.state, len(failed.details["error"]), len(failed.columns["error"])) == (
+        "quarantined",
+        2000,
+        8000,
+    )
+    with pytest.raises(AttributeError):
+        done.state = "failed"  # type: ignore[misc]

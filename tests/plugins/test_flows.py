@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_byo.plugins.flows import Flow, flows_of_dag, processor_code
-from airflow_byo.plugins.insights import redact_url
+from airflow_byo.plugins.flows import Flow, flows_of_dag, processor_code, redact_url
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
 
@@ -40,6 +39,52 @@ def test_every_style_of_flow_is_found_with_its_settings(serialized):
     assert operator.settings["packages"] == "unidecode==1.3.8"
     assert operator.settings["runtime_config"]["source_system"] == "crm-export"
     assert operator.flow_id == "byo_customers_csv_to_jsonl.clean_customers"
+    assert (operator.ledger_conn_id, operator.runtime, operator.templated_ledger) == (None, None, {})
+    # the spec factory passes flow_id=f"{spec.name}.flow" explicitly: it is serialized
+    spec = flows["byo_spec_customers/flow"]
+    assert spec.settings["flow_id"] == spec.flow_id == "byo_spec_customers.flow"
+
+
+def serialized_flows(source: str = "/srv/in", **arguments: dict) -> dict[str, Flow]:
+    """The flows of a DAG ``ledgers``, one per task id of ``arguments``, through Airflow's serialization."""
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from airflow_byo.operators.byo_flow import ByoFlowOperator
+
+    with DAG("ledgers", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+        for task_id, kwargs in arguments.items():
+            ByoFlowOperator(
+                task_id=task_id,
+                source=source,
+                destination="/srv/out",
+                processor="def process(file, ctx):\n    return 1\n",
+                emit_asset_event=False,
+                **kwargs,
+            )
+    return {f.task_id: f for f in flows_of_dag(DagSerialization.to_dict(dag))}
+
+
+def test_the_flows_own_ledger_runtime_and_interpreter_are_read_from_the_serialized_dag():
+    flows = serialized_flows(
+        own={"flow_id": "orders.clean", "ledger_conn_id": "orders_ledger", "runtime": "default"},
+        interpreter={"python_interpreter": "/usr/bin/python3", "allow_direct_urls": True},
+        plain={},
+        templated={"flow_id": "{{ dag.dag_id }}.x", "ledger_conn_id": "{{ var.value.ledger }}"},
+    )
+    own = flows["own"]
+    assert (own.flow_id, own.ledger_conn_id, own.runtime) == ("orders.clean", "orders_ledger", "default")
+    assert (own.python_interpreter, own.allow_direct_urls, own.templated_ledger) == (None, False, {})
+    interpreter = flows["interpreter"]
+    assert (interpreter.python_interpreter, interpreter.allow_direct_urls) == ("/usr/bin/python3", True)
+    plain = flows["plain"]
+    assert (plain.flow_id, plain.ledger_conn_id, plain.runtime) == ("ledgers.plain", None, None)
+    assert flows["templated"].templated_ledger == {
+        "flow_id": "{{ dag.dag_id }}.x",
+        "ledger_conn_id": "{{ var.value.ledger }}",
+    }
 
 
 def test_operator_processor_is_read_from_the_dag_source_without_running_it(serialized):

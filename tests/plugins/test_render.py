@@ -83,3 +83,19 @@ def test_flows_and_library_pages():
     library = _page("library.html", functions=[fn])
     assert "v2" in library
     assert "/byo/flows/d/t" in library
+
+
+def test_flow_page_names_its_runtime_and_ledger_or_why_it_has_none():
+    own = FLOW | {"runtime": "pandas", "ledger_conn_id": "orders_ledger", "flow_id": "orders.clean"}
+    html = _page("flow.html", flow=own, can_edit=True)
+    assert '<dd id="runtime">pandas' in html
+    assert '<code>orders.clean</code> in connection <span class="conn">orders_ledger</span>' in html
+    assert 'data-count="done">done: 2<' in html
+    assert 'data-path="a.csv"' in html
+    assert '<dd id="runtime">default' in _page("flow.html", flow=FLOW, can_edit=False)
+    error = "the page cannot tell which ledger flow d/flow uses: its flow_id='{{ x }}' ..."
+    unresolved = _page(
+        "flow.html", flow=FLOW | {"ledger": {"counts": {}, "problems": [], "error": error}}, can_edit=True
+    )
+    assert "the page cannot tell which ledger" in unresolved
+    assert 'id="ledger-counts"' not in unresolved  # no zeros that look like counts

@@ -104,10 +104,10 @@ def test_errors_name_the_users_line(flow):
 
 
 def test_without_a_working_sandbox_the_test_button_refuses_to_run_code(flow, monkeypatch):
-    from airflow_byo.runner import sandbox
+    from airflow_byo.runner import sandbox_mode
 
     monkeypatch.setattr(
-        sandbox, "bubblewrap_status", lambda: (False, "bubblewrap (bwrap) is not installed: x")
+        sandbox_mode, "bubblewrap_status", lambda: (False, "bubblewrap (bwrap) is not installed: x")
     )
     result = run_test(
         flow, TestRequest(code=CODE, function_name="process", test_file="orders_2024-05-01.csv")

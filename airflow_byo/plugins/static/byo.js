@@ -68,7 +68,7 @@
   document.querySelectorAll("button.replay").forEach((button) => button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      const data = await api("POST", flowPath + "/replay", {pattern: button.dataset.pattern});
+      const data = await api("POST", flowPath + "/replay", {path: button.dataset.path});
       button.replaceWith(el("span", {class: "muted"}, `replays with the next run (${data.replayed})`));
     } catch (e) { button.disabled = false; button.after(el("span", {class: "error"}, e.message)); }
   }));
