@@ -41,12 +41,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from airflow_byo.runner import sandbox_network  # noqa: E402 -- after the checkout is importable
-from airflow_byo.runner.sandbox import (  # noqa: E402
-    SandboxSpec,
-    bubblewrap_status,
-    prepare_sandbox,
-    worker_identity,
-)
+from airflow_byo.runner.sandbox import SandboxSpec, prepare_sandbox, worker_identity  # noqa: E402
+from airflow_byo.runner.sandbox_mode import bubblewrap_status  # noqa: E402
 from bench.timing import Row, table  # noqa: E402
 from tests.servers import network_namespace, wait_for_port  # noqa: E402
 

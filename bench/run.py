@@ -137,13 +137,13 @@ def bench_b5(files: int, repeat: int) -> list[Row]:
     and B1's flow with the sandbox on vs off (same files, same function).
     """
     from airflow_byo.flow import FlowEnvironment, ResolvedFlow
-    from airflow_byo.runner import sandbox
+    from airflow_byo.runner import sandbox_mode
     from airflow_byo.runner.flow_runner import FlowRunner
     from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.storage import Location
 
-    if not sandbox.bubblewrap_status()[0]:
-        return [("B5 sandbox: bubblewrap cannot work here", 0.0, None, sandbox.bubblewrap_status()[1])]
+    if not sandbox_mode.bubblewrap_status()[0]:
+        return [("B5 sandbox: bubblewrap cannot work here", 0.0, None, sandbox_mode.bubblewrap_status()[1])]
     source_dir = WORK / f"b1-in-{files}"
     _make_csv_files(source_dir, files)
     source = Location(str(source_dir))

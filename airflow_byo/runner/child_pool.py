@@ -15,7 +15,8 @@ import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from airflow_byo.runner.child_process import ChildProcess, stage_runtime
+from airflow_byo.runner.child_environment import stage_runtime
+from airflow_byo.runner.child_process import ChildProcess
 from airflow_byo.runner.sandbox import worker_identity
 from airflow_byo.scratch import scratch_dir, sweep
 

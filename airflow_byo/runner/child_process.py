@@ -4,9 +4,10 @@ One child process, seen from the worker: start it, feed it files, enforce the li
 A :class:`ChildProcess` serves many files. When a file times out or uses up its CPU time, the
 child dies or it breaks the protocol, the process is killed and the pool
 (:mod:`airflow_byo.runner.child_pool`) starts a fresh one for the remaining files. The child
-starts from an allow-listed environment, so it never holds the worker's secrets; it writes
-outputs only into a drop folder of its own, from which the worker takes them
-(:mod:`.output_handoff`); and every message it sends is checked (:mod:`.child_messages`).
+starts from an allow-listed environment (:mod:`.child_environment`), so it never holds the
+worker's secrets; it writes outputs only into a drop folder of its own, from which the worker
+takes them (:mod:`.output_handoff`); and every message it sends is checked (:mod:`.child_messages`)
+as it is read (:mod:`.child_pipes`).
 """
 
 from __future__ import annotations
@@ -15,21 +16,18 @@ import contextlib
 import json
 import logging
 import os
-import selectors
 import shutil
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import airflow_byo.runtime as runtime_package
 from airflow_byo.exceptions import ByoProcessorError
 from airflow_byo.outcomes import FileOutcome
+from airflow_byo.runner.child_environment import child_environment
 from airflow_byo.runner.child_messages import (
-    MAX_MESSAGE_BYTES,
     ProtocolViolation,
     checked_done,
     checked_failure,
@@ -37,6 +35,7 @@ from airflow_byo.runner.child_messages import (
     checked_seq,
     parse_message,
 )
+from airflow_byo.runner.child_pipes import MAX_STDERR_LINE_BYTES, LineReader, relay_lines
 from airflow_byo.runner.child_usage import CpuWatch
 from airflow_byo.runner.output_handoff import HandoffError, clear_drop
 from airflow_byo.runner.sandbox import describe_exit, prepare_sandbox
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
     from airflow_byo.runner.sandbox_identity import SandboxIdentity
     from airflow_byo.runtime.protocol import FileRequest, InitRequest, Notify, StopRequest
 
-__all__ = ["MAX_STDERR_LINE_BYTES", "ChildProcess", "TaskLog", "child_environment", "stage_runtime"]
+__all__ = ["ChildProcess", "TaskLog"]
 
 
 class TaskLog(Protocol):
@@ -63,109 +62,7 @@ class TaskLog(Protocol):
 
 log = logging.getLogger(__name__)
 
-#: Variables the child may inherit; everything else -- AIRFLOW__* settings, connection URIs,
-#: cloud credentials -- stays in the worker.
-_ENV_ALLOWLIST = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "HOME", "USER", "LOGNAME")
-
 _STARTUP_TIMEOUT_SECONDS = 120.0
-#: A longer line of the child's stderr is cut (and marked): the worker holds one line at a time.
-MAX_STDERR_LINE_BYTES = 64 * 1024
-
-
-def child_environment() -> dict[str, str]:
-    """The environment the child starts with: an allow-list of harmless variables, nothing else."""
-    env = {key: os.environ[key] for key in _ENV_ALLOWLIST if key in os.environ}
-    env.update({key: value for key, value in os.environ.items() if key.startswith("LC_")})
-    # Fewer malloc arenas keep the child's address space small, which matters under RLIMIT_AS.
-    env["MALLOC_ARENA_MAX"] = "2"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def stage_runtime(directory: str) -> str:
-    """
-    Copy the stdlib-only runtime into ``directory`` as an importable ``airflow_byo.runtime``.
-
-    Only these few files are shipped: the rest of airflow_byo (and Airflow itself) stays out of
-    the child's ``sys.path``. Readable by all: a root worker's child runs as a uid of its own.
-    """
-    package_root = Path(directory) / "airflow_byo"
-    target = package_root / "runtime"
-    target.mkdir(parents=True, exist_ok=True)
-    (package_root / "__init__.py").write_text('"""Runtime-only copy of airflow_byo."""\n')
-    for source in Path(runtime_package.__file__).parent.glob("*.py"):
-        shutil.copyfile(source, target / source.name)
-    for path in (Path(directory), package_root, target):
-        path.chmod(0o755)
-    for path in (package_root / "__init__.py", *target.glob("*.py")):
-        path.chmod(0o644)
-    return directory
-
-
-class _LineReader:
-    """Read newline-terminated messages from a pipe with a deadline and a size limit."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._buffer = bytearray()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(fd, selectors.EVENT_READ)
-
-    def readline(self, deadline: float | None) -> bytes | None:
-        """Return one line, ``b""`` at EOF, or ``None`` when the deadline passes."""
-        scanned = 0  # only new bytes are searched for the newline: no quadratic rescans
-        while (end := self._buffer.find(b"\n", scanned)) < 0:
-            if len(self._buffer) > MAX_MESSAGE_BYTES:
-                raise ProtocolViolation(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
-            scanned = len(self._buffer)
-            timeout = None if deadline is None else deadline - time.monotonic()
-            if timeout is not None and timeout <= 0:
-                return None
-            if not self._selector.select(timeout):
-                return None
-            chunk = os.read(self._fd, 1 << 16)
-            if not chunk:
-                return b""
-            self._buffer += chunk
-        if end > MAX_MESSAGE_BYTES:  # its newline came in the same read as its excess
-            raise ProtocolViolation(f"a message longer than {MAX_MESSAGE_BYTES} bytes")
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        return line
-
-    def close(self) -> None:
-        self._selector.close()
-
-
-def relay_lines(fd: int, emit: Any, limit: int = MAX_STDERR_LINE_BYTES) -> None:
-    """
-    Hand each line read from ``fd`` to ``emit`` until EOF, holding at most ``limit`` bytes: a
-    longer line is emitted cut, with a note of how much was dropped, and its rest is skipped.
-    """
-    pending = bytearray()
-    dropped = 0  # bytes of the current (over-long) line thrown away so far
-    while chunk := os.read(fd, 1 << 16):
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            if dropped:
-                dropped += end - start
-                emit(bytes(pending), dropped)
-            else:
-                line = pending + chunk[start:end]
-                emit(bytes(line[:limit]), max(0, len(line) - limit))
-            pending.clear()
-            dropped, start = 0, end + 1
-        rest = chunk[start:]
-        if dropped:
-            dropped += len(rest)
-        elif len(pending) + len(rest) > limit:
-            room = limit - len(pending)
-            pending += rest[:room]
-            dropped = len(rest) - room
-        else:
-            pending += rest
-    if pending or dropped:
-        emit(bytes(pending), dropped)
 
 
 class ChildProcess:
@@ -173,7 +70,7 @@ class ChildProcess:
     A running child that has loaded the processor and waits for files.
 
     :param python: interpreter of the flow's environment.
-    :param runtime_dir: directory prepared by :func:`stage_runtime`.
+    :param runtime_dir: directory prepared by :func:`.child_environment.stage_runtime`.
     :param init: the init message (processor source, config, args).
     :param task_log: logger that receives the child's stderr (the user's prints and logs).
     :param staging: where the run's outputs are staged: the child gets a drop folder of its own
@@ -234,7 +131,7 @@ class ChildProcess:
         assert self._proc.stdin is not None
         assert self._proc.stdout is not None
         self._stdin = self._proc.stdin
-        self._reader = _LineReader(self._proc.stdout.fileno())
+        self._reader = LineReader(self._proc.stdout.fileno())
         self._stderr_thread = threading.Thread(target=self._relay_stderr, daemon=True)
         self._stderr_thread.start()
         self._cpu = CpuWatch(self._proc.pid, depth=2 if self._launch is not None else 0)

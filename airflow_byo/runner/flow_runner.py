@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.faults import crash_point
 from airflow_byo.results import FileOutcome, FileResult, FileTally, RunSummary, file_result
+from airflow_byo.runner.child_environment import child_environment
 from airflow_byo.runner.child_pool import ChildPool, init_request
-from airflow_byo.runner.child_process import child_environment
 from airflow_byo.runner.progress import Progress, log_file_result, log_notification
 from airflow_byo.runner.publishing import Publishing, publish_behind, publishes_by_rename
-from airflow_byo.runner.sandbox import SandboxSpec, sandbox_mode
+from airflow_byo.runner.sandbox import SandboxSpec
+from airflow_byo.runner.sandbox_mode import sandbox_mode
 from airflow_byo.runner.transfers import fetch_numbered
 from airflow_byo.runner.workers import RunState, SharedClaims, worker_count
 from airflow_byo.storage.publisher import Publisher
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from airflow_byo.flow_config import JobConfig
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runner.output_handoff import OutputStaging
-    from airflow_byo.runner.sandbox import InEffect
+    from airflow_byo.runner.sandbox_mode import InEffect
     from airflow_byo.runner.transfers import FetchedFile
     from airflow_byo.runtime.protocol import Notify
     from airflow_byo.storage.location import Location, SourceFile

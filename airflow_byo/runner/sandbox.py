@@ -19,16 +19,18 @@ later. Writable folders are handed to the child's uid; read-only ones must be re
 :mod:`.sandbox_network`: the host's loopback services and abstract unix sockets stay out of
 reach) or ``host`` (the worker's own network, loopback included).
 
+This module holds what a sandbox may see and do (:class:`SandboxSpec`) and its prepared start
+(:func:`prepare_sandbox`, :class:`SandboxLaunch`); :mod:`.sandbox_command` builds bwrap's
+command line, and :mod:`.sandbox_mode` decides from ``[byo] sandbox`` whether children run in one.
+
 Stdlib only at import: the worker imports it, and tests run it without Airflow.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,50 +38,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_byo.runner.sandbox_command import (
+    INSTALL_BUBBLEWRAP,
+    bwrap_and_prlimit,
+    bwrap_argv,
+    interpreter_paths,
+    open_binds,
+    prlimit_options,
+)
+from airflow_byo.runner.sandbox_errors import config_error, processor_error
 from airflow_byo.runner.sandbox_identity import SandboxIdentity, lease_identity, parse_uid_range
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from airflow_byo.runner.sandbox_network import UserNetwork
+    from airflow_byo.runner.sandbox_command import Bind
+    from airflow_byo.runner.sandbox_pasta import UserNetwork
 
 __all__ = [
-    "SANDBOX_UID",
     "Network",
     "SandboxLaunch",
     "SandboxSpec",
-    "bubblewrap_status",
     "describe_exit",
-    "interpreter_paths",
     "prepare_sandbox",
-    "resolve_mode",
-    "sandbox_mode",
     "worker_identity",
 ]
 
-SANDBOX_UID = 65534  # "nobody" inside
-MODES = ("required", "auto", "off")
-Mode = Literal["required", "auto", "off"]
-InEffect = Literal["bubblewrap", "off"]
 Network = Literal["off", "user", "host"]
 
-_INSTALL = "install the Debian package bubblewrap (apt-get install -y bubblewrap)"
 _LAUNCHER = str(Path(__file__).with_name("sandbox_launcher.py"))
-
-#: Parts of the sandbox's own /proc that container runtimes (runc's defaults) make read-only ...
-_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
-#: ... and the files they hide (kernel memory, every process's keys, timers, scheduler details).
-_PROC_MASKED_FILES = (
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/kallsyms",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/kmsg",
-)
-_PROC_MASKED_DIRS = ("/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/driver")
 
 
 @dataclass(frozen=True)
@@ -109,255 +96,6 @@ class SandboxSpec:
     max_file_bytes: int | None = None
     max_memory_bytes: int | None = None
     tmp_bytes: int = 512 << 20
-
-
-def _config_error(message: str) -> Exception:
-    # The project's errors import Airflow; only build one when there is something to raise.
-    from airflow_byo.exceptions import ByoConfigError
-
-    return ByoConfigError(message)
-
-
-@functools.cache
-def _tool(name: str) -> str | None:
-    found = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/bin:/bin:/usr/sbin")
-    return os.path.realpath(found) if found else None
-
-
-@functools.cache
-def bubblewrap_status() -> tuple[bool, str]:
-    """
-    Whether bwrap exists, the seccomp filter can be built, *and* a sandbox can start here (one
-    trivial sandboxed ``true``, cached).
-
-    :return: ``(True, "bubblewrap <version>")`` or ``(False, "<why>; <how to fix>")``.
-    """
-    from airflow_byo.runner.seccomp_filter import seccomp_status
-
-    bwrap, prlimit = _tool("bwrap"), _tool("prlimit")
-    if bwrap is None:
-        return False, f"bubblewrap (bwrap) is not installed: {_INSTALL}"
-    if prlimit is None:  # the limits are applied inside the sandbox by util-linux's prlimit
-        return False, "prlimit is not installed: install the Debian package util-linux"
-    works, why = seccomp_status()
-    if not works:
-        return False, why
-    identity = None
-    try:
-        identity = worker_identity()
-        probe = SandboxSpec(interpreter="/usr/bin/true")
-        with prepare_sandbox(["/usr/bin/true"], probe, identity=identity) as launch:
-            result = launch.run(timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"bubblewrap ({bwrap}) could not run: {exc}"
-    except Exception as exc:  # noqa: BLE001 -- e.g. no free sandbox uid: the reason is the message
-        return False, str(exc)
-    finally:
-        if identity is not None:
-            identity.release()
-    if result.returncode != 0:
-        why_lines = result.stderr.strip().splitlines()[-1:] or [f"exit code {result.returncode}"]
-        return False, (
-            f"bubblewrap ({bwrap}) cannot create a sandbox here: {why_lines[0]}. Unprivileged user "
-            "namespaces must be allowed (sysctl user.max_user_namespaces > 0; Debian <= 10: "
-            "kernel.unprivileged_userns_clone=1; Ubuntu >= 23.10: an AppArmor profile for bwrap or "
-            "kernel.apparmor_restrict_unprivileged_userns=0; in a container: a seccomp profile "
-            "that allows clone/unshare of namespaces)"
-        )
-    version = subprocess.run([bwrap, "--version"], capture_output=True, text=True).stdout.strip()
-    return True, version or "bubblewrap"
-
-
-def sandbox_mode() -> tuple[InEffect, str | None]:
-    """The mode in effect for this worker's ``[byo] sandbox`` setting, and a warning to log once."""
-    from airflow_byo.provider_config import setting
-
-    configured = setting("sandbox")
-    if configured.strip().lower() == "off":
-        return "off", None  # no probe: a trusted setup pays nothing
-    return resolve_mode(configured, bubblewrap_status())
-
-
-def resolve_mode(setting: str, status: tuple[bool, str]) -> tuple[InEffect, str | None]:
-    """
-    The sandbox mode in effect for ``[byo] sandbox = required | auto | off``.
-
-    :param setting: the configured value (``""`` means the default, ``auto``).
-    :param status: :func:`bubblewrap_status` (passed in so this stays a pure function).
-    :return: ``("bubblewrap" | "off", warning or None)``; ``auto`` without bubblewrap warns.
-    :raises ByoConfigError: for an unknown value, or ``required`` when bubblewrap cannot work.
-    """
-    value = (setting or "auto").strip().lower()
-    if value not in MODES:
-        raise _config_error(f"[byo] sandbox = {setting!r} is not valid: use one of {', '.join(MODES)}")
-    works, reason = status
-    if value == "off":
-        return "off", None
-    if works:
-        return "bubblewrap", None
-    if value == "required":
-        raise _config_error(f"[byo] sandbox = required, but {reason}")
-    return "off", (
-        f"the processor runs WITHOUT a sandbox: {reason}. Fix that to enable it, or set "
-        "[byo] sandbox = off to silence this warning for trusted code"
-    )
-
-
-@functools.cache
-def interpreter_paths(python: str) -> tuple[str, ...]:
-    """
-    The folders ``python`` needs read-only: its venv (if it is one) and its base installation.
-
-    The base is asked of the interpreter itself (``-I -S``: no site-packages, no ``.pth`` files, so
-    none of the flow's packages runs outside the sandbox), once per path; a venv is recognised the
-    way Python does, by ``pyvenv.cfg`` next to the executable or one level up.
-    """
-    python = os.path.abspath(python)
-    probe = "import sys; print(sys.base_prefix); print(sys.base_exec_prefix); print(sys.executable)"
-    try:
-        out = subprocess.run(
-            [python, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60, check=True
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError) as exc:
-        from airflow_byo.exceptions import ByoProcessorError
-
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise ByoProcessorError(
-            f"cannot start the processor's interpreter {python!r}: {reason}. "
-            "Check python_interpreter (or the flow's environment under venv_cache_path)"
-        ) from None
-    paths = [os.path.realpath(out[0]), os.path.realpath(out[1])]
-    for venv in (os.path.dirname(python), os.path.dirname(os.path.dirname(python))):
-        if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
-            paths.append(venv)
-            break
-    if not any(_inside(python, path) for path in paths):
-        paths.append(python)  # a lone interpreter outside its prefix (e.g. a wrapper)
-    return tuple(dict.fromkeys(paths))
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _system_binds(network: Network) -> list[str]:
-    """The host's programs and libraries, and the few /etc files they read; nothing else of /etc."""
-    args = ["--ro-bind", "/usr", "/usr"]
-    # Merged-/usr systems have /bin -> usr/bin etc.: recreate the links, else bind the folders.
-    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    etc = [
-        "/etc/ld.so.cache",  # the dynamic loader's library index (numpy & co. load .so files)
-        "/etc/localtime",  # time.localtime() and logging timestamps in the worker's zone
-        "/etc/passwd",  # world-readable anyway; pwd.getpwuid(65534) -> nobody (getpass, ~)
-        "/etc/group",
-        "/etc/alternatives",  # Debian's /usr/bin/<tool> -> /etc/alternatives/<tool> links
-    ]
-    if network != "off":  # name resolution and TLS trust, only when the flow may use the network
-        etc += ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf"]
-        etc += ["/etc/gai.conf", "/etc/ssl/certs", "/etc/ssl/openssl.cnf", "/etc/ca-certificates"]
-        etc += ["/etc/pki/tls/certs", "/etc/pki/ca-trust"]  # RHEL-style trust stores
-    for path in etc:
-        args += ["--ro-bind-try", path, path]  # -try: not every distribution has every file
-    return args
-
-
-def _proc_protection() -> list[str]:
-    """Read-only and masked parts of the sandbox's /proc (only those this kernel has)."""
-    args: list[str] = []
-    for path in _PROC_READ_ONLY:
-        if os.path.exists(path):
-            args += ["--ro-bind", path, path]
-    for path in _PROC_MASKED_FILES:
-        if os.path.exists(path):
-            args += ["--ro-bind", "/dev/null", path]
-    for path in _PROC_MASKED_DIRS:
-        if os.path.isdir(path):
-            args += ["--perms", "0555", "--tmpfs", path, "--remount-ro", path]
-    return args
-
-
-@dataclass
-class _Bind:
-    """One folder (or file) for the sandbox, opened by the worker: bound from this descriptor."""
-
-    dest: str
-    source: str
-    fd: int
-    is_dir: bool
-    writable: bool
-
-
-def _open_binds(spec: SandboxSpec, interpreter_dirs: Sequence[str]) -> list[_Bind]:
-    read_only = {os.path.abspath(p) for p in spec.read_only}
-    writable = {os.path.abspath(p) for p in spec.writable}
-    if read_only & writable:
-        raise ValueError(f"paths both read-only and writable in the sandbox: {sorted(read_only & writable)}")
-    if not any(_inside(spec.cwd, p) for p in ("/tmp", *read_only, *writable)):
-        raise ValueError(f"the sandbox's cwd {spec.cwd!r} is not inside /tmp or a bound path")
-    # An interpreter under /usr (Debian's python3) is already there with /usr.
-    wanted = dict.fromkeys((p for p in interpreter_dirs if not _inside(p, "/usr")), False)
-    wanted |= dict.fromkeys(read_only, False) | dict.fromkeys(writable, True)
-    binds: list[_Bind] = []
-    try:
-        # Parents before children, so a read-only input folder inside a writable one stays read-only.
-        for path, rw in sorted(wanted.items(), key=lambda item: (item[0].count("/"), item[0])):
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            binds.append(
-                _Bind(path, os.readlink(f"/proc/self/fd/{fd}"), fd, os.path.isdir(f"/proc/self/fd/{fd}"), rw)
-            )
-    except BaseException:
-        for bind in binds:
-            os.close(bind.fd)
-        raise
-    return binds
-
-
-def _limits(spec: SandboxSpec) -> list[str]:
-    limits = []
-    if spec.max_processes is not None:
-        limits.append(f"--nproc={spec.max_processes}")
-    if spec.max_file_bytes is not None:
-        limits.append(f"--fsize={spec.max_file_bytes}")
-    if spec.max_memory_bytes is not None:
-        limits.append(f"--as={spec.max_memory_bytes}")
-    return limits
-
-
-def _bwrap_argv(bwrap: str, spec: SandboxSpec, binds: list[_Bind], view_root: str | None) -> list[str]:
-    args = [bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
-    args.append("--disable-userns")  # no nested user namespaces: less kernel attack surface
-    args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    if spec.network != "host":
-        args.append("--unshare-net")  # a network namespace with only a loopback of its own
-    args += ["--hostname", "byo-sandbox", "--cap-drop", "ALL"]
-    # Not --as-pid-1: bwrap stays the namespace's init and exits when the child does; the kernel
-    # then kills every process left in the namespace (daemons, background forks), so the pipes
-    # close at once and the worker sees the crash. --die-with-parent: a killed worker (or a
-    # SIGKILL to the outer bwrap) takes the whole namespace with it. --new-session: no TIOCSTI
-    # keystroke injection into a terminal, harmless for the pipe protocol.
-    args += ["--die-with-parent", "--new-session"]
-    args += ["--proc", "/proc", *_proc_protection(), "--dev", "/dev"]
-    size = ["--size", str(spec.tmp_bytes)]
-    args += ["--perms", "1777", *size, "--tmpfs", "/tmp", "--perms", "1777", *size, "--tmpfs", "/dev/shm"]
-    args += ["--remount-ro", "/dev"]  # bwrap's /dev is an uncapped tmpfs: no files in RAM there
-    args += _system_binds(spec.network)
-    for index, bind in enumerate(binds):
-        if view_root is not None:  # a root worker: the launcher mounted it at <view_root>/<n>
-            option = "--bind" if bind.writable else "--ro-bind"
-            args += [option, f"{view_root}/{index}", bind.dest]
-        else:
-            option = "--bind-fd" if bind.writable else "--ro-bind-fd"
-            args += [option, str(bind.fd), bind.dest]
-    args += ["--remount-ro", "/"]  # the root itself (and mount points bwrap made) read-only
-    args += ["--chdir", spec.cwd]
-    env = {**spec.env, "HOME": "/tmp", "TMPDIR": "/tmp"}  # the host's HOME/TMPDIR are not there
-    for key, value in env.items():
-        args += ["--setenv", key, value]
-    return args
 
 
 class SandboxLaunch:
@@ -420,7 +158,7 @@ class SandboxLaunch:
         try:
             child_pid = int(json.loads(raw)["child-pid"])
         except (ValueError, KeyError, TypeError):
-            raise _sandbox_error(
+            raise processor_error(
                 f"the sandbox did not start (exit code {process.wait()}); the [processor] lines say why"
             ) from None
         self.network = attach_user_network(child_pid)
@@ -464,12 +202,6 @@ class SandboxLaunch:
         self.close()
 
 
-def _sandbox_error(message: str) -> Exception:
-    from airflow_byo.exceptions import ByoProcessorError
-
-    return ByoProcessorError(message)
-
-
 def worker_identity() -> SandboxIdentity | None:
     """
     For a root worker, a uid of its own for the next child(ren) (release it when they are gone);
@@ -484,7 +216,7 @@ def worker_identity() -> SandboxIdentity | None:
 
 def _resolv_conf_fd() -> int | None:
     """A pipe holding the sandbox's resolv.conf for a user-mode network, or None for the host's."""
-    from airflow_byo.runner.sandbox_network import sandbox_resolv_conf
+    from airflow_byo.runner.sandbox_dns import sandbox_resolv_conf
 
     text = sandbox_resolv_conf()
     if text is None:
@@ -512,54 +244,80 @@ def prepare_sandbox(
     :param launcher_python: the interpreter that runs the launcher (default: this one).
     :raises ByoConfigError: bwrap or prlimit missing.
     """
-    from airflow_byo.runner.sandbox_identity import new_view_root
-    from airflow_byo.runner.seccomp_filter import seccomp_fd
-
-    bwrap, prlimit = _tool("bwrap"), _tool("prlimit")
+    bwrap, prlimit = bwrap_and_prlimit()
     if bwrap is None or prlimit is None:
-        raise _config_error(f"the sandbox needs bwrap and prlimit: {_INSTALL}")
-    root = identity is not None
+        raise config_error(f"the sandbox needs bwrap and prlimit: {INSTALL_BUBBLEWRAP}")
     interpreter_dirs = () if spec.interpreter == "/usr/bin/true" else interpreter_paths(spec.interpreter)
-    binds = _open_binds(spec, interpreter_dirs)
-    fds = [bind.fd for bind in binds]
-    launch = SandboxLaunch([], fds)
+    binds = open_binds(spec, interpreter_dirs)
+    launch = SandboxLaunch([], [bind.fd for bind in binds])
     try:
-        if identity is not None:
-            for bind in binds:
-                if bind.writable:  # the child's own folder: its uid owns it
-                    os.chown(f"/proc/self/fd/{bind.fd}", identity.uid, identity.gid)
-            launch._view_root = new_view_root()
-        args = _bwrap_argv(bwrap, spec, binds, launch._view_root)
-        seccomp = seccomp_fd()
-        fds.append(seccomp)
-        args[1:1] = ["--seccomp", str(seccomp)]
-        keep = [seccomp] if root else [seccomp, *(bind.fd for bind in binds)]
-        if spec.network == "user":
-            launch._info, launch._block = os.pipe(), os.pipe()
-            args[1:1] = ["--info-fd", str(launch._info[1]), "--block-fd", str(launch._block[0])]
-            fds += [launch._info[1], launch._block[0]]
-            keep += [launch._info[1], launch._block[0]]
-            resolv_conf = _resolv_conf_fd()
-            if resolv_conf is not None:  # a host resolver on loopback: the one pasta forwards to
-                args += ["--ro-bind-data", str(resolv_conf), "/etc/resolv.conf"]
-                fds.append(resolv_conf)
-                keep.append(resolv_conf)
-        limits = _limits(spec)
-        args += ["--", prlimit, *limits, "--", *argv] if limits else ["--", *argv]
-        plan = {
-            "exec": args,
-            "keep_fds": keep,
-            "uid": identity.uid if identity else None,
-            "gid": identity.gid if identity else None,
-            "view_root": launch._view_root,
-            "views": [[bind.fd, bind.source, bind.is_dir] for bind in binds] if root else [],
-        }
+        plan = _launch_plan(launch, argv, spec, binds, identity, bwrap=bwrap, prlimit=prlimit)
         python = launcher_python or os.path.realpath(sys.executable)
         launch.command = [python, "-I", "-S", _LAUNCHER, json.dumps(plan)]
     except BaseException:
         launch.close()
         raise
     return launch
+
+
+def _launch_plan(
+    launch: SandboxLaunch,
+    argv: list[str],
+    spec: SandboxSpec,
+    binds: list[Bind],
+    identity: SandboxIdentity | None,
+    *,
+    bwrap: str,
+    prlimit: str,
+) -> dict[str, Any]:
+    """
+    What the launcher (:mod:`.sandbox_launcher`) does: the bwrap command it execs, the descriptors
+    that reach bwrap, the uid it drops to and the folders it mounts for a root worker. Every
+    descriptor opened here is added to ``launch``, which closes it.
+    """
+    from airflow_byo.runner.sandbox_identity import new_view_root
+    from airflow_byo.runner.seccomp_filter import seccomp_fd
+
+    root = identity is not None
+    if identity is not None:
+        for bind in binds:
+            if bind.writable:  # the child's own folder: its uid owns it
+                os.chown(f"/proc/self/fd/{bind.fd}", identity.uid, identity.gid)
+        launch._view_root = new_view_root()
+    args = bwrap_argv(bwrap, spec, binds, launch._view_root)
+    seccomp = seccomp_fd()
+    launch._fds.append(seccomp)
+    args[1:1] = ["--seccomp", str(seccomp)]
+    keep = [seccomp] if root else [seccomp, *(bind.fd for bind in binds)]
+    if spec.network == "user":
+        _block_until_connected(launch, args, keep)
+    limits = prlimit_options(spec)
+    args += ["--", prlimit, *limits, "--", *argv] if limits else ["--", *argv]
+    return {
+        "exec": args,
+        "keep_fds": keep,
+        "uid": identity.uid if identity else None,
+        "gid": identity.gid if identity else None,
+        "view_root": launch._view_root,
+        "views": [[bind.fd, bind.source, bind.is_dir] for bind in binds] if root else [],
+    }
+
+
+def _block_until_connected(launch: SandboxLaunch, args: list[str], keep: list[int]) -> None:
+    """
+    ``network: user``: bwrap reports the sandbox's pid (``--info-fd``) and waits (``--block-fd``)
+    until :meth:`SandboxLaunch.start` has attached its network; the sandbox's resolv.conf, if the
+    host's would not work there.
+    """
+    launch._info, launch._block = os.pipe(), os.pipe()
+    args[1:1] = ["--info-fd", str(launch._info[1]), "--block-fd", str(launch._block[0])]
+    launch._fds += [launch._info[1], launch._block[0]]
+    keep += [launch._info[1], launch._block[0]]
+    resolv_conf = _resolv_conf_fd()
+    if resolv_conf is not None:  # a host resolver on loopback: the one pasta forwards to
+        args += ["--ro-bind-data", str(resolv_conf), "/etc/resolv.conf"]
+        launch._fds.append(resolv_conf)
+        keep.append(resolv_conf)
 
 
 def describe_exit(returncode: int) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_byo.runner.child_process import MAX_STDERR_LINE_BYTES, relay_lines
+from airflow_byo.runner.child_pipes import MAX_STDERR_LINE_BYTES, relay_lines
 from airflow_byo.runner.child_usage import tree_cpu_seconds
 from airflow_byo.storage import Location
 from tests.conftest import RecordingLogger, inline_runner, make_files, published

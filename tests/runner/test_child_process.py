@@ -14,7 +14,7 @@ import pytest
 
 from airflow_byo.exceptions import ByoProcessorError
 from airflow_byo.flow import FlowEnvironment, ResolvedFlow
-from airflow_byo.runner.child_process import stage_runtime
+from airflow_byo.runner.child_environment import stage_runtime
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.storage import TEMP_MARKER, Location
 from tests.conftest import RecordingLogger, assert_no_temporaries, make_files, published, run_flow

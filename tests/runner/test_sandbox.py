@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.runner import sandbox, sandbox_network
+from airflow_byo.runner import sandbox, sandbox_command, sandbox_dns, sandbox_mode
 from airflow_byo.runner.sandbox import SandboxSpec, prepare_sandbox, worker_identity
 from airflow_byo.runner.sandbox_network import pasta_status
 from tests.conftest import remove_user, throwaway_user
@@ -39,8 +39,8 @@ FERNET = "fernet-canary-0123456789abcdef"
 CHILD_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 pytestmark = pytest.mark.skipif(
-    not sandbox.bubblewrap_status()[0],
-    reason=f"bubblewrap cannot work here: {sandbox.bubblewrap_status()[1]}",
+    not sandbox_mode.bubblewrap_status()[0],
+    reason=f"bubblewrap cannot work here: {sandbox_mode.bubblewrap_status()[1]}",
 )
 
 
@@ -220,7 +220,7 @@ def test_interpreter_venv_and_dags_module_work(worker: Worker) -> None:
     got = worker.run(
         "probe", {"sys_path": str(worker.dags / "flow_lib")}, worker.spec(writable=(str(cwd),), cwd=str(cwd))
     )
-    assert (got["uid"], got["gid"]) == (sandbox.SANDBOX_UID, sandbox.SANDBOX_UID)
+    assert (got["uid"], got["gid"]) == (sandbox_command.SANDBOX_UID, sandbox_command.SANDBOX_UID)
     assert got["hostname"] == "byo-sandbox"
     assert got["prefix"] == str(Path(worker.python).parent.parent)  # the venv, not the base
     assert (got["venv_module"], got["dags_module"]) == ("from the venv", "from the DAGs folder")
@@ -312,7 +312,7 @@ def test_a_user_network_gets_the_forwarded_resolver_when_the_hosts_is_on_loopbac
     """The host's resolver on 127.0.0.53 (systemd-resolved) is unreachable from the sandbox's own
     loopback: its /etc/resolv.conf names the address pasta forwards instead."""
     forwarded = "nameserver 169.254.1.53\nsearch example.internal\n"
-    monkeypatch.setattr(sandbox_network, "sandbox_resolv_conf", lambda: forwarded)
+    monkeypatch.setattr(sandbox_dns, "sandbox_resolv_conf", lambda: forwarded)
     got = worker.run("read", {"paths": ["/etc/resolv.conf"]}, worker.spec(network="user"))
     assert got["/etc/resolv.conf"] == {"ok": True, "value": forwarded}
 
@@ -421,9 +421,9 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
         pytest.skip("the root worker is the test process itself")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); sys.path.append(sys.argv[3])\n"
-        "from airflow_byo.runner import sandbox as s\n"
+        "from airflow_byo.runner import sandbox as s, sandbox_mode as mode, sandbox_network\n"
         "assert not [m for m in sys.modules if m.startswith('airflow.')], 'Airflow imported'\n"
-        "assert s.bubblewrap_status()[0], s.bubblewrap_status()\n"
+        "assert mode.bubblewrap_status()[0], mode.bubblewrap_status()\n"
         "assert s.worker_identity() is None  # an ordinary user's children run as itself\n"
         "spec = s.SandboxSpec(interpreter=sys.argv[2])\n"
         "argv = [sys.argv[2], '-c', 'import os; print(os.getuid())']\n"
@@ -439,7 +439,7 @@ def test_the_module_works_for_an_ordinary_user_without_airflow(worker: Worker) -
         text=True,
         check=True,
     )
-    assert result.stdout.strip() == str(sandbox.SANDBOX_UID)
+    assert result.stdout.strip() == str(sandbox_command.SANDBOX_UID)
 
 
 def _plan(argv: list[str], spec: SandboxSpec, identity: Any = None) -> dict[str, Any]:
@@ -502,22 +502,22 @@ def test_a_root_workers_child_gets_a_uid_of_its_own_and_views_of_its_folders(tmp
 
 def test_resolve_mode() -> None:
     works, broken = (True, "bubblewrap 0.8.0"), (False, "bubblewrap (bwrap) is not installed: install ...")
-    assert sandbox.resolve_mode("auto", works) == ("bubblewrap", None)
-    assert sandbox.resolve_mode("", works) == ("bubblewrap", None)
-    assert sandbox.resolve_mode("required", works) == ("bubblewrap", None)
-    assert sandbox.resolve_mode("off", works) == ("off", None)
-    mode, warning = sandbox.resolve_mode("auto", broken)
+    assert sandbox_mode.resolve_mode("auto", works) == ("bubblewrap", None)
+    assert sandbox_mode.resolve_mode("", works) == ("bubblewrap", None)
+    assert sandbox_mode.resolve_mode("required", works) == ("bubblewrap", None)
+    assert sandbox_mode.resolve_mode("off", works) == ("off", None)
+    mode, warning = sandbox_mode.resolve_mode("auto", broken)
     assert mode == "off"
     assert warning is not None
     assert "WITHOUT a sandbox" in warning
     with pytest.raises(
         ByoConfigError, match=r"sandbox = required, but bubblewrap \(bwrap\) is not installed"
     ):
-        sandbox.resolve_mode("required", broken)
+        sandbox_mode.resolve_mode("required", broken)
     with pytest.raises(
         ByoConfigError, match=r"\[byo\] sandbox = 'yes' is not valid: use one of required, auto, off"
     ):
-        sandbox.resolve_mode("yes", works)
+        sandbox_mode.resolve_mode("yes", works)
 
 
 def test_describe_exit() -> None:
@@ -531,12 +531,12 @@ def test_describe_exit() -> None:
 def test_status_names_the_package_when_bwrap_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(sandbox, "_tool", lambda name: None)
-    sandbox.bubblewrap_status.cache_clear()
+    monkeypatch.setattr(sandbox_command, "_tool", lambda name: None)
+    sandbox_mode.bubblewrap_status.cache_clear()
     try:
-        works, reason = sandbox.bubblewrap_status()
+        works, reason = sandbox_mode.bubblewrap_status()
     finally:
-        sandbox.bubblewrap_status.cache_clear()
+        sandbox_mode.bubblewrap_status.cache_clear()
     assert not works
     assert "install the Debian package bubblewrap" in reason
 

@@ -31,13 +31,13 @@ from typing import Any
 
 import pytest
 
-from airflow_byo.runner import sandbox
+from airflow_byo.runner import sandbox_mode
 from airflow_byo.runner.sandbox_identity import DEFAULT_UID_RANGE, parse_uid_range
 from tests.conftest import remove_user, throwaway_user
 
 pytestmark = pytest.mark.skipif(
-    not sandbox.bubblewrap_status()[0],
-    reason=f"bubblewrap cannot work here: {sandbox.bubblewrap_status()[1]}",
+    not sandbox_mode.bubblewrap_status()[0],
+    reason=f"bubblewrap cannot work here: {sandbox_mode.bubblewrap_status()[1]}",
 )
 
 DRIVER = Path(__file__).parent / "sandbox" / "run_operator.py"

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoProcessorError
-from airflow_byo.runner import sandbox, sandbox_network
+from airflow_byo.runner import sandbox_dns, sandbox_mode, sandbox_network
 from tests.conftest import remove_user, throwaway_user
 from tests.servers import network_namespace, wait_for_port
 
@@ -42,7 +42,7 @@ PATH_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
 NEEDS_ROOT = "needs root (network namespaces, test users, a private mount namespace); CI runs as root"
 
 pytestmark = [
-    pytest.mark.skipif(not sandbox.bubblewrap_status()[0], reason=sandbox.bubblewrap_status()[1]),
+    pytest.mark.skipif(not sandbox_mode.bubblewrap_status()[0], reason=sandbox_mode.bubblewrap_status()[1]),
     pytest.mark.skipif(not sandbox_network.pasta_status()[0], reason=sandbox_network.pasta_status()[1]),
 ]
 
@@ -70,7 +70,7 @@ class Worker:
     kind: str
     uid: int
     gid: int
-    copies: Path | None = None  # the session and module, where the ordinary user can read them
+    copies: Path | None = None  # the session and the package, where the ordinary user can read them
 
     @property
     def drop(self) -> list[str]:
@@ -81,7 +81,7 @@ class Worker:
         if self.kind == "root-sandbox-uid":
             config["bwrap_prefix"] = self.drop
         if self.kind != "user":
-            return network_session.run(config, sandbox_network)
+            return network_session.run(config)
         out = subprocess.run(
             self.script_argv(config), capture_output=True, text=True, env=PATH_ENV, timeout=180
         )
@@ -94,14 +94,13 @@ class Worker:
             config["bwrap_prefix"] = self.drop
         if self.kind == "user":
             assert self.copies is not None
-            session, module = self.copies / "network_session.py", self.copies / "sandbox_network.py"
             return [
                 *self.drop,
                 "/usr/bin/python3",
                 "-I",
-                str(session),
-                "--module",
-                str(module),
+                str(self.copies / "network_session.py"),
+                "--package-root",
+                str(self.copies),
                 json.dumps(config),
             ]
         return [sys.executable, str(SESSION), json.dumps(config)]
@@ -138,10 +137,22 @@ def worker(request: pytest.FixtureRequest, test_user: Any) -> Any:
         copies = Path(tempfile.mkdtemp(prefix="byo-netsession-code-"))
         copies.chmod(0o755)
         shutil.copy(SESSION, copies / "network_session.py")
-        shutil.copy(sandbox_network.__file__, copies / "sandbox_network.py")
+        _copy_runner(copies)
     yield Worker(request.param, uid, gid, copies)
     if copies is not None:
         shutil.rmtree(copies)
+
+
+def _copy_runner(copies: Path) -> None:
+    """``airflow_byo/runner`` (and the package's import-free ``__init__``) without the rest of it:
+    the sandbox's network modules must import with the standard library alone."""
+    runner = Path(sandbox_network.__file__).parent
+    (copies / "airflow_byo" / "runner").mkdir(parents=True)
+    shutil.copy(runner.parent / "__init__.py", copies / "airflow_byo" / "__init__.py")
+    for source in runner.glob("*.py"):
+        shutil.copy(source, copies / "airflow_byo" / "runner" / source.name)
+    for folder in (copies / "airflow_byo", copies / "airflow_byo" / "runner"):
+        folder.chmod(0o755)
 
 
 def _pasta_children() -> list[int]:
@@ -406,7 +417,7 @@ def test_host_loopback_and_abstract_sockets_are_not_reachable(worker: Worker, ho
 
 def test_control_a_shared_network_reaches_them(host: HostServices) -> None:
     """Without --unshare-net the same checks reach the host: the test above can fail."""
-    values = network_session.run({"share_net": True, "checks": _host_checks(host)}, sandbox_network)
+    values = network_session.run({"share_net": True, "checks": _host_checks(host)})
     loopback, _gateway, udp, _udp_gateway, abstract = (item.get("value") for item in values["results"])
     assert (loopback, udp, abstract) == ("host-loopback-tcp\n", "host-loopback-udp", "host-abstract\n")
 
@@ -433,7 +444,7 @@ def test_control_each_isolation_option_matters(
     """pasta's defaults hand the host's loopback to the sandbox; each option shuts one door."""
     _replace_option(monkeypatch, option)
     port = host.udp_port if check["kind"] == "udp" else host.tcp_port
-    result = network_session.run({"checks": [check | {"port": port}]}, sandbox_network)
+    result = network_session.run({"checks": [check | {"port": port}]})
     assert _ok(result) == [reply]
     assert host.hits == [reply]
 
@@ -449,9 +460,7 @@ def test_control_a_forwarded_port_is_seen_from_the_host(monkeypatch: pytest.Monk
     """The check above sees a forwarded port (bound on the host's 127.0.0.1 only, for the control)."""
     port = _free_port()
     _replace_option(monkeypatch, "-t", "-t", f"127.0.0.1/{port}")
-    result = network_session.run(
-        {"checks": [{"kind": "listen", "port": port}], "inbound": port}, sandbox_network
-    )
+    result = network_session.run({"checks": [{"kind": "listen", "port": port}], "inbound": port})
     assert result["inbound"] == "connected"
 
 
@@ -535,10 +544,10 @@ def _with_resolv_conf(worker: Worker, conf: Path, **config: Any) -> dict[str, An
 def test_loopback_resolver_is_forwarded(worker: Worker, loopback_resolver: LoopbackResolver) -> None:
     checks = [
         {"kind": "resolve", "name": "byo-dns.example"},
-        {"kind": "tcp", "host": sandbox_network.DNS_FORWARD_ADDRESS, "port": 53},  # UDP only
+        {"kind": "tcp", "host": sandbox_dns.DNS_FORWARD_ADDRESS, "port": 53},  # UDP only
     ]
     result = _with_resolv_conf(worker, loopback_resolver.conf, resolv_conf="module", checks=checks)
-    assert result["sandbox_resolv_conf"].startswith(f"nameserver {sandbox_network.DNS_FORWARD_ADDRESS}")
+    assert result["sandbox_resolv_conf"].startswith(f"nameserver {sandbox_dns.DNS_FORWARD_ADDRESS}")
     assert result["results"][0] == {"ok": True, "value": loopback_resolver.answer}
     # Control: the host's own file in the sandbox names a loopback address it cannot reach.
     control = _with_resolv_conf(worker, loopback_resolver.conf, checks=checks[:1])
@@ -568,7 +577,7 @@ def test_remote_resolver_is_used_as_it_is(worker: Worker, remote: Remote) -> Non
     [
         (
             "# systemd-resolved\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch a.test\n",
-            f"nameserver {sandbox_network.DNS_FORWARD_ADDRESS}  # the host's resolver, forwarded by pasta\n"
+            f"nameserver {sandbox_dns.DNS_FORWARD_ADDRESS}  # the host's resolver, forwarded by pasta\n"
             "# systemd-resolved\nnameserver 10.0.0.2\nsearch a.test\n",
         ),
         ("nameserver 10.0.0.2\nnameserver 127.0.0.1\n", None),  # the first IPv4 one decides, as in pasta
@@ -580,10 +589,10 @@ def test_remote_resolver_is_used_as_it_is(worker: Worker, remote: Remote) -> Non
 def test_sandbox_resolv_conf(tmp_path: Path, text: str, expected: str | None) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text(text)
-    got = sandbox_network.sandbox_resolv_conf(str(conf))
+    got = sandbox_dns.sandbox_resolv_conf(str(conf))
     if expected == "forwarded":
         assert got is not None
-        assert got.startswith(f"nameserver {sandbox_network.DNS_FORWARD_ADDRESS}")
+        assert got.startswith(f"nameserver {sandbox_dns.DNS_FORWARD_ADDRESS}")
         assert "127.0.0.1" not in got
         assert "fe80::1%eth0" in got
     else:
@@ -591,7 +600,7 @@ def test_sandbox_resolv_conf(tmp_path: Path, text: str, expected: str | None) ->
 
 
 def test_sandbox_resolv_conf_without_a_file(tmp_path: Path) -> None:
-    assert sandbox_network.sandbox_resolv_conf(str(tmp_path / "missing")) is None
+    assert sandbox_dns.sandbox_resolv_conf(str(tmp_path / "missing")) is None
 
 
 # --- errors -----------------------------------------------------------------------------------------

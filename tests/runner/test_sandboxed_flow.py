@@ -27,14 +27,14 @@ import pytest
 
 from airflow_byo.exceptions import ByoConfigError, ByoFilesFailedError
 from airflow_byo.operators.byo_flow import ByoFlowOperator
-from airflow_byo.runner import sandbox
+from airflow_byo.runner import sandbox_mode
 from tests.conftest import RecordingLogger, context
 
 CANARY = "CANARY-s3cr3t-" + uuid.uuid4().hex[:8]
 
 pytestmark = pytest.mark.skipif(
-    not sandbox.bubblewrap_status()[0],
-    reason=f"bubblewrap cannot work here: {sandbox.bubblewrap_status()[1]}",
+    not sandbox_mode.bubblewrap_status()[0],
+    reason=f"bubblewrap cannot work here: {sandbox_mode.bubblewrap_status()[1]}",
 )
 
 #: Reads every secret it can reach and hands it to every channel it has.
@@ -286,7 +286,7 @@ def test_sandbox_required_without_bubblewrap_fails_naming_the_package(
 ) -> None:
     monkeypatch.setenv("AIRFLOW__BYO__SANDBOX", "required")
     monkeypatch.setattr(
-        sandbox, "bubblewrap_status", lambda: (False, "bubblewrap (bwrap) is not installed: x")
+        sandbox_mode, "bubblewrap_status", lambda: (False, "bubblewrap (bwrap) is not installed: x")
     )
     with pytest.raises(
         ByoConfigError, match=r"\[byo\] sandbox = required, but bubblewrap \(bwrap\) is not installed"
@@ -298,7 +298,7 @@ def test_auto_without_bubblewrap_runs_unsandboxed_with_one_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        sandbox, "bubblewrap_status", lambda: (False, "bubblewrap (bwrap) is not installed: x")
+        sandbox_mode, "bubblewrap_status", lambda: (False, "bubblewrap (bwrap) is not installed: x")
     )
     result, _, log = run_flow(tmp_path, "def process(file, ctx):\n    return 'ok'\n")
     assert result["sandbox"] == "off"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_byo.runner import sandbox, seccomp_filter
+from airflow_byo.runner import sandbox_mode, seccomp_filter
 from airflow_byo.runner.seccomp_filter import (
     CLONE_NAMESPACE_FLAGS,
     DENIED_IOCTLS,
@@ -44,8 +44,8 @@ SIGSYS_EXIT = 128 + signal.SIGSYS  # bwrap's exit code for a child killed by SIG
 
 pytestmark = [
     pytest.mark.skipif(
-        not sandbox.bubblewrap_status()[0],
-        reason=f"bubblewrap cannot work here: {sandbox.bubblewrap_status()[1]}",
+        not sandbox_mode.bubblewrap_status()[0],
+        reason=f"bubblewrap cannot work here: {sandbox_mode.bubblewrap_status()[1]}",
     ),
     pytest.mark.skipif(not seccomp_status()[0], reason=f"no seccomp filter here: {seccomp_status()[1]}"),
     pytest.mark.skipif(not os.path.exists(PYTHON), reason=f"the probe runs on {PYTHON}, which is missing"),
@@ -69,7 +69,7 @@ class Sandbox:
     def argv(self, seccomp: int | None) -> list[str]:
         args = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534"]
         args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
-        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):  # as sandbox._system_binds
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):  # as sandbox_command does
             if os.path.islink(top):
                 args += ["--symlink", os.readlink(top), top]
             elif os.path.isdir(top):

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from airflow_byo.runner.child_process import stage_runtime
+from airflow_byo.runner.child_environment import stage_runtime
 from tests.conftest import published, run_flow
 
 _BOOTSTRAP = (

@@ -4,13 +4,13 @@ pasta is attached to ``child-pid`` from ``--info-fd``, the probe runs, everythin
 
 The test module calls :func:`run` in its own process (a root worker); an ordinary user, or a root
 worker in a private mount namespace (another ``/etc/resolv.conf``), runs this file as a script:
-``python3 network_session.py [--module PATH] CONFIG_JSON`` prints :func:`run`'s result as JSON.
-Stdlib only, so ``/usr/bin/python3`` of an ordinary user runs it.
+``python3 network_session.py [--package-root PATH] CONFIG_JSON`` prints :func:`run`'s result as
+JSON (``PATH``: a copy of the ``airflow_byo`` package the user can read). Stdlib only, so
+``/usr/bin/python3`` of an ordinary user runs it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -126,19 +126,23 @@ def _inbound(port: int) -> str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def run(config: dict[str, Any], module: Any) -> dict[str, Any]:
+def run(config: dict[str, Any]) -> dict[str, Any]:
     """
     Start the sandbox, attach its network (unless ``share_net``), run the probe, report.
 
     :param config: ``checks`` for the probe, ``bwrap_prefix`` (setpriv to another uid),
-        ``share_net``, ``resolv_conf`` (``"module"``: bind the module's ``sandbox_resolv_conf()``),
+        ``share_net``, ``resolv_conf`` (``"module"``: bind what ``sandbox_dns.sandbox_resolv_conf()``
+        gives),
         ``close_before_start``, ``hold`` (print pids and wait to be killed), ``inbound`` (a port).
-    :param module: ``airflow_byo.runner.sandbox_network`` (or a copy of it, loaded by path).
+    The network is attached by ``airflow_byo.runner.sandbox_network`` as imported: the checkout's,
+    or the copy under ``--package-root``.
     """
+    from airflow_byo.runner import sandbox_dns, sandbox_network
+
     resolv = "/etc/resolv.conf"
     with tempfile.TemporaryDirectory(prefix="byo-netsession-") as tmp:
         os.chmod(tmp, 0o755)
-        text = module.sandbox_resolv_conf() if config.get("resolv_conf") == "module" else None
+        text = sandbox_dns.sandbox_resolv_conf() if config.get("resolv_conf") == "module" else None
         if text is not None:
             resolv = os.path.join(tmp, "resolv.conf")
             with open(resolv, "w") as handle:
@@ -162,7 +166,7 @@ def run(config: dict[str, Any], module: Any) -> dict[str, Any]:
             pid = _read_info(info_r)["child-pid"]
             result["child_pid"] = pid
             if not config.get("share_net"):
-                network = module.attach_user_network(pid)
+                network = sandbox_network.attach_user_network(pid)
                 result.update(pasta_pid=network.pasta_pid, attach_ms=network.attach_ms)
                 if config.get("close_before_start"):
                     network.close()
@@ -197,23 +201,10 @@ def run(config: dict[str, Any], module: Any) -> dict[str, Any]:
     return result
 
 
-def _load(path: str | None) -> Any:
-    if path is None:
-        from airflow_byo.runner import sandbox_network
-
-        return sandbox_network
-    spec = importlib.util.spec_from_file_location("sandbox_network", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 if __name__ == "__main__":
     args = sys.argv[1:]
-    module_path = None
-    if args[0] == "--module":
-        module_path, args = args[1], args[2:]
+    if args[0] == "--package-root":
+        sys.path.insert(0, args[1])
+        args = args[2:]
     config = json.loads(args[0])
-    print(json.dumps(run(config, _load(module_path))), flush=True)
+    print(json.dumps(run(config)), flush=True)
