@@ -12,7 +12,9 @@ provider (sshfs). This module only adds what a production flow needs on top:
   ``private_key`` given as key text (sshfs would take it for a file name); AES-GCM ciphers
   preferred (faster than asyncssh's default) unless the connection's ``ciphers`` extra says;
 * translation of every backend's exceptions into one :class:`ByoStorageError` that names the
-  connection and the URL, with the connection's secrets scrubbed from the message;
+  connection and the URL, with the connection's secrets scrubbed from the message (a
+  :class:`ByoNotFoundError` when what was asked for does not exist, so callers test the type,
+  not the text);
 * retries with backoff for transient failures (connection resets, 5xx, throttling).
 """
 
@@ -25,20 +27,20 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_byo.connections import get_connection, secrets_of
-from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.exceptions import ByoNotFoundError, ByoStorageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from fsspec import AbstractFileSystem
 
-__all__ = ["LOCAL_PROTOCOLS", "StorageErrors", "filesystem", "with_retries"]
+__all__ = ["LOCAL_PROTOCOLS", "S3_PROTOCOLS", "SFTP_PROTOCOLS", "StorageErrors", "filesystem", "with_retries"]
 
 log = logging.getLogger(__name__)
 
-LOCAL_PROTOCOLS = ("file", "local")
-SFTP_PROTOCOLS = ("sftp", "ssh")
-S3_PROTOCOLS = ("s3", "s3a", "s3n")
+LOCAL_PROTOCOLS: tuple[str, ...] = ("file", "local")
+SFTP_PROTOCOLS: tuple[str, ...] = ("sftp", "ssh")
+S3_PROTOCOLS: tuple[str, ...] = ("s3", "s3a", "s3n")
 
 _INSTALL_HINTS = {
     **dict.fromkeys(S3_PROTOCOLS, "pip install 'apache-airflow-providers-amazon[s3fs]'"),
@@ -165,7 +167,8 @@ class StorageErrors:
         via = f" with connection {self.conn_id!r}" if self.conn_id else ""
         kind, fix = _classify(exc)
         detail = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
-        return ByoStorageError(f"cannot {action} {self.where}{via}: {kind} ({detail}). {fix}")
+        error = ByoNotFoundError if kind == _NOT_FOUND else ByoStorageError
+        return error(f"cannot {action} {self.where}{via}: {kind} ({detail}). {fix}")
 
 
 def _error_code(exc: BaseException) -> str:
@@ -186,6 +189,9 @@ def _status(exc: BaseException) -> int:
     if isinstance(response, dict):
         return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     return 0
+
+
+_NOT_FOUND = "it does not exist"
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
@@ -215,7 +221,7 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, PermissionError) or code in ("AccessDenied", "403") or name == "SFTPPermissionDenied":
         return "permission denied", "Grant the connection's user access to this path"
     if isinstance(exc, FileNotFoundError) or code in ("NoSuchBucket", "NoSuchKey", "404"):
-        return "it does not exist", "Create it or fix the URL"
+        return _NOT_FOUND, "Create it or fix the URL"
     if (
         isinstance(exc, (ConnectionError, socket.gaierror, TimeoutError))
         or name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionLost", "DisconnectError")

@@ -29,6 +29,9 @@ class Backend:
     def get(self, path: str) -> bytes | None:
         raise NotImplementedError
 
+    def delete(self, path: str) -> None:
+        raise NotImplementedError
+
     def names(self, path: str) -> list[str]:
         """Every object name under ``path`` (temporaries included), relative to it."""
         raise NotImplementedError
@@ -57,6 +60,9 @@ class LocalBackend(Backend):
     def get(self, path: str) -> bytes | None:
         target = self.root / path
         return target.read_bytes() if target.exists() else None
+
+    def delete(self, path: str) -> None:
+        (self.root / path).unlink()
 
     def names(self, path: str) -> list[str]:
         base = self.root / path
@@ -102,6 +108,9 @@ class S3Backend(Backend):
             return bytes(self.client.get_object(Bucket=self.bucket, Key=path)["Body"].read())
         except self.client.exceptions.NoSuchKey:
             return None
+
+    def delete(self, path: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=path)
 
     def names(self, path: str) -> list[str]:
         prefix = path.rstrip("/") + "/"

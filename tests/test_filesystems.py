@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.exceptions import ByoNotFoundError, ByoStorageError
 from airflow_byo.filesystems import StorageErrors, is_transient, with_retries
 
 ERRORS = StorageErrors("source 's3://b/in'", "my_conn", ["hunter2-secret"])
@@ -70,3 +70,24 @@ def test_permanent_errors_are_not_retried_and_secrets_are_scrubbed() -> None:
     assert "permission denied" in str(raised.value)
     assert "hunter2-secret" not in str(raised.value)
     assert "***" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("exc", "not_found"),
+    [
+        (FileNotFoundError("gone"), True),
+        (client_error("NoSuchKey", 404), True),
+        (client_error("NoSuchBucket", 404), True),
+        (PermissionError("denied"), False),
+        (client_error("InternalError", 500), False),
+    ],
+)
+def test_what_does_not_exist_is_typed(exc: BaseException, not_found: bool) -> None:
+    error = ERRORS.translate(exc, "read")
+    assert isinstance(error, ByoNotFoundError) is not_found
+    assert isinstance(error, ByoStorageError)
+    if not_found:  # the message is the one it always was
+        assert str(error).startswith(
+            "cannot read source 's3://b/in' with connection 'my_conn': it does not exist ("
+        )
+        assert str(error).endswith(". Create it or fix the URL")

@@ -11,9 +11,9 @@ writes through a symlink and never shows a partial file.
 * **Publishing** opens each directory of an output's name relative to the destination with
   ``O_NOFOLLOW`` (no race between a check and the write), then renames the staged file into place
   (staging lies next to the destination on the same file system: see
-  :meth:`Location.output_staging <airflow_byo.storage.location.Location.output_staging>`). When
-  staging is on another file system, the bytes go through an unnamed ``O_TMPFILE`` linked into
-  place (it vanishes if the worker dies), else a hidden ``.byo-`` temporary renamed over the name.
+  :mod:`airflow_byo.storage.backends.local`, the backend these functions serve). When staging is
+  on another file system, the bytes go through an unnamed ``O_TMPFILE`` linked into place (it
+  vanishes if the worker dies), else a hidden ``.byo-`` temporary renamed over the name.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow_byo.exceptions import ByoStorageError
+from airflow_byo.exceptions import ByoNotFoundError, ByoStorageError
 from airflow_byo.scratch import TEMP_MARKER
 
 if TYPE_CHECKING:
@@ -115,6 +115,8 @@ def open_source_file(real_root: str, relative_path: str, root: str, *, follow_sy
     path = os.path.join(root, relative_path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:  # gone since it was listed
+        raise ByoNotFoundError(f"source file {path!r} is not a regular file") from None
     except OSError:
         raise ByoStorageError(f"source file {path!r} is not a regular file") from None
     try:

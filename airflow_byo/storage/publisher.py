@@ -22,15 +22,15 @@ from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.faults import crash_point
 from airflow_byo.runner.output_handoff import OutputStaging, discard_outputs
 from airflow_byo.scratch import scratch
-from airflow_byo.storage.sweeps import stale_age
+from airflow_byo.storage.backends.base import stale_age
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
     from airflow_byo.outcomes import FileOutcome, StagedOutput
-    from airflow_byo.storage.location import Location, SourceFile, StagedInput
-    from airflow_byo.storage.pending import PendingOutput
+    from airflow_byo.storage.backends.base import PendingOutput, SourceFile, StagedInput
+    from airflow_byo.storage.location import Location
 
 __all__ = ["Publisher"]
 
@@ -47,7 +47,7 @@ class Publisher:
     :param lease_seconds: the flow's ``job_config.lease_seconds``: an incomplete upload in a
         remote destination (S3 multipart upload, SFTP ``.byo-`` temporary) whose writer cannot be
         told dead is removed when idle for longer than that, and never sooner than an hour
-        (:func:`~airflow_byo.storage.sweeps.stale_age` says why).
+        (:func:`~airflow_byo.storage.backends.base.stale_age` says why).
     :param stale_after: that idle time itself, instead of the one derived from the lease.
     """
 
@@ -81,7 +81,7 @@ class Publisher:
 
     @property
     def swept(self) -> list[str]:
-        """What killed workers left in the destination and this run removed so far (see sweeps)."""
+        """What killed workers left in the destination and this run removed so far."""
         return list(self.destination.leftovers_removed)
 
     def __exit__(
@@ -136,12 +136,12 @@ class Publisher:
                 log.error(
                     "Could not remove output %s again after another output of the same file failed: %s; "
                     "delete it by hand (the file will be processed again)",
-                    output.location.url_for(output.name),
+                    output.url,
                     exc,
                 )
 
     def quarantine(self, file: SourceFile, staged: StagedInput, outcome: FileOutcome) -> str:
-        """Copy a failed input and its error record to the quarantine location; return its URL."""
+        """Copy a failed input and its error record to the quarantine location; return the input's new URL."""
         if self.quarantine_location is None:
             raise ByoConfigError("error_policy 'quarantine' needs a quarantine location")
         record = {
@@ -164,5 +164,4 @@ class Publisher:
             shutil.copyfile(staged.path, copy)  # publish() moves local files: never move the source
             url = self.quarantine_location.publish(copy, file.relative_path)
             self.quarantine_location.publish(error_file, f"{file.relative_path}.error.json")
-        outcome.quarantined = True
         return url

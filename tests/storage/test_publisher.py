@@ -93,7 +93,7 @@ def test_quarantine_copies_the_input_and_its_error_record(tmp_path: Path) -> Non
         "error": "hung",
         "traceback": "tb",
     }
-    assert outcome.quarantined
+    assert outcome.quarantined_to is None  # the publisher reports where it went; the runner records it
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["_quarantine"]
 
 

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from airflow_byo.storage import TEMP_MARKER, Location, sweeps
+from airflow_byo.storage import TEMP_MARKER, Location
+from airflow_byo.storage.backends import base
+from airflow_byo.storage.backends.base import STALE_FLOOR_SECONDS, stale_age
+from airflow_byo.storage.backends.sftp import upload_temporary
 from airflow_byo.storage.publisher import Publisher
-from airflow_byo.storage.sweeps import STALE_FLOOR_SECONDS, stale_age, upload_temporary
 from tests.backends import Backend, S3Backend, SftpBackend
 from tests.conftest import RecordingLogger, inline_runner, make_files
 from tests.storage.uploads import kill_mid_upload
@@ -25,7 +27,7 @@ from tests.storage.uploads import kill_mid_upload
 #: A temporary name as a process of this machine writes it: the child prints it and exits.
 _TEMP_OF_A_DEAD_PROCESS = """
 import sys
-from airflow_byo.storage.sweeps import upload_temporary
+from airflow_byo.storage.backends.sftp import upload_temporary
 print(upload_temporary(sys.argv[1]))
 """
 
@@ -204,7 +206,7 @@ def test_a_killed_workers_s3_upload_is_aborted_by_the_next_run_once_idle_past_th
     assert _run_flow(tmp_path, s3.location("out", "destination"), lease=1).leftovers_removed == []
     assert _uploads(s3) == ["out/report.bin"]
 
-    monkeypatch.setattr(sweeps, "STALE_FLOOR_SECONDS", 2.0)  # an hour later, in seconds
+    monkeypatch.setattr(base, "STALE_FLOOR_SECONDS", 2.0)  # an hour later, in seconds
     live = s3.client.create_multipart_upload(Bucket=s3.bucket, Key="out/live.bin")  # started long ago
     s3.client.create_multipart_upload(Bucket=s3.bucket, Key="other/old.bin")  # outside the prefix
     s3.client.create_multipart_upload(Bucket=s3.bucket, Key="outside.bin")  # "out" is no prefix of it
@@ -227,7 +229,7 @@ def test_a_killed_workers_s3_upload_is_aborted_by_the_next_run_once_idle_past_th
 def test_a_longer_lease_keeps_an_idle_s3_upload(
     s3: S3Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sweeps, "STALE_FLOOR_SECONDS", 1.0)
+    monkeypatch.setattr(base, "STALE_FLOOR_SECONDS", 1.0)
     slow = s3.client.create_multipart_upload(Bucket=s3.bucket, Key="out/slow.bin")
     s3.client.upload_part(
         Bucket=s3.bucket, Key="out/slow.bin", UploadId=slow["UploadId"], PartNumber=1, Body=b"x" * 1024
