@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
-    from airflow_byo.summary import RunSummary
+    from airflow_byo.results import RunSummary
 
 __all__ = ["MAX_LINEAGE_DATASETS", "asset_uri", "compact", "lineage"]
 

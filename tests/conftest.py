@@ -27,9 +27,8 @@ from tests.servers import S3Server, SftpServer
 
 if TYPE_CHECKING:
     from airflow_byo.operators.byo_flow import ByoFlowOperator
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import RunSummary, StagedOutput
     from airflow_byo.runner.flow_runner import FlowRunner
-    from airflow_byo.summary import RunSummary
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="byo-tests-airflow-home-"))
 _PRISTINE_METADATA_DB = _SESSION_HOME.with_name(_SESSION_HOME.name + "-migrated.db")
@@ -82,7 +81,7 @@ def migrated_airflow_home(airflow_home: Path, tmp_path: Path) -> Path:
 
 def staged_output(path: str | Path, name: str, records: int | None = None, **extra: Any) -> StagedOutput:
     """A taken output as the hand-off makes it (its inode and size recorded) for a file a test wrote."""
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import StagedOutput
 
     info = os.stat(path)
     return StagedOutput(

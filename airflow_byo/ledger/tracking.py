@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from airflow_byo.ledger.state import Outcome
+    from airflow_byo.results import FileResult
     from airflow_byo.storage.location import SourceFile
-    from airflow_byo.summary import FileResult
 
 __all__ = ["LedgerTracker"]
 

@@ -1,7 +1,7 @@
 """
 A flow's run history for the page: each run's state and times, and its summary's counts.
 
-Every run of a flow pushes its summary (:meth:`airflow_byo.summary.RunSummary.as_dict`) as the
+Every run of a flow pushes its summary (:meth:`airflow_byo.results.RunSummary.as_dict`) as the
 task's ``return_value`` XCom, also when files failed; the page reads it back from Airflow's
 metadata database (never from the workers). The ledger's side of the page is
 :mod:`airflow_byo.plugins.ledger_view`.

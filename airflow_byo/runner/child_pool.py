@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from airflow_byo.flow_config import JobConfig, RuntimeConfig
-    from airflow_byo.outcomes import FileOutcome
     from airflow_byo.processor import ProcessorSource
+    from airflow_byo.results import FileOutcome
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.runner.sandbox import SandboxSpec

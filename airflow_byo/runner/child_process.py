@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from airflow_byo.exceptions import ByoProcessorError
-from airflow_byo.outcomes import FileOutcome
+from airflow_byo.results import FileOutcome
 from airflow_byo.runner.child_environment import child_environment
 from airflow_byo.runner.child_messages import (
     ProtocolViolation,
@@ -42,7 +42,7 @@ from airflow_byo.runner.sandbox import describe_exit, prepare_sandbox
 from airflow_byo.scratch import scratch_dir
 
 if TYPE_CHECKING:
-    from airflow_byo.outcomes import OutcomeStatus
+    from airflow_byo.results import OutcomeStatus
     from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.runner.sandbox import SandboxLaunch, SandboxSpec
     from airflow_byo.runner.sandbox_identity import SandboxIdentity

@@ -18,7 +18,7 @@ FIFO or directory put there instead is refused, never followed or blocked on):
   choosing reach a destination) and, for a root worker, its owner to the worker.
 
 Every later read (preview, upload, publish) opens it again with
-:meth:`~airflow_byo.outcomes.StagedOutput.open`, which checks it is still that inode and size.
+:meth:`~airflow_byo.results.StagedOutput.open`, which checks it is still that inode and size.
 What the child leaves in its drop folder beyond the reported outputs -- whatever its type -- is
 removed (:func:`clear_drop`).
 """
@@ -34,7 +34,7 @@ import stat
 import tempfile
 from typing import TYPE_CHECKING
 
-from airflow_byo.outcomes import StagedOutput
+from airflow_byo.results import StagedOutput
 from airflow_byo.runtime.protocol import output_path
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from airflow_byo.exceptions import ByoNotFoundError, ByoStorageError
 from airflow_byo.scratch import TEMP_MARKER
 
 if TYPE_CHECKING:
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import StagedOutput
 
 __all__ = [
     "LocalOutput",

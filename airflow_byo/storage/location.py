@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
     from airflow_byo.filesystems import StorageErrors
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import StagedOutput
     from airflow_byo.storage.backends import Backend
 
 # SourceFile and StagedInput are defined with the backends that make them; named here as well,

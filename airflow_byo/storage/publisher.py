@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
-    from airflow_byo.outcomes import FileOutcome, StagedOutput
+    from airflow_byo.results import FileOutcome, StagedOutput
     from airflow_byo.storage.backends.base import PendingOutput, SourceFile, StagedInput
     from airflow_byo.storage.location import Location
 

@@ -24,7 +24,7 @@ from airflow_byo.ledger.runs import RunIdentity, process_scope
 from airflow_byo.ledger.schema import runs
 from airflow_byo.ledger.state import Ledger
 from airflow_byo.ledger.tracking import LedgerTracker
-from airflow_byo.summary import FileResult
+from airflow_byo.results import FileResult
 from tests.ledger.conftest import files
 
 HOST = socket.gethostname()

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_byo.ledger.state import Ledger
 from airflow_byo.ledger.tracking import LedgerTracker
-from airflow_byo.summary import FileResult
+from airflow_byo.results import FileResult
 from tests.ledger.conftest import files
 
 

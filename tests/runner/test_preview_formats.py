@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_byo.outcomes import StagedOutput
+from airflow_byo.results import StagedOutput
 from airflow_byo.runner.preview import format_previews, output_preview, preview_file
 from airflow_byo.runner.preview_formats import read_head, render_table
 from airflow_byo.storage import Location

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_byo.exceptions import ByoStorageError
-from airflow_byo.outcomes import StagedOutput
+from airflow_byo.results import StagedOutput
 from airflow_byo.runtime.protocol import output_path
 from airflow_byo.storage import FileFilter, Location
 from airflow_byo.storage.publisher import Publisher

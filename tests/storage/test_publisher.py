@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.outcomes import FileOutcome, StagedOutput
+from airflow_byo.results import FileOutcome, StagedOutput
 from airflow_byo.runtime.protocol import output_path
 from airflow_byo.storage import TEMP_MARKER, Location, SourceFile, StagedInput
 from airflow_byo.storage.publisher import Publisher

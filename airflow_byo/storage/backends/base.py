@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from fsspec import AbstractFileSystem
 
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import StagedOutput
     from airflow_byo.storage.selection import FileFilter
 
 __all__ = [

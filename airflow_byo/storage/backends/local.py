@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
     from airflow_byo.filesystems import StorageErrors
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import StagedOutput
     from airflow_byo.storage.selection import FileFilter
 
 __all__ = ["LocalBackend", "LocalPending"]

@@ -28,7 +28,7 @@ from airflow_byo.storage.local_files import open_staged_source
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import StagedOutput
 
 __all__ = ["S3Backend", "S3Pending"]
 

@@ -40,7 +40,7 @@ from airflow_byo.storage.local_files import open_staged_source
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-    from airflow_byo.outcomes import StagedOutput
+    from airflow_byo.results import StagedOutput
 
 __all__ = ["SftpBackend", "SftpPending", "upload_temporary"]
 
