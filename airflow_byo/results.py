@@ -172,7 +172,7 @@ def file_result(
 
 @dataclass
 class FileTally:
-    """What a run adds up file by file: each file's result, insights (the last wins), counters (summed)."""
+    """What a run adds up file by file: each file's result, insights (the run's last file wins), counters."""
 
     #: Distinct insight and counter names kept (``job_config.max_insight_keys``); values of new
     #: names beyond it, or that would take the insights past MAX_RUN_INSIGHT_BYTES, are dropped.
@@ -185,16 +185,28 @@ class FileTally:
     _failed: list[FileResult] = field(default_factory=list, repr=False)
     _insight_bytes: dict[str, int] = field(default_factory=dict, repr=False)
     _insight_total: int = field(default=0, repr=False)
+    _insight_order: dict[str, int] = field(default_factory=dict, repr=False)
 
     def add(
-        self, result: FileResult, insights: dict[str, Any], counters: dict[str, float], notifications: int = 0
+        self,
+        result: FileResult,
+        insights: dict[str, Any],
+        counters: dict[str, float],
+        notifications: int = 0,
+        order: int = 0,
     ) -> None:
-        """Record one file; insights of later files overwrite earlier ones, counters add up."""
+        """
+        Record one file; counters add up, and an insight keeps the value of the file latest in the
+        run's order (``order``: its place; children side by side finish files out of order).
+        """
         self.files.append(result)
         self.notifications += notifications
         if result.status == "failed":
             self._failed.append(result)
         for name, value in insights.items():
+            if order < self._insight_order.get(name, order):
+                continue  # a later file of the run set it already
+            self._insight_order[name] = order
             size = len(json.dumps(value, default=str))
             total = self._insight_total - self._insight_bytes.get(name, 0) + size
             if (name not in self.insights and not self._room_for_a_name()) or total > MAX_RUN_INSIGHT_BYTES:

@@ -14,6 +14,7 @@ from airflow_byo.results import (
     ClaimsReport,
     FileOutcome,
     FileResult,
+    FileTally,
     RunSummary,
     StagedOutput,
     file_result,
@@ -104,6 +105,15 @@ def test_the_file_list_is_capped_and_errors_are_shortened() -> None:
     assert data["files_not_listed"] == 7
     assert data["files_failed"] == MAX_FILES_IN_SUMMARY + 7  # counted, all of them
     assert data["files"][0]["error"] == ("ValueError: " + "x" * 1000)[:500]
+
+
+def test_an_insight_keeps_the_value_of_the_runs_last_file_whatever_order_files_finish_in() -> None:
+    tally = FileTally()
+    tally.add(result("b", "processed", 0.1), {"last": "b", "only_b": 1}, {"rows": 1}, order=1)
+    tally.add(result("a", "processed", 0.1), {"last": "a", "only_a": 2}, {"rows": 1}, order=0)
+    tally.add(result("c", "processed", 0.1), {"last": "c"}, {"rows": 1}, order=2)
+    assert tally.insights == {"last": "c", "only_b": 1, "only_a": 2}
+    assert tally.counters == {"rows": 3}
 
 
 def test_failed_files_are_kept_in_order_as_they_are_added() -> None:

@@ -340,7 +340,9 @@ class FlowRunner:
         with state.lock:
             tracker.settle(pending.item.file, result, result.status == "quarantined")
             crash_point("committed")
-            state.tally.add(result, outcome.insights, outcome.counters, len(outcome.notifications))
+            state.tally.add(
+                result, outcome.insights, outcome.counters, len(outcome.notifications), order=pending.item.seq
+            )
             state.per_worker[worker] += 1
             log_file_result(self.log, result, outcome, pending.item.seq + 1, state.files)
             state.progress.update(state.tally, state.files)

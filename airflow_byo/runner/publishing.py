@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from airflow_byo.exceptions import ByoStorageError
 from airflow_byo.results import file_result
-from airflow_byo.runner.output_handoff import discard_outputs
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -61,8 +60,6 @@ def publish_behind(
     file = item.file
     clash = publisher.reserve(file.url, outcome.outputs) if outcome.ok else None
     if not outcome.ok or clash is not None:
-        if clash is not None:
-            discard_outputs(outcome.outputs)
         done: Future[FileResult] = Future()
         refused = ("OutputNameClash", clash) if clash is not None else None
         done.set_result(file_result(file.url, file.size, outcome, refused=refused))

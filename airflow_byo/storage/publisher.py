@@ -90,9 +90,13 @@ class Publisher:
         self._staging.__exit__(kind, exc, tb)
 
     def reserve(self, input_url: str, outputs: Sequence[StagedOutput]) -> str | None:
-        """Reserve the output names of one input; the error when another input wrote one already."""
+        """
+        Reserve the output names of one input; the error when another input wrote one already
+        (its outputs are then discarded: they will never be published).
+        """
         clashes = [o.name for o in outputs if o.name in self._reserved]
         if clashes:
+            discard_outputs(outputs)
             return (
                 f"output {clashes[0]!r} was already written by {self._reserved[clashes[0]]} in this run; "
                 "make output names unique per input, e.g. job_config.output_name "

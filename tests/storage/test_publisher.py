@@ -57,7 +57,15 @@ def test_an_output_name_may_be_written_by_one_input_only(tmp_path: Path) -> None
     one = [StagedOutput("all.txt", "/unused", 1, None)]
     assert publisher.reserve("/in/a.txt", one) is None
     assert publisher.reserve("/in/a.txt", [StagedOutput("other.txt", "/unused", 1, None)]) is None
-    clash = publisher.reserve("/in/b.txt", [StagedOutput("mine.txt", "/u", 1, None), *one])
+    staged = [tmp_path / "taken-mine", tmp_path / "taken-all"]
+    for path in staged:
+        path.write_text("x")
+    clashing = [
+        StagedOutput("mine.txt", str(staged[0]), 1, None),
+        StagedOutput("all.txt", str(staged[1]), 1, None),
+    ]
+    clash = publisher.reserve("/in/b.txt", clashing)
+    assert [path.exists() for path in staged] == [False, False]  # never published: discarded at once
     assert clash == (
         "output 'all.txt' was already written by /in/a.txt in this run; make output names unique per "
         "input, e.g. job_config.output_name '{rel_dir}/{stem}.{ext}' or include the input's name in "
