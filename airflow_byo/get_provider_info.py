@@ -144,7 +144,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_byo.triggers.new_files", "airflow_byo.triggers.new_files_event"],
+                "python-modules": ["airflow_byo.triggers.new_files"],
             }
         ],
         "plugins": [{"name": "byo_flows", "plugin-class": "airflow_byo.plugins.ByoFlowsPlugin"}],

@@ -49,7 +49,7 @@ from bench.timing import Row, table  # noqa: E402 -- after the checkout is impor
 from tests.e2e.deployment import Deployment  # noqa: E402 -- after the checkout is importable
 
 WATCHER, SENSOR = "bench_b8_watcher", "bench_b8_sensor"
-POLL_INTERVAL = 5.0  # the watcher's default (airflow_byo.triggers.new_files_event.DEFAULT_POLL_INTERVAL)
+POLL_INTERVAL = 5.0  # the watcher's default (airflow_byo.triggers.new_files.DEFAULT_POLL_INTERVAL)
 
 DAG_FILE = '''
 """B8: the same flow, event-driven and behind a deferrable sensor (bench/latency.py)."""

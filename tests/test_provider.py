@@ -34,9 +34,25 @@ def test_entry_point_points_at_get_provider_info() -> None:
 
 
 def test_every_module_named_in_provider_info_imports() -> None:
-    for group in get_provider_info()["operators"]:
-        for module in group["python-modules"]:
-            __import__(module)
+    for role in ("operators", "sensors", "triggers"):
+        for group in get_provider_info()[role]:
+            for module in group["python-modules"]:
+                __import__(module)
+
+
+def test_every_trigger_serializes_to_a_classpath_of_a_listed_module() -> None:
+    """Airflow stores these classpaths in its trigger table and imports them in the triggerer."""
+    from airflow._shared.module_loading import import_string
+
+    from airflow_byo.triggers.new_files import ByoNewFilesEventTrigger, ByoNewFilesTrigger
+
+    modules = {m for group in get_provider_info()["triggers"] for m in group["python-modules"]}
+    new_files = {"source": "/data/in", "flow_id": "dag.flow"}
+    for trigger in (ByoNewFilesTrigger(new_files), ByoNewFilesEventTrigger(new_files)):
+        classpath, kwargs = trigger.serialize()
+        assert classpath.rpartition(".")[0] in modules
+        assert import_string(classpath) is type(trigger)
+        assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
 
 
 def test_airflow_providers_list_shows_the_provider(airflow_home: Path) -> None:

@@ -32,21 +32,22 @@ How Airflow 3.3's dag-processor treats a DAG file decides how the factory report
 So the factory's own file never gets an import error: valid specs become DAGs of this file, and each
 invalid spec gets **a DAG file of its own, managed by the factory** (:mod:`airflow_byo.specs.error_files`):
 ``byo_spec_errors/<spec>_<hash>.py`` beside the factory's DAG file. That file defines no DAG; its parse
-re-checks its spec with the same code and raises the spec's problems, so they are the import error of
-*that* file only (UI, ``airflow dags list-import-errors``, ``GET /api/v2/importErrors``), as
-``<file>:<line>: <field.path>: <problem>. Fix: ...``. When the spec is fixed or deleted, the next
-parse of that file finds nothing wrong, deletes the file and reports no error, which clears it.
-Airflow finds a new DAG file at its next bundle refresh (``[dag_processor] refresh_interval``), so a
-newly broken spec shows up within that interval; fixes show up at the next parse
-(``min_file_process_interval``). Error files are written only when the factory runs inside Airflow's
-DAG parsing (or with ``dag_file=``); if the folder is read-only, the problems are logged instead.
-``airflow byo validate`` runs the very same checks (:func:`load_flow`) before anything is deployed.
+(:func:`airflow_byo.specs.error_report.report`) re-checks its spec with the same code and raises the
+spec's problems, so they are the import error of *that* file only (UI, ``airflow dags
+list-import-errors``, ``GET /api/v2/importErrors``), as ``<file>:<line>: <field.path>: <problem>. Fix:
+...``. When the spec is fixed or deleted, the next parse of that file finds nothing wrong, deletes the
+file and reports no error, which clears it; the factory's own next parse removes it too, and rewrites
+the files still needed whose text changed (an upgrade: a new template). Airflow finds a new DAG file
+at its next bundle refresh (``[dag_processor] refresh_interval``), so a newly broken spec shows up
+within that interval; fixes show up at the next parse (``min_file_process_interval``). Error files are
+written only when the factory runs inside Airflow's DAG parsing (or with ``dag_file=``); if the folder
+is read-only, the problems are logged instead. ``airflow byo validate`` runs the very same checks
+(:func:`load_flow`, with :mod:`airflow_byo.specs.checks`) before anything is deployed.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,8 +57,10 @@ from typing import Any
 from airflow.sdk import DAG
 
 from airflow_byo.exceptions import ByoError, ByoFlowSpecError
+from airflow_byo.specs import error_files
+from airflow_byo.specs.checks import check_locations, check_processor, field_of_build_error, split_fix
 from airflow_byo.specs.loader import SpecDocument, find_specs, parse_spec
-from airflow_byo.specs.model import ON_NEW_FILES, FlowSpec, WatchSpec, schedule_of
+from airflow_byo.specs.model import ON_NEW_FILES, FlowSpec, SensorSpec, SourceSpec, WatchSpec, schedule_of
 
 __all__ = ["Flow", "FlowCollection", "build_dag", "build_dags", "collect_flows", "load_flow", "problem_of"]
 
@@ -121,7 +124,7 @@ def _on_change(spec: FlowSpec) -> str:
 
 def _new_files_asset(spec: FlowSpec, flow_id: str, filters: dict[str, Any]) -> Any:
     """The Asset of ``schedule: on new files``: its watcher sees the flow's source as the flow does."""
-    from airflow_byo.watchers import new_files_asset
+    from airflow_byo.assets import new_files_asset
 
     watch = spec.watch or WatchSpec()
     return new_files_asset(
@@ -133,34 +136,10 @@ def _new_files_asset(spec: FlowSpec, flow_id: str, filters: dict[str, Any]) -> A
     )
 
 
-def _location_url(location: Any, spec_file: Path | None) -> str:
-    """A source's or destination's URL; relative local paths are relative to the spec file's folder."""
-    if location.type == "local" and spec_file is not None and not Path(location.path).is_absolute():
-        return str((spec_file.parent / location.path).resolve())
-    return str(location.url)
-
-
-def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
-    """
-    One flow spec -> one DAG (paused at creation): an optional sensor, then the flow task;
-    ``schedule: on new files`` schedules it on an Asset watching the source instead.
-    """
-    from airflow_byo.operators.byo_flow import ByoFlowOperator
-    from airflow_byo.sensors.new_files import ByoNewFilesSensor
-
-    processing = spec.processing
-    processor, function_name, packages, runtime = processing.resolved()
-    source = spec.source
-
-    def url(location: Any) -> str:
-        return _location_url(location, spec_file)
-
-    flow_id = f"{spec.name}.flow"
-    doc = f"{spec.description}\n\nGenerated from flow spec `{spec_file}`." if spec_file else spec.description
-    notifications = spec.notifications
-    callbacks = _callbacks(notifications) if notifications else {}
-    filters: dict[str, Any] = {
-        "source": url(source),
+def _filters(source: SourceSpec, spec_file: Path | None) -> dict[str, Any]:
+    """The source and file-selection arguments, the same for the watcher, the sensor and the flow."""
+    return {
+        "source": source.url_from(spec_file),
         "source_conn_id": source.conn_id,
         "include": source.include,
         "exclude": source.exclude,
@@ -170,10 +149,12 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
         "max_size": source.max_size,
         "follow_symlinks": source.follow_symlinks,
     }
-    schedule = schedule_of(spec.schedule)
-    if schedule == ON_NEW_FILES:
-        schedule = [_new_files_asset(spec, flow_id, filters)]
-    with DAG(
+
+
+def _dag(spec: FlowSpec, spec_file: Path | None, schedule: Any) -> DAG:
+    """The flow's DAG, without tasks yet."""
+    doc = f"{spec.description}\n\nGenerated from flow spec `{spec_file}`." if spec_file else spec.description
+    return DAG(
         dag_id=spec.name,
         description=spec.description or None,
         doc_md=doc,
@@ -186,128 +167,67 @@ def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
         # Exported through build_dags' dict only: a DAG whose build failed half-way, or one built
         # just to check a spec (validate, an error file, a duplicate name) never lands in a DagBag.
         auto_register=False,
-    ) as dag:
-        files: Any = None
-        if spec.sensor:
-            files = ByoNewFilesSensor(
-                task_id="wait_for_new_files",
-                flow_id=flow_id,
-                on_change=_on_change(spec),
-                deferrable=spec.sensor.deferrable,
-                poke_interval=spec.sensor.poke_interval,
-                timeout=spec.sensor.timeout,
-                soft_fail=True,
-                **filters,
-            ).output  # the flow processes what the sensor found (and depends on it)
-        ByoFlowOperator(
-            task_id="flow",
-            flow_id=flow_id,
-            destination=url(spec.destination),
-            destination_conn_id=spec.destination.conn_id,
-            processor=processor,
-            function_name=function_name,
-            packages=packages,
-            runtime=runtime,
-            runtime_config=processing.runtime_config,
-            files=files,
-            notifications=notifications.channels if notifications else None,
-            fail_on_notification_error=bool(notifications and notifications.fail_on_error),
-            **callbacks,
-            **filters,
-        )
-    return dag
+    )
 
 
-# -- the checks the DAG build makes, reported at the spec's own lines -------------------------------
+def _sensor_output(sensor: SensorSpec, on_change: str, flow_id: str, filters: dict[str, Any]) -> Any:
+    """The ``sensor:`` task; its output is the files it found, which the flow then processes."""
+    from airflow_byo.sensors.new_files import ByoNewFilesSensor
 
-_CODE_LINE = re.compile(r" \(line (\d+)\)")
+    return ByoNewFilesSensor(
+        task_id="wait_for_new_files",
+        flow_id=flow_id,
+        on_change=on_change,
+        deferrable=sensor.deferrable,
+        poke_interval=sensor.poke_interval,
+        timeout=sensor.timeout,
+        soft_fail=True,
+        **filters,
+    ).output  # the flow processes what the sensor found (and depends on it)
 
 
-def _split_fix(message: str) -> tuple[str, str]:
-    """A project error's message as (problem, fix): ``<problem>. Hint: <fix>`` or ``<problem>; <fix>``."""
-    for separator in (". Hint: ", ". Fix: ", "; "):
-        problem, found, fix = message.partition(separator)
-        if found:
-            return problem, fix
-    return message, ""
+def _flow_task(
+    spec: FlowSpec, spec_file: Path | None, flow_id: str, filters: dict[str, Any], files: Any
+) -> None:
+    """The flow task; ``files``: what the sensor found, when the spec has one."""
+    from airflow_byo.operators.byo_flow import ByoFlowOperator
 
-
-def _processor_field(
-    document: SpecDocument, spec: FlowSpec, message: str
-) -> tuple[tuple[str, ...], int | None]:
-    """The spec field (and line) a processor error is about."""
     processing = spec.processing
-    if "cannot be called as" in message:  # the signature does not take custom_code's args/kwargs
-        custom = ("processing", "runtime_config", "custom_code")
-        config = processing.runtime_config.get("custom_code") or {}
-        keyword = "keyword" in message or ("kwargs" in config and "args" not in config)
-        if keyword and "kwargs" in config:
-            return (*custom, "kwargs"), None
-        if "args" in config:
-            return (*custom, "args"), None
-        return custom, None
-    if processing.function:
-        return ("processing", "function"), None
-    if processing.reference:
-        return ("processing", "reference"), None
-    if "defines no top-level function" in message and processing.function_name:
-        return ("processing", "function_name"), None
-    line = None
-    node = document.value_node(("processing", "code"))
-    match = _CODE_LINE.search(message)
-    if node is not None and match:  # the line inside the code, as a line of the spec file
-        line = node.start_mark.line + int(match.group(1)) + (1 if node.style in ("|", ">") else 0)
-    return ("processing", "code"), line
+    processor, function_name, packages, runtime = processing.resolved()
+    notifications = spec.notifications
+    callbacks = _callbacks(notifications) if notifications else {}
+    ByoFlowOperator(
+        task_id="flow",
+        flow_id=flow_id,
+        destination=spec.destination.url_from(spec_file),
+        destination_conn_id=spec.destination.conn_id,
+        processor=processor,
+        function_name=function_name,
+        packages=packages,
+        runtime=runtime,
+        runtime_config=processing.runtime_config,
+        files=files,
+        notifications=notifications.channels if notifications else None,
+        fail_on_notification_error=bool(notifications and notifications.fail_on_error),
+        **callbacks,
+        **filters,
+    )
 
 
-def _check_processor(document: SpecDocument, spec: FlowSpec) -> None:
-    """What ``ByoFlowOperator`` checks at parse time, reported at the spec's lines."""
-    from airflow_byo.flow_config import parse_runtime_config
-    from airflow_byo.processor import resolve_processor
-
-    try:
-        processor, function_name, _, _ = spec.processing.resolved()
-    except ByoError as exc:  # e.g. a library function that does not exist
-        raise ByoFlowSpecError(document.error(("processing", "function"), *_split_fix(str(exc)))) from None
-    try:
-        source = resolve_processor(processor, function_name)
-        config = parse_runtime_config(spec.processing.runtime_config)
-        source.check(list(config.custom_code.args), dict(config.custom_code.kwargs))
-    except ByoError as exc:
-        message = str(exc)
-        loc, line = _processor_field(document, spec, message)
-        raise ByoFlowSpecError(document.error(loc, *_split_fix(message), line=line)) from None
-
-
-def _check_locations(document: SpecDocument, spec: FlowSpec) -> None:
-    """The path policy on the source and destination, reported at their ``path`` lines."""
-    from airflow_byo.path_policy import check_local_path
-
-    for key in ("source", "destination"):
-        try:
-            check_local_path(_location_url(getattr(spec, key), document.path), key)
-        except ByoError as exc:
-            raise ByoFlowSpecError(document.error((key, "path"), *_split_fix(str(exc)))) from None
-
-
-def _field_of_build_error(spec: FlowSpec, message: str) -> tuple[str, ...]:
-    """Best guess at the field an error of the DAG build is about (the message names it)."""
-    candidates = [
-        ("source", name)
-        for name in (
-            "include",
-            "exclude",
-            "modified_after",
-            "min_size",
-            "max_size",
-            "follow_symlinks",
-            "path",
-        )
-    ] + [("processing", "packages"), ("processing", "runtime_config"), ("destination", "path"), ("schedule",)]
-    for loc in candidates:
-        if re.search(rf"\b{loc[-1]}\b", message):
-            return loc
-    return ()
+def build_dag(spec: FlowSpec, spec_file: Path | None = None) -> DAG:
+    """
+    One flow spec -> one DAG (paused at creation): an optional sensor, then the flow task;
+    ``schedule: on new files`` schedules it on an Asset watching the source instead.
+    """
+    flow_id = f"{spec.name}.flow"
+    filters = _filters(spec.source, spec_file)
+    schedule = schedule_of(spec.schedule)
+    if schedule == ON_NEW_FILES:
+        schedule = [_new_files_asset(spec, flow_id, filters)]
+    with _dag(spec, spec_file, schedule) as dag:
+        files = _sensor_output(spec.sensor, _on_change(spec), flow_id, filters) if spec.sensor else None
+        _flow_task(spec, spec_file, flow_id, filters, files)
+    return dag
 
 
 def load_flow(path: str | Path) -> Flow:
@@ -320,15 +240,13 @@ def load_flow(path: str | Path) -> Flow:
     :raises ByoFlowSpecError: every problem as ``<file>:<line>: <field.path>: <problem>. Fix: <fix>``.
     """
     document, spec = parse_spec(path)
-    _check_processor(document, spec)
-    _check_locations(document, spec)
+    check_processor(document, spec)
+    check_locations(document, spec)
     try:
         dag = build_dag(spec, document.path)
     except ByoError as exc:
         message = str(exc)
-        raise ByoFlowSpecError(
-            document.error(_field_of_build_error(spec, message), *_split_fix(message))
-        ) from None
+        raise ByoFlowSpecError(document.error(field_of_build_error(message), *split_fix(message))) from None
     return Flow(path=document.path, document=document, spec=spec, dag=dag)
 
 
@@ -397,14 +315,11 @@ def build_dags(folder: str | Path, *, dag_file: str | Path | None = None) -> dic
     :param dag_file: the DAG file the error files go beside (default: the calling DAG file, when
         Airflow's DAG parsing runs it; otherwise no error files are written).
     """
-    from airflow_byo.specs import error_files
-
     dag_file = Path(dag_file) if dag_file is not None else _parsing_dag_file()
     collection = collect_flows(find_specs(folder))
-    if collection.problems:
-        if dag_file is None:
-            for problem in collection.problems.values():
-                log.warning("invalid flow spec: %s", problem)
-        else:
-            error_files.write(dag_file, Path(folder), collection.problems)
+    if dag_file is not None:  # also when nothing is wrong: files of fixed or deleted specs go
+        error_files.update(dag_file, Path(folder), collection.problems)
+    else:
+        for problem in collection.problems.values():
+            log.warning("invalid flow spec: %s", problem)
     return collection.dags

@@ -25,6 +25,7 @@ the JSON Schema shipped for editors (``flow_spec.schema.json``, generated from i
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from airflow_byo.exceptions import ByoError
 from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.packages import parse_packages
-from airflow_byo.triggers.new_files_event import DEFAULT_POLL_INTERVAL, DEFAULT_RECHECK_INTERVAL
+from airflow_byo.triggers.new_files import DEFAULT_POLL_INTERVAL, DEFAULT_RECHECK_INTERVAL
 
 __all__ = [
     "ON_NEW_FILES",
@@ -83,6 +84,12 @@ class _Location(_Spec):
         if self.type == "sftp" and not path.startswith("/"):
             path = "/" + path
         return _SCHEMES[self.type] + path
+
+    def url_from(self, spec_file: Path | None) -> str:
+        """The URL, with a relative local path taken relative to ``spec_file``'s folder."""
+        if self.type == "local" and spec_file is not None and not Path(self.path).is_absolute():
+            return str((spec_file.parent / self.path).resolve())
+        return self.url
 
 
 class SourceSpec(_Location):

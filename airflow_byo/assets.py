@@ -11,15 +11,16 @@ slot or a triggerer slot per run (docs/event-driven.md)::
 
 The watcher and the flow must agree on the source, the file selection and the flow id (the flow
 operator's default is ``<dag_id>.<task_id>``): sharing one dict of arguments, as above, does it.
+The watcher itself is :class:`~airflow_byo.triggers.new_files.ByoNewFilesEventTrigger`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.triggers.new_files_event import (
+from airflow_byo.triggers.new_files import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_RECHECK_INTERVAL,
     ByoNewFilesEventTrigger,
@@ -34,14 +35,16 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_POLL_INTERVAL", "DEFAULT_RECHECK_INTERVAL", "new_files_asset"]
 
-
-def _on_change_values() -> tuple[str, ...]:
-    """``job_config.on_change``'s values, from the job config itself (one list of them)."""
-    from typing import get_args
-
-    from airflow_byo.flow_config import JobConfig
-
-    return get_args(JobConfig.model_fields["on_change"].annotation)
+#: The arguments that may hold text a user could mean as a Jinja template.
+_TEXT_ARGUMENTS = (
+    "source",
+    "flow_id",
+    "source_conn_id",
+    "include",
+    "exclude",
+    "modified_after",
+    "ledger_conn_id",
+)
 
 
 def new_files_asset(
@@ -65,77 +68,86 @@ def new_files_asset(
     """
     An Asset updated whenever ``source`` holds files flow ``flow_id`` has not processed yet.
 
-    Its watcher is a :class:`~airflow_byo.triggers.new_files_event.ByoNewFilesEventTrigger` run
-    by the triggerer while a DAG scheduled on the Asset is unpaused. Its events carry
-    ``{"flow_id", "source", "count", "listed", "sample", "recheck"}`` (the Asset event's
-    ``extra["payload"]``). The run they start lists the source itself and processes every
-    unprocessed file, so files that land while a run is busy are taken by the next run.
+    Its watcher, a :class:`~airflow_byo.triggers.new_files.ByoNewFilesEventTrigger`, runs in the
+    triggerer while a DAG scheduled on the Asset is unpaused. Its events carry ``{"flow_id",
+    "source", "count", "listed", "sample", "recheck"}`` (the Asset event's ``extra["payload"]``).
+    The run they start lists the source itself and processes every unprocessed file, so files
+    that land while a run is busy are taken by the next run.
 
     The source and selection arguments are those of
     :class:`~airflow_byo.operators.byo_flow.ByoFlowOperator` (pass the flow's own values), but not
     templated: the triggerer has no task context to render them with.
 
-    :param flow_id: the flow's name in the ledger: the flow operator's ``flow_id`` (whose default
-        is ``<dag_id>.<task_id>`` of the flow task).
+    :param flow_id: the flow's name in the ledger: the flow operator's ``flow_id`` (default
+        ``<dag_id>.<task_id>`` of the flow task).
     :param on_change: ``reprocess`` or ``ignore`` changed files, as the flow's ``job_config``.
     :param poll_interval: seconds between two listings of the source (default 5). The latency from
         a file's arrival to its run is about half of it plus the scheduler's and a task's start-up.
     :param recheck_interval: seconds between two ledger checks of every listed file, which
         re-announce what is still unprocessed (files of a run that died, failed files, a ledger
         rewind); default 600, ``None`` never.
-    :param name: the Asset's name (default ``byo_new_files.<flow_id>``; its URI is
-        ``x-byo-new-files://<flow_id>``).
+    :param name: the Asset's name (default ``byo_new_files.<flow_id>``; URI ``x-byo-new-files://<flow_id>``).
     :raises ByoConfigError: a bad or templated argument, named.
     """
-    from airflow.sdk import Asset, AssetWatcher
-
-    from airflow_byo.new_files import NewFiles
-    from airflow_byo.operators.source_files import is_templated
-    from airflow_byo.storage.selection import FileFilter
-
-    arguments = {
+    watched = {
         "source": source,
         "flow_id": flow_id,
         "source_conn_id": source_conn_id,
         "include": include,
         "exclude": exclude,
+        "recursive": recursive,
         "modified_after": modified_after,
+        "min_size": min_size,
+        "max_size": max_size,
+        "follow_symlinks": follow_symlinks,
         "ledger_conn_id": ledger_conn_id,
+        "on_change": on_change,
     }
-    for argument, value in arguments.items():
+    return _asset(watched, poll_interval, recheck_interval, name)
+
+
+def _asset(watched: dict[str, Any], poll_interval: Any, recheck_interval: Any, name: str | None) -> Asset:
+    """The Asset and its watcher, once every argument passed its check."""
+    from airflow.sdk import Asset, AssetWatcher
+
+    from airflow_byo.new_files import NewFiles
+
+    _check_arguments(watched)
+    poll, recheck = check_intervals(poll_interval, recheck_interval)
+    new_files = NewFiles.from_kwargs(watched)  # the file selection's own checks (globs, dates, sizes)
+    trigger = ByoNewFilesEventTrigger(new_files.to_kwargs(), poll_interval=poll, recheck_interval=recheck)
+    flow_id = new_files.flow_id
+    return Asset(
+        name=name or f"byo_new_files.{flow_id}",
+        uri=f"x-byo-new-files://{quote(flow_id, safe='')}",
+        watchers=[AssetWatcher(name=f"byo_new_files.{flow_id}", trigger=trigger)],
+    )
+
+
+def _check_arguments(watched: dict[str, Any]) -> None:
+    """No templates, a source and a flow id, a known ``on_change``: else an error naming the argument."""
+    from airflow_byo.operators.source_files import is_templated
+
+    for argument in _TEXT_ARGUMENTS:
+        value = watched[argument]
         if value is not None and is_templated(value):
             raise ByoConfigError(
                 f"{argument} of new_files_asset cannot be templated ({value!r}): the watcher runs in the "
                 "triggerer, outside any DAG run; give the value itself"
             )
     for argument in ("source", "flow_id"):
-        if not isinstance(arguments[argument], str) or not arguments[argument]:
+        if not isinstance(watched[argument], str) or not watched[argument]:
             raise ByoConfigError(
-                f"{argument} of new_files_asset must be a non-empty string, got {arguments[argument]!r}"
+                f"{argument} of new_files_asset must be a non-empty string, got {watched[argument]!r}"
             )
-    if on_change not in (values := _on_change_values()):
-        raise ByoConfigError(f"on_change must be one of {', '.join(values)}, got {on_change!r}")
-    poll, recheck = check_intervals(poll_interval, recheck_interval)
-    selection = FileFilter(
-        include=include,  # type: ignore[arg-type]  # a str is accepted and normalised
-        exclude=exclude,  # type: ignore[arg-type]
-        recursive=recursive,
-        modified_after=modified_after,  # type: ignore[arg-type]  # parsed there
-        min_size=min_size,
-        max_size=max_size,
-        follow_symlinks=follow_symlinks,
-    )
-    new_files = NewFiles(
-        source=source,
-        flow_id=flow_id,
-        source_conn_id=source_conn_id,
-        selection=selection,
-        ledger_conn_id=ledger_conn_id,
-        on_change=on_change,
-    )
-    trigger = ByoNewFilesEventTrigger(new_files.to_kwargs(), poll_interval=poll, recheck_interval=recheck)
-    return Asset(
-        name=name or f"byo_new_files.{flow_id}",
-        uri=f"x-byo-new-files://{quote(flow_id, safe='')}",
-        watchers=[AssetWatcher(name=f"byo_new_files.{flow_id}", trigger=trigger)],
-    )
+    if watched["on_change"] not in (values := _on_change_values()):
+        raise ByoConfigError(f"on_change must be one of {', '.join(values)}, got {watched['on_change']!r}")
+
+
+def _on_change_values() -> tuple[str, ...]:
+    """``job_config.on_change``'s values, from the job config itself (one list of them)."""
+    from typing import get_args
+
+    from airflow_byo.flow_config import JobConfig
+
+    return get_args(JobConfig.model_fields["on_change"].annotation)
