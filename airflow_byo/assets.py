@@ -148,6 +148,6 @@ def _on_change_values() -> tuple[str, ...]:
     """``job_config.on_change``'s values, from the job config itself (one list of them)."""
     from typing import get_args
 
-    from airflow_byo.flow_config import JobConfig
+    from airflow_byo.runtime_config import JobConfig
 
     return get_args(JobConfig.model_fields["on_change"].annotation)

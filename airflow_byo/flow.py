@@ -23,20 +23,20 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.named_runtimes import apply_runtime, flow_requirements
 from airflow_byo.processor import ProcessorSource, resolve_processor
 from airflow_byo.results import FileTally, RunSummary
+from airflow_byo.runtime_config import parse_runtime_config
 from airflow_byo.runtimes_file import get_runtime
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from airflow_byo.flow_config import JobConfig, RuntimeConfig
     from airflow_byo.named_runtimes import Runtime
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runner.sandbox import Network
+    from airflow_byo.runtime_config import JobConfig, RuntimeConfig
 
 __all__ = ["FlowEnvironment", "ResolvedFlow", "SandboxSettings"]
 

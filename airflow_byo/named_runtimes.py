@@ -42,8 +42,8 @@ from packaging.utils import canonicalize_name
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from airflow_byo.exceptions import ByoConfigError, ByoPackageError
-from airflow_byo.flow_config import JobConfig, RuntimeConfig
 from airflow_byo.packages import parse_packages
+from airflow_byo.runtime_config import JobConfig, RuntimeConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

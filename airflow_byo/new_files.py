@@ -22,10 +22,10 @@ from airflow_byo.storage.location import Location
 from airflow_byo.storage.selection import FileFilter
 
 if TYPE_CHECKING:
-    from airflow_byo.flow_config import JobConfig
     from airflow_byo.ledger.runs import RunIdentity
     from airflow_byo.ledger.state import Ledger
     from airflow_byo.runner.child_process import TaskLog
+    from airflow_byo.runtime_config import JobConfig
     from airflow_byo.storage.location import SourceFile
 
 __all__ = ["HeldFiles", "NewFiles"]

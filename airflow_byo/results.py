@@ -1,17 +1,13 @@
 """
 What happened to each file and to the whole run, as the runner, the publisher, the ledger and the
-summary pass it between them.
+summary pass it between them: below all of them (and below the module that checks the child's
+messages), so none imports upward. Standard library only.
 
-These types sit below all of them (and below the module that checks the child's messages), so none
-of them imports upward. Standard library only.
-
-- :class:`StagedOutput` and :class:`FileOutcome`: one file's outputs and what happened to it in the
-  child, as the child pool hands it over.
-- :func:`file_result`: the one place a file's status is decided (processed, failed, quarantined,
-  skipped), from its outcome and from what publishing did.
+- :class:`StagedOutput`, :class:`FileOutcome`: a file's outputs and what happened in the child.
+- :func:`file_result`: the one place a file's status is decided, from its outcome and publishing.
 - :class:`FileTally`: the per-file results, insights and counters a run adds up as it goes.
-- :class:`RunSummary`: the report of a finished run, built once from its tally and what the run
-  knows around it (listing, claims, environment); compact enough for XCom, readable in the log.
+- :class:`RunSummary`: a finished run's report, built once from its tally and what the run knows
+  around it (listing, claims, environment); compact enough for XCom, readable in the log.
 """
 
 from __future__ import annotations
@@ -364,12 +360,8 @@ class RunSummary:
     def _claim_rows(self, data: dict[str, Any]) -> list[tuple[str, Any]]:
         claims, rows = self.claims, []
         if claims.files_claimed_elsewhere:
-            rows.append(
-                (
-                    "files claimed by other runs (until)",
-                    f"{data['files_claimed_elsewhere']} ({data['claims_elsewhere_expire']})",
-                )
-            )
+            held = f"{data['files_claimed_elsewhere']} ({data['claims_elsewhere_expire']})"
+            rows.append(("files claimed by other runs (until)", held))
         rows += [
             (f"  held by {h['holder']}", f"{h['files']} until {h['until']}") for h in claims.claim_holders[:5]
         ]
@@ -388,7 +380,7 @@ class RunSummary:
             ("seconds total (environment)", f"{data['seconds_total']} ({data['seconds_environment']})"),
             (
                 "seconds per file p50 / max",
-                f"{_or_dash(data['seconds_per_file_p50'])} / {_or_dash(data['seconds_per_file_max'])}",
+                " / ".join(_or_dash(data[f"seconds_per_file_{k}"]) for k in ("p50", "max")),
             ),
         ]
 
@@ -402,5 +394,5 @@ def _leftovers(names: list[str]) -> str:
     return f"{len(names)} ({', '.join(names[:3])}{more})"
 
 
-def _or_dash(value: Any) -> Any:
-    return "-" if value is None else value
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)

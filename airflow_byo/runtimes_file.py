@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from airflow_byo.exceptions import ByoConfigError
-from airflow_byo.flow_config import JobConfig
 from airflow_byo.named_runtimes import (
     DEFAULT,
     DEFAULT_RUNTIME,
@@ -29,6 +28,7 @@ from airflow_byo.named_runtimes import (
     RuntimesFile,
 )
 from airflow_byo.provider_config import setting
+from airflow_byo.runtime_config import JobConfig
 
 if TYPE_CHECKING:
     import os

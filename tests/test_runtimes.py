@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from airflow_byo.exceptions import ByoConfigError, ByoPackageError
-from airflow_byo.flow_config import JobConfig, parse_runtime_config
 from airflow_byo.named_runtimes import (
     DEFAULT_RUNTIME,
     Runtime,
@@ -21,6 +20,7 @@ from airflow_byo.named_runtimes import (
     flow_requirements,
 )
 from airflow_byo.packages import parse_packages
+from airflow_byo.runtime_config import JobConfig, parse_runtime_config
 from airflow_byo.runtimes_file import available_runtimes, get_runtime, load_runtimes
 
 DATA = """\

@@ -23,7 +23,6 @@ from airflow_byo.scratch import scratch_dir, sweep
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from airflow_byo.flow_config import JobConfig, RuntimeConfig
     from airflow_byo.processor import ProcessorSource
     from airflow_byo.results import FileOutcome
     from airflow_byo.runner.child_process import TaskLog
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from airflow_byo.runner.sandbox import SandboxSpec
     from airflow_byo.runner.sandbox_identity import SandboxIdentity
     from airflow_byo.runtime.protocol import FileRequest, InitRequest
+    from airflow_byo.runtime_config import JobConfig, RuntimeConfig
 
 __all__ = ["ChildPool", "init_request"]
 

@@ -36,12 +36,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from airflow_byo.flow import FlowEnvironment, ResolvedFlow
-    from airflow_byo.flow_config import JobConfig
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runner.output_handoff import OutputStaging
     from airflow_byo.runner.sandbox_mode import InEffect
     from airflow_byo.runner.transfers import FetchedFile
     from airflow_byo.runtime.protocol import Notify
+    from airflow_byo.runtime_config import JobConfig
     from airflow_byo.storage.location import Location, SourceFile
 
 __all__ = ["FileTracker", "FlowRunner"]

@@ -19,9 +19,9 @@ from airflow_byo.provider_config import setting
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from airflow_byo.flow_config import JobConfig
     from airflow_byo.results import FileTally
     from airflow_byo.runner.progress import Progress
+    from airflow_byo.runtime_config import JobConfig
     from airflow_byo.storage.location import SourceFile
 
 __all__ = ["RunState", "SharedClaims", "max_workers", "worker_count"]

@@ -63,8 +63,8 @@ def _processor_field(
 
 def check_processor(document: SpecDocument, spec: FlowSpec) -> None:
     """What ``ByoFlowOperator`` checks at parse time, reported at the spec's lines."""
-    from airflow_byo.flow_config import parse_runtime_config
     from airflow_byo.processor import resolve_processor
+    from airflow_byo.runtime_config import parse_runtime_config
 
     try:
         processor, function_name, _, _ = spec.processing.resolved()

@@ -117,7 +117,7 @@ def _callbacks(notifications: Any) -> dict[str, Any]:
 
 def _on_change(spec: FlowSpec) -> str:
     """The flow's ``job_config.on_change``: what its sensor or watcher counts as new, too."""
-    from airflow_byo.flow_config import parse_runtime_config
+    from airflow_byo.runtime_config import parse_runtime_config
 
     return parse_runtime_config(spec.processing.runtime_config).job_config.on_change
 

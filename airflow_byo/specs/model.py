@@ -31,8 +31,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from airflow_byo.exceptions import ByoError
-from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.packages import parse_packages
+from airflow_byo.runtime_config import parse_runtime_config
 from airflow_byo.triggers.new_files import DEFAULT_POLL_INTERVAL, DEFAULT_RECHECK_INTERVAL
 
 __all__ = [

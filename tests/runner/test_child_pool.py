@@ -6,11 +6,11 @@ import json
 import os
 from pathlib import Path
 
-from airflow_byo.flow_config import parse_runtime_config
 from airflow_byo.processor import resolve_processor
 from airflow_byo.runner.child_pool import init_request
 from airflow_byo.runner.output_handoff import OutputStaging
 from airflow_byo.runtime.protocol import FileRequest
+from airflow_byo.runtime_config import parse_runtime_config
 from tests.conftest import RecordingLogger, inline_runner, published, run_flow
 
 

@@ -16,9 +16,9 @@ import pytest
 
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.flow import FlowEnvironment, ResolvedFlow
-from airflow_byo.flow_config import JobConfig, parse_runtime_config
 from airflow_byo.runner import workers
 from airflow_byo.runner.flow_runner import FlowRunner
+from airflow_byo.runtime_config import JobConfig, parse_runtime_config
 from airflow_byo.storage import Location
 from tests.conftest import RecordingLogger, assert_no_temporaries, make_files, published, run_flow
 

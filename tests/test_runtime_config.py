@@ -1,4 +1,4 @@
-"""Runtime variables & configuration (airflow_byo.flow_config): parsing, defaults and every error message."""
+"""Runtime variables & configuration (airflow_byo.runtime_config): parsing, defaults, every error."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from airflow_byo.exceptions import ByoConfigError, ByoError
-from airflow_byo.flow_config import JobConfig, RuntimeConfig, parse_runtime_config
+from airflow_byo.runtime_config import JobConfig, RuntimeConfig, parse_runtime_config
 
 # -- accepted input -------------------------------------------------------------------------------
 
