@@ -47,6 +47,8 @@ _TEXT_ARGUMENTS = (
 )
 
 
+# The source and selection keywords repeat SourceFilesOperator's on purpose: explicit keyword
+# arguments (Airflow's style), so flows and watchers share one dict of them (module docstring).
 def new_files_asset(
     source: str,
     *,

@@ -41,6 +41,8 @@ class LedgerVersionError(ByoConfigError):
 
 def _v2_runs(connection: Connection) -> None:
     """Version 2 (issue 13): ``byo_runs``, who holds a claim token, to tell dead runs from live."""
+    # The table as version 2 made it, repeated from schema.py on purpose: a migration step must
+    # keep creating what its version had, whatever schema.py says later.
     layout = MetaData()
     runs = Table(
         "byo_runs",

@@ -23,7 +23,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -146,22 +146,8 @@ def register_run(ledger: Ledger, run: RunIdentity) -> None:
         connection.execute(
             delete(runs).where(runs.c.started < time.time() - _KEEP_SECONDS, runs.c.token.not_in(holding))
         )
-        connection.execute(
-            insert(runs).values(
-                token=run.token,
-                flow_id=run.flow_id,
-                host=run.host,
-                process_scope=run.process_scope,
-                pid=run.pid,
-                process_started=run.process_started,
-                dag_id=run.dag_id,
-                run_id=run.run_id,
-                task_id=run.task_id,
-                map_index=run.map_index,
-                try_number=run.try_number,
-                started=run.started,
-            )
-        )
+        # A RunIdentity is a row of byo_runs, field for field.
+        connection.execute(insert(runs).values(**asdict(run)))
 
 
 def run_ended(token: str) -> None:

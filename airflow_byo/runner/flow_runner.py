@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_byo.exceptions import ByoStorageError
@@ -80,6 +81,17 @@ def _transfer_threads(count: int) -> Iterator[ThreadPoolExecutor]:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the child pipelines of one run share."""
+
+    source: Location
+    publisher: Publisher
+    claims: SharedClaims
+    tracker: FileTracker
+    state: RunState
 
 
 class FlowRunner:
@@ -193,11 +205,12 @@ class FlowRunner:
         started = time.monotonic()
         with Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher:
             claims = SharedClaims(tracker.claimed(files))  # claim (in chunks, as the run goes)
+            run = _Run(source, publisher, claims, tracker, state)
             if workers == 1:
-                self._work(0, source, publisher, claims, tracker, state)
+                self._work(0, run)
             else:
                 self.log.info("Running %d children side by side", workers)
-                self._work_in_parallel(workers, source, publisher, claims, tracker, state)
+                self._work_in_parallel(workers, run)
         if self._notifications_dropped:
             self.log.warning(
                 "Dropped %d ctx.notify() call(s) beyond job_config.max_notifications_per_run=%d",
@@ -220,21 +233,11 @@ class FlowRunner:
             seconds=time.monotonic() - started,
         )
 
-    def _work_in_parallel(
-        self,
-        workers: int,
-        source: Location,
-        publisher: Publisher,
-        claims: SharedClaims,
-        tracker: FileTracker,
-        state: RunState,
-    ) -> None:
+    def _work_in_parallel(self, workers: int, run: _Run) -> None:
         """``workers`` pipelines in threads, one child pool each; the first error stops them all."""
+        claims = run.claims
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="byo-worker") as threads:
-            running = [
-                threads.submit(self._work, index, source, publisher, claims, tracker, state)
-                for index in range(workers)
-            ]
+            running = [threads.submit(self._work, index, run) for index in range(workers)]
             try:
                 for future in as_completed(running):
                     if future.exception() is not None:
@@ -244,19 +247,12 @@ class FlowRunner:
         for future in running:
             future.result()  # the first worker's error, if any
 
-    def _work(
-        self,
-        worker: int,
-        source: Location,
-        publisher: Publisher,
-        claims: SharedClaims,
-        tracker: FileTracker,
-        state: RunState,
-    ) -> None:
+    def _work(self, worker: int, run: _Run) -> None:
         """
-        One child pool's pipeline: take files from ``claims`` until there are none (or a failure
-        stops the run), each fetched ahead, processed, published behind and settled.
+        One child pool's pipeline: take files from the run's claims until there are none (or a
+        failure stops the run), each fetched ahead, processed, published behind and settled.
         """
+        source, publisher, claims, state = run.source, run.publisher, run.claims, run.state
         depth = self.job.transfer_concurrency
         with (
             source.input_staging() as staging,
@@ -270,7 +266,7 @@ class FlowRunner:
             current = next(fetched, None)
             while current is not None:
                 while uploads and (len(uploads) >= depth or uploads[0].result.done()):
-                    self._settle(uploads.popleft(), tracker, state, worker)
+                    self._settle(uploads.popleft(), run, worker)
                 if self.job.stops_at_first_failure and self._any_failure(state, uploads):
                     claims.stopped.set()
                     break
@@ -284,7 +280,7 @@ class FlowRunner:
                 uploads.append(publishing)
                 current = ahead
             while uploads:
-                self._settle(uploads.popleft(), tracker, state, worker)
+                self._settle(uploads.popleft(), run, worker)
 
     # -- process: one file through the child ---------------------------------------------------
     def process(
@@ -334,7 +330,8 @@ class FlowRunner:
                     self.on_notify(url, event)
 
     # -- settle: the outcome into the ledger and the tally -------------------------------------
-    def _settle(self, pending: Publishing, tracker: FileTracker, state: RunState, worker: int) -> None:
+    def _settle(self, pending: Publishing, run: _Run, worker: int) -> None:
+        tracker, state = run.tracker, run.state
         result = pending.result.result()
         outcome = pending.outcome
         with state.lock:

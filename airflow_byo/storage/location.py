@@ -66,7 +66,8 @@ class Location:
             url.rstrip("/") or "/", protocol, conn_id or None, role=role, follow_symlinks=follow_symlinks
         )
 
-    # -- introspection -------------------------------------------------------------------------
+    # -- introspection: read-only views of the backend's attributes, one per name on purpose (the
+    # rest of the code reads them from the Location and never sets them) ------------------------
     @property
     def url(self) -> str:
         """The location as users wrote it, normalised: an absolute path for local directories."""
