@@ -312,18 +312,30 @@ def main() -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repetition; RESULTS.md untouched")
     parser.add_argument("--repeat", type=int, default=0, help="repetitions per figure (default 5, smoke 1)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated figure groups ({', '.join(GROUPS)}); RESULTS.md is then left as it is",
+    )
     options = parser.parse_args()
     repeat = options.repeat or (1 if options.smoke else 5)
+    only = {name.strip().upper() for name in options.only.split(",") if name.strip()}
+    if unknown := only - set(GROUPS):
+        parser.error(f"--only: unknown figure group(s) {sorted(unknown)}; known: {', '.join(GROUPS)}")
     WORK.mkdir(exist_ok=True)
     before = set(WORK.iterdir())
     try:
-        return _run(options.smoke, repeat)
+        return _run(options.smoke, repeat, only)
     finally:  # scratch this run left (the ledger databases); not a concurrent run's
         for path in set(WORK.glob("tmp*")) - before:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _run(smoke: bool, repeat: int) -> int:
+#: The figure groups ``--only`` picks from, in the order a full run measures them.
+GROUPS = ("B1", "B2", "B3", "B4", "B5", "B6", "L", "S", "T", "B8")
+
+
+def _run(smoke: bool, repeat: int, only: set[str]) -> int:
     _environment()
     logging.basicConfig(level=logging.WARNING)
 
@@ -333,34 +345,49 @@ def _run(smoke: bool, repeat: int) -> int:
     airflow_import = time.perf_counter() - started
     from bench import cli_loop, latency, ledger_scale, parallel, spec_parse, streaming, transfer
 
-    rows = bench_b1_task_path(50 if smoke else 2000, repeat)
-    rows += bench_b1(200 if smoke else 5000, repeat)
-    rows += bench_b2(repeat)
-    # A 2 GiB stream and hundreds of megabytes per transfer: fewer repetitions than the rest.
-    rows += streaming.run(WORK, smoke=smoke, repeat=min(repeat, 3))
-    rows += transfer.run(WORK, smoke=smoke, repeat=min(repeat, 3))
-    rows += bench_b5(200 if smoke else 2000, repeat)
+    def wanted(group: str) -> bool:
+        return not only or group in only
+
     csv_files = 50 if smoke else 2000
-    _make_csv_files(WORK / f"b1-in-{csv_files}", csv_files)
-    rows += parallel.run(
-        WORK,
-        cpu_files=20 if smoke else 300,
-        csv_source=WORK / f"b1-in-{csv_files}",
-        transform=TRANSFORM,
-        repeat=repeat,
-    )
-    recorded = 1000 if smoke else 100_000
-    rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))
-    rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)
-    rows += cli_loop.run(WORK, packages=PACKAGES, repeat=repeat)
-    rows += latency.run(WORK, smoke=smoke, repeat=repeat)  # starts a LocalExecutor deployment
+    rows = []
+    if wanted("B1"):
+        rows += bench_b1_task_path(csv_files, repeat)
+        rows += bench_b1(200 if smoke else 5000, repeat)
+    if wanted("B2"):
+        rows += bench_b2(repeat)
+    # A 2 GiB stream and hundreds of megabytes per transfer: fewer repetitions than the rest.
+    if wanted("B3"):
+        rows += streaming.run(WORK, smoke=smoke, repeat=min(repeat, 3))
+    if wanted("B4"):
+        rows += transfer.run(WORK, smoke=smoke, repeat=min(repeat, 3))
+    if wanted("B5"):
+        rows += bench_b5(200 if smoke else 2000, repeat)
+    if wanted("B6"):
+        _make_csv_files(WORK / f"b1-in-{csv_files}", csv_files)
+        cpu_files = 20 if smoke else 300
+        csv_source = WORK / f"b1-in-{csv_files}"
+        rows += parallel.run(
+            WORK, cpu_files=cpu_files, csv_source=csv_source, transform=TRANSFORM, repeat=repeat
+        )
+    if wanted("L"):
+        recorded = 1000 if smoke else 100_000
+        rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))
+    if wanted("S"):
+        rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)
+    if wanted("T"):
+        rows += cli_loop.run(WORK, packages=PACKAGES, repeat=repeat)
+    if wanted("B8"):
+        rows += latency.run(WORK, smoke=smoke, repeat=repeat)  # starts a LocalExecutor deployment
     from bench.timing import table as figures_table
 
     table = figures_table(rows)
     print(table)
 
     target = WORK / "RESULTS-smoke.md" if smoke else HERE / "RESULTS.md"
+    if only:
+        target = WORK / f"RESULTS-{'-'.join(sorted(only))}.md"
     command = "python bench/run.py" + (" --smoke" if smoke else "") + f" --repeat {repeat}"
+    command += f" --only {','.join(sorted(only))}" if only else ""
     target.write_text(
         f"# Benchmark results\n\n`{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; each figure "
         f"is the median of {repeat} repetitions (L1/L2: at least 3).\n\nMachine: {_machine()}.\n\n{table}\n\n"
