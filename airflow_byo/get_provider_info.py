@@ -109,6 +109,46 @@ _OPTIONS: dict[str, Any] = {
         "example": "/data,/srv/byo",
         "default": "",
     },
+    "spec_folder": {
+        "description": "The folder the BYO Flows page's flow editor writes flow specs to (New flow, "
+        "Edit, Delete, Revert; history in its hidden .byo-history folder). It must be a folder a DAG "
+        "file passes to build_dags(...): the factory leaves its marker .byo-factory.json there at each "
+        "parse, and the page refuses to save until it sees one. A folder inside a git work tree gets a "
+        "commit per save. Empty: the editor is read-only (it shows the YAML to commit instead).",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/opt/airflow/dags/byo/flows",
+        "default": "",
+    },
+    "flow_editors": {
+        "description": "Who may create flows on the page, in addition to the auth manager's edit "
+        "access to DAGs (is_authorized_dag(method='PUT') without a DAG id): a comma list of user names "
+        "and role:<name> entries (the simple auth manager's role, FAB's roles). Empty: every user the "
+        "auth manager lets edit DAGs. Editing, deleting and reverting a flow need edit access to its DAG.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "alice,role:data-engineers",
+        "default": "",
+    },
+    "editor_local_roots": {
+        "description": "Absolute folders a flow made on the page may read from and write to locally "
+        "(source, destination, file notification channels), separated by commas or new lines; the "
+        "platform folders of the path policy stay refused inside them. Empty: flows made on the page "
+        "may only use S3 and SFTP.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/data/incoming,/data/out",
+        "default": "",
+    },
+    "spec_git_push_conn_id": {
+        "description": "An Airflow connection (type git or generic: host = the remote's URL, login and "
+        "password for HTTPS) the flow editor pushes to after each commit, when [byo] spec_folder lies in "
+        "a git work tree. Empty: commits stay local.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "byo_specs_git",
+        "default": "",
+    },
 }
 
 
@@ -144,7 +184,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_byo.triggers.new_files"],
+                "python-modules": ["airflow_byo.triggers.new_files", "airflow_byo.triggers.s3_events"],
             }
         ],
         "plugins": [{"name": "byo_flows", "plugin-class": "airflow_byo.plugins.ByoFlowsPlugin"}],

@@ -5,7 +5,9 @@ Each version is one JSON file, ``<library>/<name>/v<N>.json`` (code, function na
 description, who and when), so the library can live anywhere every worker reads: by default
 ``$AIRFLOW_HOME/byo/functions``; set ``[byo] function_library`` to a directory in the DAGs bundle
 (versioned with the DAGs) or on a shared volume. Versions are immutable: saving again makes the
-next version, and a flow pinned to ``name@1`` keeps running version 1.
+next version, and a flow pinned to ``name@1`` keeps running version 1 -- unless nothing changed:
+saving the latest version's code, function name, packages and runtime again returns that version
+(``unchanged``) instead of a copy.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import getpass
 import json
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,8 @@ class LibraryFunction:
     created_by: str
     created_at: float
     runtime: str | None = None  # a named runtime of [byo] runtimes (versions saved before: none)
+    #: Returned by :func:`save` when the latest version was the same (never stored).
+    unchanged: bool = field(default=False, compare=False)
 
     @property
     def ref(self) -> str:
@@ -71,7 +75,11 @@ def save(
     runtime: str | None = None,
     root: Path | None = None,
 ) -> LibraryFunction:
-    """Validate (syntax, signature, packages, runtime) and save ``code`` as the next version of ``name``."""
+    """
+    Validate (syntax, signature, packages, runtime) and save ``code`` as the next version of
+    ``name``; when the latest version has the same code, function name, packages and runtime, return
+    it (``unchanged=True``) instead.
+    """
     if not _NAME.match(name):
         raise ByoConfigError(f"function name {name!r} is not valid: use letters, digits, '_', '-', '.'")
     resolve_processor(code, function_name).check([], {})
@@ -81,6 +89,9 @@ def save(
 
         get_runtime(runtime)  # an unknown name fails here, listing the known ones
     root = root or library_path()
+    latest, wanted = _latest(name, root), (code, function_name, requirements, runtime or None)
+    if latest is not None and (latest.code, latest.function_name, latest.packages, latest.runtime) == wanted:
+        return replace(latest, unchanged=True)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     while True:  # exclusive create: two savers never get the same version
@@ -98,10 +109,14 @@ def save(
         )
         try:
             with open(folder / f"v{version}.json", "x", encoding="utf-8") as handle:
-                json.dump(asdict(entry), handle, indent=2)
+                json.dump({k: v for k, v in asdict(entry).items() if k != "unchanged"}, handle, indent=2)
             return entry
         except FileExistsError:
             continue
+
+
+def _latest(name: str, root: Path) -> LibraryFunction | None:
+    return get(name, root=root) if _versions(name, root) else None
 
 
 def get(ref: str, *, root: Path | None = None) -> LibraryFunction:

@@ -47,9 +47,10 @@ Figures (each module's docstring says exactly what is timed):
   event-driven flow (``new_files_asset``'s AssetWatcher) against the deferrable sensor, p50/p95
   and the watcher's stages (target: p50 <= 10 s): ``bench/latency.py``.
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
-* S1/S2 -- parsing flow specs into DAGs, and with hostile spec files: see ``bench/spec_parse.py``.
+* S1/S2/S3 -- parsing specs into DAGs, with hostile files, each spec's own file: ``bench/spec_parse.py``.
 * T1 -- the CLI test loop, ``byo test`` vs ``airflow byo test``: see ``bench/cli_loop.py``.
 * T2 -- the BYO Flows page's Test (its engine, warm) vs ``airflow byo test``: ``bench/cli_loop.py``.
+* E1/E2 -- Save -> DAG listed; a spec broken in place -> its import error: ``bench/spec_latency.py``.
 
 No benchmark asserts a time: machines are shared and noisy. Read ratios, not seconds.
 """
@@ -332,7 +333,7 @@ def main() -> int:
 
 
 #: The figure groups ``--only`` picks from, in the order a full run measures them.
-GROUPS = ("B1", "B2", "B3", "B4", "B5", "B6", "L", "S", "T", "B8")
+GROUPS = ("B1", "B2", "B3", "B4", "B5", "B6", "L", "S", "T", "B8", "E")
 
 
 def _run(smoke: bool, repeat: int, only: set[str]) -> int:
@@ -343,7 +344,7 @@ def _run(smoke: bool, repeat: int, only: set[str]) -> int:
     import airflow.providers.standard.operators.python  # noqa: F401 - import time is not part of B2
 
     airflow_import = time.perf_counter() - started
-    from bench import cli_loop, latency, ledger_scale, parallel, spec_parse, streaming, transfer
+    from bench import cli_loop, latency, ledger_scale, parallel, spec_latency, spec_parse, streaming, transfer
 
     def wanted(group: str) -> bool:
         return not only or group in only
@@ -376,12 +377,11 @@ def _run(smoke: bool, repeat: int, only: set[str]) -> int:
         rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)
     if wanted("T"):
         rows += cli_loop.run(WORK, packages=PACKAGES, repeat=repeat)
-    if wanted("B8"):
-        rows += latency.run(WORK, smoke=smoke, repeat=repeat)  # starts a LocalExecutor deployment
+    for group, deployed in (("B8", latency), ("E", spec_latency)):  # each starts a LocalExecutor deployment
+        rows += deployed.run(WORK, smoke=smoke, repeat=repeat) if wanted(group) else []
     from bench.timing import table as figures_table
 
-    table = figures_table(rows)
-    print(table)
+    print(table := figures_table(rows))
 
     target = WORK / "RESULTS-smoke.md" if smoke else HERE / "RESULTS.md"
     if only:

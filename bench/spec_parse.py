@@ -10,6 +10,16 @@ S2: one file of each hostile kind (an alias bomb, a 50 MB file, non-UTF-8 bytes,
 an empty file, a Python tag, duplicate keys) beside the 200 valid specs costs next to nothing
 (issue 14). Measured: ``build_dags`` over that folder; baseline: over the valid specs alone. Each
 side runs in a fresh process, so the second row compares whole-process peak RSS (imports included).
+
+S3: what one generated DAG file per spec costs the dag-processor (issue 23: each spec's file exists
+before it is needed, so a spec broken in git is reported within ``min_file_process_interval``).
+Each file is parsed as ``airflow dag-processor`` parses a file: in a fresh process that has
+imported what the manager has (``airflow.dag_processing.manager``, and the ``airflow.*`` modules the
+file imports, pre-imported before the fork), forked per parse; timed in the child: the DagBag of
+the file and the serialization of its DAGs. Rows: a valid, unchanged spec's file (a read and a
+hash) against a one-task DAG file; the same file when the spec changed or is invalid (the full
+check); and the whole folder's files per ``min_file_process_interval`` against the factory's own
+DAG file parsed the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+
+from bench.timing import Row
 
 SPEC = """\
 name: flow_{index:03d}
@@ -39,7 +51,7 @@ destination: {{type: local, path: /data/out/{index}}}
 """
 
 
-def run(workdir: Path, *, specs: int, repeat: int) -> list[tuple[str, float, float, str]]:
+def run(workdir: Path, *, specs: int, repeat: int) -> list[Row]:
     from airflow.sdk import DAG
 
     from airflow_byo.operators.byo_flow import ByoFlowOperator
@@ -84,8 +96,9 @@ def run(workdir: Path, *, specs: int, repeat: int) -> list[tuple[str, float, flo
 
     baseline = statistics.median(timed(by_hand) for _ in range(repeat))
     measured = statistics.median(timed(factory) for _ in range(repeat))
-    rows = [(f"S1 parse {specs} flow specs into DAGs (s)", measured, baseline, "<= 2.0x")]
-    return rows + run_hostile(workdir, folder, specs=specs, repeat=repeat)
+    rows: list[Row] = [(f"S1 parse {specs} flow specs into DAGs (s)", measured, baseline, "<= 2.0x")]
+    rows += run_hostile(workdir, folder, specs=specs, repeat=repeat)
+    return rows + run_generated(workdir, folder, specs=specs, repeat=repeat)
 
 
 #: a valid spec but for a few hundred bytes of aliases that expand to 10^9 strings when followed
@@ -159,5 +172,116 @@ def run_hostile(
             median(hostile_runs, "peak_mb"),
             median(valid_runs, "peak_mb"),
             "<= 1.1x",
+        ),
+    ]
+
+
+#: what the dag-processor does with one file, ``repeat`` times per file, alternating (JSON medians, ms)
+_FORKED_PARSE = """
+import json, os, statistics, sys, time
+from pathlib import Path
+import structlog
+import airflow.dag_processing.manager  # what the manager process has imported before it forks
+from airflow.dag_processing.dagbag import BundleDagBag
+from airflow.dag_processing.processor import _pre_import_airflow_modules, _serialize_dags
+
+bundle, repeat, files = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+log = structlog.get_logger()
+
+def parse(path):
+    _pre_import_airflow_modules(path, log)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        started = time.perf_counter()
+        bag = BundleDagBag(dag_folder=path, bundle_path=bundle, bundle_name="bench", load_op_links=False)
+        _serialize_dags(bag, log)
+        os.write(write, json.dumps([time.perf_counter() - started, len(bag.import_errors)]).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        seconds, errors = json.loads(handle.read())
+    os.waitpid(pid, 0)
+    return seconds, errors
+
+samples = {label: [] for label in files}
+for _ in range(repeat):
+    for label, path in files.items():
+        samples[label].append(parse(path))
+print(json.dumps({label: [statistics.median(s for s, _ in runs) * 1e3, max(e for _, e in runs)]
+                  for label, runs in samples.items()}))
+"""
+
+ONE_TASK_DAG = """\
+from datetime import datetime
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+
+with DAG("one_task", schedule=None, start_date=datetime(2024, 1, 1), catchup=False):
+    EmptyOperator(task_id="only")
+"""
+
+FACTORY_DAG = """\
+from pathlib import Path
+
+from airflow_byo.specs.factory import build_dags
+
+globals().update(build_dags(Path(__file__).parent / "flows"))
+"""
+
+
+def run_generated(workdir: Path, valid_folder: Path, *, specs: int, repeat: int) -> list[Row]:
+    """S3's rows: see the module's docs. ``valid_folder``: S1's folder of ``specs`` valid specs."""
+    from airflow_byo.specs.error_files import error_file_for
+
+    bundle = workdir / f"s3-bundle-{specs}"
+    shutil.rmtree(bundle, ignore_errors=True)
+    shutil.copytree(valid_folder, bundle / "flows")
+    (bundle / "byo_flows.py").write_text(FACTORY_DAG)
+    (bundle / "one_task.py").write_text(ONE_TASK_DAG)
+    (bundle / "flows" / "zz_invalid.yaml").write_text(SPEC.format(index=998).replace("hourly", "hourlly"))
+    first = bundle / "flows" / "flow_000.yaml"
+    files = {
+        "factory": bundle / "byo_flows.py",
+        "one_task": bundle / "one_task.py",
+        "valid": error_file_for(bundle / "byo_flows.py", bundle / "flows", first),
+        "invalid": error_file_for(
+            bundle / "byo_flows.py", bundle / "flows", bundle / "flows" / "zz_invalid.yaml"
+        ),
+    }
+
+    def forked(repetitions: int, chosen: dict[str, Path]) -> dict[str, list[float]]:
+        argv = [sys.executable, "-c", _FORKED_PARSE, str(bundle), str(repetitions)]
+        argv.append(json.dumps({label: str(path) for label, path in chosen.items()}))
+        result = subprocess.run(argv, capture_output=True, text=True, check=True)
+        return dict(json.loads(result.stdout.splitlines()[-1]))
+
+    forked(1, {"factory": files["factory"]})  # the factory's first parse writes every spec's file
+    figures = forked(max(repeat, 5), files)
+    if (figures["valid"][1], figures["invalid"][1]) != (0, 1):  # an import error only when invalid
+        raise RuntimeError(f"S3: unexpected import errors: {figures}")
+    shutil.rmtree(bundle, ignore_errors=True)
+    valid_ms, one_task_ms = figures["valid"][0], figures["one_task"][0]
+    return [
+        (
+            "S3 one valid spec's generated DAG file, parsed as the dag-processor does (ms; baseline: a "
+            "one-task DAG file)",
+            valid_ms,
+            one_task_ms,
+            "<= 1.0x",
+        ),
+        (
+            "S3 that file when its spec changed or is invalid: the full check (ms)",
+            figures["invalid"][0],
+            one_task_ms,
+            "reported",
+        ),
+        (
+            f"S3 {specs} specs' generated files per min_file_process_interval (s; baseline: the factory "
+            "file's own parse)",
+            specs * valid_ms / 1e3,
+            figures["factory"][0] / 1e3,
+            "reported",
         ),
     ]

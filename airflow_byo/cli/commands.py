@@ -211,7 +211,7 @@ def functions_save(args: argparse.Namespace) -> str:
         description=args.description,
         runtime=args.runtime,
     )
-    return f"saved {entry.ref}"
+    return f"unchanged, still {entry.ref}" if entry.unchanged else f"saved {entry.ref}"
 
 
 @_cli

@@ -23,8 +23,15 @@ Routes (under ``/byo``)::
     POST /api/flows/{dag_id}/{task_id}/functions    save as reusable function  DAG edit
     POST /api/flows/{dag_id}/{task_id}/replay   replay quarantined files       DAG edit
                                                 (``{"path": ...}`` or ``{"paths": [...]}``, literal names)
+    GET  /api/tests/{test_id}                   a Test's place in the queue, or its result     DAG edit
+    POST /api/tests/{test_id}/cancel            cancel a Test (kills its sandboxed child)      DAG edit
+                                                (edit on the Test's own flow, checked by the route)
 
-The routes are grouped by kind in three routers (``pages``, ``reads``, ``actions``); what they
+A Test answers at once when it is done within :data:`TEST_ANSWER_SECONDS`; else with
+``state: queued`` (and its ``position``) or ``state: running`` and a ``test_id`` the page asks
+again with ``GET /api/tests/{test_id}`` (which waits up to that long for the end).
+
+The routes are grouped by kind in four routers (``pages``, ``reads``, ``actions``, ``tests``); what they
 show comes from :mod:`~airflow_byo.plugins.page_data`, the ledger's side from
 :mod:`~airflow_byo.plugins.ledger_view`.
 """
@@ -35,7 +42,7 @@ import dataclasses
 import json
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.common.db.common import SessionDep  # noqa: TC002 (FastAPI reads it at runtime)
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
@@ -45,17 +52,28 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_byo.exceptions import ByoError
 from airflow_byo.plugins import render
-from airflow_byo.plugins.flows import Flow, find_flows
 from airflow_byo.plugins.ledger_view import new_files_count, replay
-from airflow_byo.plugins.page_data import flow_detail, flow_rows, library_index
+from airflow_byo.plugins.page_data import find_flows, flow_detail, flow_rows, library_index
+
+if TYPE_CHECKING:
+    from airflow_byo.plugins.flows import Flow
 
 __all__ = ["create_app"]
 
 _STATIC = Path(__file__).parent / "static"
-_STATIC_TYPES = {"byo.js": "text/javascript", "byo.css": "text/css"}
+_STATIC_TYPES = {
+    "byo.js": "text/javascript",
+    "byo.css": "text/css",
+    "editor.js": "text/javascript",
+    "editor-form.js": "text/javascript",
+    "editor-actions.js": "text/javascript",
+    "editor.css": "text/css",
+}
 
 ReadDag = Depends(requires_access_dag("GET"))
 EditDag = Depends(requires_access_dag("PUT"))
+#: How long a Test request (and a poll of it) waits for the Test's end before answering its state.
+TEST_ANSWER_SECONDS = 2.0
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -83,7 +101,10 @@ def _flow(session: Any, dag_id: str, task_id: str) -> Flow:
 
 def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
-    html = render.page(template, nonce=nonce, base=str(request.scope.get("root_path", "")), **context)
+    base = str(request.scope.get("root_path", ""))
+    # Airflow's own REST API, on the same origin (the page's Activate/Pause call it)
+    airflow_api = base.removesuffix("/byo") + "/api/v2"
+    html = render.page(template, nonce=nonce, base=base, airflow_api=airflow_api, **context)
     return HTMLResponse(
         html,
         headers={
@@ -115,7 +136,7 @@ def flow_page(
 
     flow = _flow(session, dag_id, task_id)
     can_edit = get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=dag_id), user=user)
-    detail = flow_detail(session, flow)
+    detail = flow_detail(session, flow, can_edit=can_edit)
     return _page(request, "flow.html", flow=detail, can_edit=can_edit, user=user.get_name())
 
 
@@ -147,7 +168,7 @@ def api_flow(dag_id: str, task_id: str, session: SessionDep) -> dict[str, Any]:
 
 @reads.get("/flows/{dag_id}/{task_id}/files", dependencies=[ReadDag])
 async def api_files(dag_id: str, task_id: str, session: SessionDep) -> dict[str, Any]:
-    from airflow_byo.plugins.testing import source_listing
+    from airflow_byo.plugins.sample_files import source_listing
 
     flow = _flow(session, dag_id, task_id)
     try:
@@ -177,7 +198,9 @@ actions = APIRouter(prefix="/api/flows/{dag_id}/{task_id}")
 
 
 @actions.post("/test", dependencies=[EditDag])
-async def api_test(dag_id: str, task_id: str, body: JsonBody, session: SessionDep) -> dict[str, Any]:
+async def api_test(
+    dag_id: str, task_id: str, body: JsonBody, session: SessionDep, user: GetUserDep
+) -> dict[str, Any]:
     from airflow_byo.plugins.testing import TestRequest, run_test
 
     flow = _flow(session, dag_id, task_id)
@@ -188,7 +211,9 @@ async def api_test(dag_id: str, task_id: str, body: JsonBody, session: SessionDe
         packages=body.get("packages") if body.get("packages") not in ("", None) else None,
         runtime_config=_runtime_config(body.get("runtime_config")),
     )
-    return await run_in_threadpool(run_test, flow, request)
+    return await run_in_threadpool(
+        lambda: run_test(flow, request, user=user.get_name(), wait=TEST_ANSWER_SECONDS)
+    )
 
 
 @actions.post("/environment", dependencies=[EditDag])
@@ -220,7 +245,14 @@ async def api_save_function(
             description=description,
         )
     )
-    return {"ref": entry.ref, "name": entry.name, "version": entry.version}
+    message = f"unchanged, still {entry.ref}" if entry.unchanged else f"saved {entry.ref}"
+    return {
+        "ref": entry.ref,
+        "name": entry.name,
+        "version": entry.version,
+        "unchanged": entry.unchanged,
+        "message": message,
+    }
 
 
 @actions.post("/replay", dependencies=[EditDag])
@@ -228,6 +260,41 @@ async def api_replay(dag_id: str, task_id: str, body: JsonBody, session: Session
     flow = _flow(session, dag_id, task_id)
     count = await run_in_threadpool(replay, flow, _replay_paths(body))
     return {"replayed": count}
+
+
+# -- a Test in the queue (DAG edit on the Test's flow) ---------------------------------------------
+tests = APIRouter(prefix="/api/tests/{test_id}")
+
+
+def _test_job(test_id: str, user: Any) -> Any:
+    """The Test ``test_id``, if ``user`` may edit its flow's DAG."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    from airflow_byo.plugins.trial_queue import QUEUE
+
+    job = QUEUE.get(test_id)
+    if job is None:
+        raise HTTPException(404, f"no Test {test_id} on this api-server (a finished Test is kept 10 minutes)")
+    if not get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=job.dag_id), user=user):
+        raise HTTPException(403, f"this Test is of {job.dag_id}, which you may not edit")
+    return job
+
+
+@tests.get("", dependencies=[EditDag])
+async def api_test_state(test_id: str, user: GetUserDep) -> dict[str, Any]:
+    from airflow_byo.plugins.trial_queue import QUEUE
+
+    job = _test_job(test_id, user)
+    return await run_in_threadpool(QUEUE.answer, job, TEST_ANSWER_SECONDS)
+
+
+@tests.post("/cancel", dependencies=[EditDag])
+async def api_test_cancel(test_id: str, body: JsonBody, user: GetUserDep) -> dict[str, Any]:
+    from airflow_byo.plugins.trial_queue import QUEUE
+
+    job = _test_job(test_id, user)
+    return await run_in_threadpool(QUEUE.cancel, job, user.get_name())
 
 
 def create_app() -> FastAPI:
@@ -238,8 +305,14 @@ def create_app() -> FastAPI:
     async def _byo_error(request: Request, exc: ByoError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    for router in (pages, reads, actions):
+    for router in (pages, reads, actions, tests):
         app.include_router(router)
+    from airflow_byo.plugins.editor import pages as editor_pages
+    from airflow_byo.plugins.editor import routes as editor_routes
+
+    app.include_router(editor_pages.router)
+    app.include_router(editor_routes.editor)
+    app.include_router(editor_routes.specs)
     return app
 
 

@@ -23,7 +23,10 @@ COUNTS = ("files_seen", "files_processed", "files_failed", "files_quarantined", 
 
 
 def recent_runs(session: Session, flow: Flow, limit: int = 20) -> list[dict[str, Any]]:
-    """The flow's latest runs, newest first: run id, state, times, and its summary's counts."""
+    """
+    The flow's latest runs, newest first: run id, state, times, its summary's counts, insights,
+    counters and how many notifications its function sent.
+    """
     from airflow.models.dagrun import DagRun
     from sqlalchemy import select
 
@@ -87,6 +90,8 @@ def _run_row(run: Any, task: Any, summary: dict[str, Any]) -> dict[str, Any]:
         "end_date": ended.isoformat() if ended else None,
         **{name: summary.get(name) for name in COUNTS},
         "insights": summary.get("insights") or {},
+        "counters": summary.get("counters") or {},
+        "notifications": summary.get("notifications") or 0,
         "seconds_total": summary.get("seconds_total"),
     }
 

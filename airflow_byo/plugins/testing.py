@@ -8,35 +8,46 @@ a first Test reports progress instead of hanging: the browser polls until it is 
 modules a test needs stay imported in the api-server. A warm Test then costs one child start in
 the sandbox and the processor's own work, not an Airflow start-up.
 
-A test may only read a file of the flow's own source (a local path under it, or a URL under it
-read with the flow's source connection): the api-server's own files are not test input.
+A test may only read a file of the flow's own source that the flow takes
+(:mod:`~airflow_byo.plugins.sample_files`). Tests wait their turn in the api-server's queue
+(:mod:`~airflow_byo.plugins.trial_queue`: one running Test per user, a few at once) and can be
+cancelled there.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_byo.exceptions import ByoConfigError, ByoError
+from airflow_byo.plugins.sample_files import resolve_test_file, source_listing
+from airflow_byo.plugins.trial_queue import QUEUE, TestJob
 
 if TYPE_CHECKING:
     from airflow_byo.flow import ResolvedFlow
     from airflow_byo.plugins.flows import Flow
     from airflow_byo.sample_run import SampleRun
 
-__all__ = ["TestRequest", "environment_state", "flow_under_test", "run_test", "source_listing"]
+__all__ = [
+    "TestRequest",
+    "environment_state",
+    "flow_under_test",
+    "resolve_test_file",
+    "run_test",
+    "source_listing",
+]
 
 #: The Test button's own limits, over whatever the runtime config asks for.
 MAX_TEST_SECONDS = 60.0
 MAX_PREVIEW_LINES = 50
+#: Log lines a Test keeps: the first ones and the last LOG_TAIL_LINES (where the error is).
 MAX_LOG_LINES = 200
-#: Tests running at once in one api-server (each is a sandboxed child process).
-_CONCURRENT_TESTS = threading.BoundedSemaphore(2)
+LOG_TAIL_LINES = 50
 _LINE = re.compile(r"\bline (\d+)\b")
 _USER_FRAME = re.compile(r'File "<byo-processor>", line (\d+)')
 _TRACEBACK_HEAD = "Traceback from the processor:\n"
@@ -56,18 +67,43 @@ class TestRequest:
 
 
 class CaptureLog:
-    """A TaskLog that keeps the lines a test logs (the processor's ``ctx.log`` included)."""
+    """
+    A TaskLog that keeps the lines a test logs (the processor's ``ctx.log`` included): the first
+    ``MAX_LOG_LINES - LOG_TAIL_LINES`` and the last ``LOG_TAIL_LINES``, counting what it drops.
+    """
 
     def __init__(self) -> None:
-        self.lines: list[dict[str, str]] = []
+        self.head: list[dict[str, str]] = []
+        self.tail: deque[dict[str, str]] = deque(maxlen=LOG_TAIL_LINES)
+        self.dropped = 0
         self.notifications: list[dict[str, Any]] = []  # what ctx.notify() would have sent
 
     def log(self, level: int, msg: Any, /, *args: Any) -> None:
         import logging
 
-        if len(self.lines) < MAX_LOG_LINES:
-            text = str(msg) % args if args else str(msg)
-            self.lines.append({"level": logging.getLevelName(level).lower(), "message": text[:2000]})
+        text = str(msg) % args if args else str(msg)
+        line = {"level": logging.getLevelName(level).lower(), "message": text[:2000]}
+        if len(self.head) < MAX_LOG_LINES - LOG_TAIL_LINES:
+            self.head.append(line)
+            return
+        if len(self.tail) == LOG_TAIL_LINES:
+            self.dropped += 1
+        self.tail.append(line)
+
+    @property
+    def lines(self) -> list[dict[str, str]]:
+        """The lines kept, with a line saying how many were dropped where they were."""
+        gap = []
+        if self.dropped:
+            total = len(self.head) + self.dropped + len(self.tail)
+            gap = [
+                {
+                    "level": "warning",
+                    "message": f"[... {self.dropped} lines dropped: the Test keeps the first "
+                    f"{len(self.head)} and the last {len(self.tail)} of {total} lines]",
+                }
+            ]
+        return [*self.head, *gap, *self.tail]
 
     def debug(self, msg: Any, /, *args: Any) -> None:
         pass
@@ -124,73 +160,15 @@ def environment_state(requirements: list[str], *, wait: float = 0.0) -> dict[str
     return {"state": "ready", "python": python, "packages": list(key)}
 
 
-# -- what a test may read --------------------------------------------------------------------------
-
-
-def _is_url(value: str) -> bool:
-    return "://" in value and not value.startswith("file://")
-
-
-def resolve_test_file(flow: Flow, test_file: str) -> str:
-    """``test_file`` (a name in the source, or a path/URL under it) as a path or URL, checked."""
-    source = str(flow.settings.get("source") or "")
-    test_file = test_file.strip()
-    if not test_file:
-        raise ByoConfigError("test_file: give the path of one file of the flow's source, or pick one")
-    if not source or "{{" in source:
-        raise ByoConfigError(
-            "this flow's source is templated; the page can only test files of a fixed source"
-        )
-    if _is_url(source):
-        wanted = test_file if _is_url(test_file) else f"{source.rstrip('/')}/{test_file.lstrip('/')}"
-        if not wanted.startswith(source.rstrip("/") + "/") or "/../" in wanted:
-            raise ByoConfigError(f"test_file: {test_file!r} is not a file of the flow's source {source}")
-        return wanted
-    root = os.path.realpath(source.removeprefix("file://"))
-    path = test_file.removeprefix("file://")
-    path = os.path.realpath(path if os.path.isabs(path) else os.path.join(root, path))
-    if os.path.commonpath([root, path]) != root or path == root:
-        raise ByoConfigError(
-            f"test_file: {test_file!r} is not a file of the flow's source {source}; "
-            "the page tests files of the flow's own source only"
-        )
-    if not os.path.isfile(path):
-        raise ByoConfigError(
-            f"test_file: {path} does not exist (or is not a file) in the flow's source {source}"
-        )
-    return path
-
-
-def source_listing(flow: Flow, limit: int = 200) -> list[dict[str, Any]]:
-    """The newest files of the flow's source (name, size, modified), read with its connection."""
-    from airflow_byo.storage.location import Location
-    from airflow_byo.storage.selection import FileFilter
-
-    source = str(flow.settings.get("source") or "")
-    if not source or "{{" in source:
-        return []
-    location = Location(source, flow.settings.get("source_conn_id"), role="source")
-    file_filter = FileFilter(
-        include=tuple(flow.settings.get("include") or ("*",)),
-        exclude=tuple(flow.settings.get("exclude") or ()),
-    )
-    files = sorted(location.list_files(file_filter), key=lambda f: -(f.mtime or 0))[:limit]
-    return [{"name": f.relative_path, "size": f.size, "modified": f.mtime} for f in files]
-
-
 # -- the test itself -------------------------------------------------------------------------------
 
 
-def flow_under_test(flow: Flow, request: TestRequest) -> ResolvedFlow:
-    """
-    The flow as its runs get it -- its runtime, interpreter and package rules, from its serialized
-    settings -- with the form's code, packages and runtime config, under the Test button's limits
-    (time, preview size, no retries).
-    """
+def _resolved(flow: Flow, request: TestRequest) -> ResolvedFlow:
+    """The flow as its runs get it, with the form's code, packages and runtime config."""
     from airflow_byo.flow import ResolvedFlow
 
     settings = flow.settings
-    resolved = ResolvedFlow.resolve(
+    return ResolvedFlow.resolve(
         request.code,
         function_name=request.function_name or "process",
         packages=request.packages,
@@ -199,12 +177,25 @@ def flow_under_test(flow: Flow, request: TestRequest) -> ResolvedFlow:
         allow_direct_urls=bool(settings.get("allow_direct_urls")),
         python_interpreter=settings.get("python_interpreter"),
     )
+
+
+def _capped(resolved: ResolvedFlow) -> ResolvedFlow:
+    """``resolved`` under the Test button's limits (time, preview size, no retries)."""
     job = resolved.job
     return resolved.with_job(
         timeout_seconds=min(job.timeout_seconds, MAX_TEST_SECONDS),
         preview_lines=min(job.preview_lines, MAX_PREVIEW_LINES),
         retries=0,
     )
+
+
+def flow_under_test(flow: Flow, request: TestRequest) -> ResolvedFlow:
+    """
+    The flow as its runs get it -- its runtime, interpreter and package rules, from its serialized
+    settings -- with the form's code, packages and runtime config, under the Test button's limits
+    (time, preview size, no retries).
+    """
+    return _capped(_resolved(flow, request))
 
 
 def error_line(message: str | None) -> int | None:
@@ -215,45 +206,88 @@ def error_line(message: str | None) -> int | None:
     return int(found[-1]) if found else None
 
 
-def run_test(flow: Flow, request: TestRequest) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Prepared:
+    """A Test ready to run: the capped flow, the file, the interpreter, the flow's own timeout."""
+
+    resolved: ResolvedFlow
+    path: str
+    python: str
+    timeout_seconds: float
+
+
+def run_test(
+    flow: Flow, request: TestRequest, *, user: str | None = None, wait: float | None = None
+) -> dict[str, Any]:
     """
     Run ``request.code`` on one file of ``flow``'s source; write nothing. Returns the result for
     the page: ``ok``, previews, insights, counters, notifications, log, packages, timings; or
     ``state: building`` while the environment is built the first time.
+
+    The Test waits its turn in the api-server's queue as ``user`` (one running Test per user).
+    ``wait`` None waits until it is done; else after ``wait`` seconds the answer is where it is --
+    ``state: queued`` with its ``position``, or ``state: running`` -- with the ``test_id`` to ask
+    again (:data:`~airflow_byo.plugins.trial_queue.QUEUE`) or to cancel it.
     """
     started = time.monotonic()
+    prepared = _prepare(flow, request, started)
+    if isinstance(prepared, dict):
+        return prepared
+    job = TestJob(
+        user or "", flow.dag_id, flow.task_id, work=lambda job: _execute(job, flow, prepared, started)
+    )
+    return QUEUE.answer(QUEUE.submit(job), wait)
+
+
+def _prepare(flow: Flow, request: TestRequest, started: float) -> _Prepared | dict[str, Any]:
+    """What the Test runs, or the answer at once: a refusal, or the environment still building."""
     try:
-        resolved = flow_under_test(flow, request)
+        resolved = _resolved(flow, request)
+        capped = _capped(resolved)
         path = resolve_test_file(flow, request.test_file)
         refusal = _sandbox_refusal()
-        python = resolved.interpreter()
+        python = capped.interpreter()
     except ByoError as exc:
         return _failure(exc, started)
     if refusal is not None:
         return _failure(refusal, started)
     if python is None:
-        environment = environment_state(list(resolved.requirements), wait=1.5)
+        environment = environment_state(list(capped.requirements), wait=1.5)
+        if environment["state"] == "failed":
+            return {"ok": False, **environment, "log": [], "seconds": round(time.monotonic() - started, 3)}
         if environment["state"] != "ready":
-            return {"ok": environment["state"] != "failed", **environment} | (
-                {"error": environment["error"]} if environment["state"] == "failed" else {}
-            )
+            return {"ok": True, **environment}
         python = environment["python"]
-    if not _CONCURRENT_TESTS.acquire(timeout=30):
-        return {
-            "ok": False,
-            "state": "busy",
-            "error": "other tests are running on this api-server; try again",
-        }
+    return _Prepared(capped, path, python, resolved.job.timeout_seconds)
+
+
+def _execute(job: TestJob, flow: Flow, prepared: _Prepared, started: float) -> dict[str, Any]:
+    """The Test, in its queue slot."""
     log = CaptureLog()
+    if job.cancelled.is_set():
+        return {"log": []}
     try:
-        sample = _run(resolved, flow, path, python, log)
+        sample = _run(prepared.resolved, flow, prepared.path, prepared.python, log)
     except ByoError as exc:
         return _failure(exc, started, log)
     except Exception as exc:  # noqa: BLE001 -- e.g. a source server that does not answer: the page shows it
         return _failure(RuntimeError(f"{type(exc).__name__}: {exc}"), started, log)
-    finally:
-        _CONCURRENT_TESTS.release()
-    return _result(sample, log, started)
+    return _result(sample, log, started, prepared.timeout_seconds)
+
+
+def timeout_message(flow_timeout: float) -> str:
+    """Why a Test was stopped, and what helps: the Test button's cap, or the flow's own timeout."""
+    if flow_timeout >= MAX_TEST_SECONDS:
+        return (
+            f"Timeout: the Test button stops a function after {MAX_TEST_SECONDS:g} s, its cap whatever "
+            f"the runtime config says; flow runs use job_config.timeout_seconds={flow_timeout:g} s. "
+            "Test on a smaller file, or make the function faster"
+        )
+    return (
+        f"Timeout: processing took longer than job_config.timeout_seconds={flow_timeout:g} s and was "
+        f"stopped; raise job_config.timeout_seconds (flow runs use it as set; the Test button stops at "
+        f"{MAX_TEST_SECONDS:g} s whatever it says) or make the function faster"
+    )
 
 
 def _sandbox_refusal() -> ByoConfigError | None:
@@ -290,11 +324,13 @@ def _run(resolved: ResolvedFlow, flow: Flow, path: str, python: str, log: Captur
     return sample
 
 
-def _result(sample: SampleRun, log: CaptureLog, started: float) -> dict[str, Any]:
+def _result(sample: SampleRun, log: CaptureLog, started: float, flow_timeout: float) -> dict[str, Any]:
     """What the page shows of a test: previews, insights, the error at the user's line, the log."""
     result = sample.as_dict()
     failure = sample.failure
     error = f"{failure.error_type}: {failure.error}" if failure else None
+    if failure is not None and failure.error_type == "Timeout":
+        error = timeout_message(flow_timeout)
     traceback = next(
         (
             line["message"].removeprefix(_TRACEBACK_HEAD)
@@ -313,6 +349,7 @@ def _result(sample: SampleRun, log: CaptureLog, started: float) -> dict[str, Any
         "counters": result.get("counters") or {},
         "notifications": log.notifications,
         "log": log.lines,
+        "log_dropped": log.dropped,
         "packages": result["requirements"],
         "runtime": result["runtime"],
         "flow": result["flow"],
@@ -333,5 +370,6 @@ def _failure(exc: Exception, started: float, log: CaptureLog | None = None) -> d
         "error": message,
         "error_line": error_line(message),
         "log": log.lines if log else [],
+        "log_dropped": log.dropped if log else 0,
         "seconds": round(time.monotonic() - started, 3),
     }

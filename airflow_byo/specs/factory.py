@@ -29,20 +29,29 @@ How Airflow 3.3's dag-processor treats a DAG file decides how the factory report
   would blink out every ``[dag_processor] refresh_interval`` and linger after a fix. DAG warnings are
   no way out: a parse result carries only the dag-version stability check's warnings.
 
-So the factory's own file never gets an import error: valid specs become DAGs of this file, and each
-invalid spec gets **a DAG file of its own, managed by the factory** (:mod:`airflow_byo.specs.error_files`):
+So the factory's own file never gets an import error: valid specs become DAGs of this file, and
+**each spec gets a DAG file of its own, managed by the factory** (:mod:`airflow_byo.specs.error_files`):
 ``byo_spec_errors/<spec>_<hash>.py`` beside the factory's DAG file. That file defines no DAG; its parse
-(:func:`airflow_byo.specs.error_report.report`) re-checks its spec with the same code and raises the
-spec's problems, so they are the import error of *that* file only (UI, ``airflow dags
-list-import-errors``, ``GET /api/v2/importErrors``), as ``<file>:<line>: <field.path>: <problem>. Fix:
-...``. When the spec is fixed or deleted, the next parse of that file finds nothing wrong, deletes the
-file and reports no error, which clears it; the factory's own next parse removes it too, and rewrites
-the files still needed whose text changed (an upgrade: a new template). Airflow finds a new DAG file
-at its next bundle refresh (``[dag_processor] refresh_interval``), so a newly broken spec shows up
-within that interval; fixes show up at the next parse (``min_file_process_interval``). Error files are
-written only when the factory runs inside Airflow's DAG parsing (or with ``dag_file=``); if the folder
-is read-only, the problems are logged instead. ``airflow byo validate`` runs the very same checks
-(:func:`load_flow`, with :mod:`airflow_byo.specs.checks`) before anything is deployed.
+(:func:`airflow_byo.specs.error_report.report`) raises the spec's problems, so they are the import
+error of *that* file only (UI, ``airflow dags list-import-errors``, ``GET /api/v2/importErrors``), as
+``<file>:<line>: <field.path>: <problem>. Fix: ...``; while the spec is valid it raises nothing.
+
+Why one per spec and not one per *invalid* spec (issue 23): Airflow parses a DAG file it knows every
+``[dag_processor] min_file_process_interval`` (30 s) -- and at once when its modification time
+changed -- but finds a *new* file only at the next bundle refresh (``refresh_interval``, 300 s). A
+file written when a spec turns invalid was found minutes later; a file that exists from the moment
+its spec appears shows the problem within the interval. The file of a valid spec carries the
+fingerprint of the bytes the factory validated, so its parse is a read and a hash while the spec is
+unchanged (bench S3), and the factory rewrites it when its verdict changes. The files are written
+only when their text changes; a deleted spec's file goes (it deletes itself, and the factory's next
+parse removes it). Spec files are written only when the factory runs inside Airflow's DAG parsing
+(or with ``dag_file=``); if the folder is read-only, the problems are logged instead. ``airflow byo
+validate`` runs the very same checks (:func:`load_flow`, with :mod:`airflow_byo.specs.checks`) before
+anything is deployed.
+
+At each such parse the factory also records its DAG file in the spec folder's marker
+(:mod:`airflow_byo.specs.factory_marker`), so the flow editor can have exactly that file parsed
+again right after a save (:func:`airflow_byo.dag_parsing.request_reparse`).
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ from typing import Any
 from airflow.sdk import DAG
 
 from airflow_byo.exceptions import ByoError, ByoFlowSpecError
-from airflow_byo.specs import error_files
+from airflow_byo.specs import error_files, factory_marker
 from airflow_byo.specs.checks import check_locations, check_processor, field_of_build_error, split_fix
 from airflow_byo.specs.loader import SpecDocument, find_specs, parse_spec
 from airflow_byo.specs.model import ON_NEW_FILES, FlowSpec, SensorSpec, SourceSpec, WatchSpec, schedule_of
@@ -310,16 +319,21 @@ def build_dags(folder: str | Path, *, dag_file: str | Path | None = None) -> dic
     """
     Every valid spec of ``folder`` as a DAG, keyed for ``globals().update(...)``.
 
-    Invalid specs never raise here: each gets an error DAG file of its own (see the module docs).
+    Invalid specs never raise here: each spec has a DAG file of its own that carries its problems
+    (see the module docs), and the folder's marker names this DAG file.
 
-    :param dag_file: the DAG file the error files go beside (default: the calling DAG file, when
-        Airflow's DAG parsing runs it; otherwise no error files are written).
+    :param dag_file: the DAG file the spec files go beside (default: the calling DAG file, when
+        Airflow's DAG parsing runs it; otherwise no files are written).
     """
     dag_file = Path(dag_file) if dag_file is not None else _parsing_dag_file()
-    collection = collect_flows(find_specs(folder))
-    if dag_file is not None:  # also when nothing is wrong: files of fixed or deleted specs go
-        error_files.update(dag_file, Path(folder), collection.problems)
-    else:
+    specs = find_specs(folder)
+    collection = collect_flows(specs)
+    if dag_file is None:
         for problem in collection.problems.values():
             log.warning("invalid flow spec: %s", problem)
+        return collection.dags
+    valid = {flow.path: flow.document.fingerprint for flow in collection.flows}
+    verdicts = {spec_file: valid.get(spec_file) for spec_file in specs}
+    error_files.update(dag_file, Path(folder), verdicts, collection.problems)
+    factory_marker.record(folder, dag_file)
     return collection.dags

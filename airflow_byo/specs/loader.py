@@ -17,6 +17,7 @@ disagree about a file. Reading is bounded, because one careless or hostile file 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "SPEC_SUFFIXES",
     "SpecDocument",
     "find_specs",
+    "fingerprint",
     "load_spec",
     "max_spec_bytes",
     "parse_spec",
@@ -55,9 +57,19 @@ _SHAPE = "a mapping with name, source, processing and destination"
 
 
 def find_specs(folder: str | Path) -> list[Path]:
-    """The spec files of a folder (recursively), sorted."""
+    """
+    The spec files of a folder (recursively), sorted. Hidden files and folders (a name starting
+    with ``.``, below ``folder``) are not specs: the flow editor keeps its history in
+    ``.byo-history/`` and its temporaries as ``.byo-*`` files, and git keeps ``.git/``.
+    """
     root = Path(folder)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in SPEC_SUFFIXES and p.is_file())
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in SPEC_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
+    )
 
 
 def max_spec_bytes() -> int:
@@ -86,6 +98,8 @@ class SpecDocument:
     path: Path
     data: dict[str, Any]
     node: yaml.MappingNode
+    #: ``<bytes>:<sha256>`` of exactly the bytes read (see :func:`fingerprint`)
+    fingerprint: str = ""
 
     def line(self, loc: tuple[Any, ...]) -> int:
         """The 1-based line of the value at ``loc`` (or of its nearest existing parent)."""
@@ -103,6 +117,14 @@ class SpecDocument:
     def error(self, loc: tuple[Any, ...], problem: str, fix: str = "", line: int | None = None) -> str:
         """``<file>:<line>: <field.path>: <problem>. Fix: <fix>`` for the value at ``loc``."""
         return _message(self.path, line or self.line(loc), loc, problem, fix)
+
+
+def fingerprint(raw: bytes) -> str:
+    """
+    ``<size>:<sha256 hex>`` of a spec file's bytes: what a spec's generated DAG file compares to
+    tell a spec the factory found valid from a changed one (:mod:`airflow_byo.specs.error_report`).
+    """
+    return f"{len(raw)}:{hashlib.sha256(raw).hexdigest()}"
 
 
 def _message(path: Path, line: int | None, loc: tuple[Any, ...] | str, problem: str, fix: str = "") -> str:
@@ -259,7 +281,8 @@ def read_spec(path: str | Path, *, max_bytes: int | None = None) -> SpecDocument
     :raises ByoFlowSpecError: one message naming the file (and line when there is one).
     """
     path = Path(path)
-    text = _decode(path, _read_bounded(path, max_bytes or max_spec_bytes()))
+    raw = _read_bounded(path, max_bytes or max_spec_bytes())
+    text = _decode(path, raw)
     loader = _LOADER(text)
     try:
         try:
@@ -305,7 +328,7 @@ def read_spec(path: str | Path, *, max_bytes: int | None = None) -> SpecDocument
             ) from None
     finally:
         loader.dispose()
-    return SpecDocument(path=path, data=data, node=node)
+    return SpecDocument(path=path, data=data, node=node, fingerprint=fingerprint(raw))
 
 
 def _fix_for(error: Any) -> str:

@@ -84,6 +84,10 @@ def test_functions_save_list_show_use_delete(tmp_path: Path, env: dict[str, str]
     code = tmp_path / "upper.py"
     code.write_text(UPPER)
     assert byo("functions", "save", "upper", "--code", str(code), env=env).stdout.strip() == "saved upper@1"
+    # The same code, function, packages and runtime is the same version, whatever the description.
+    again = byo("functions", "save", "upper", "--code", str(code), "--description", "v2", env=env)
+    assert again.stdout.strip() == "unchanged, still upper@1"
+    code.write_text(UPPER.replace("upper()", "upper()  # v2"))
     assert (
         byo("functions", "save", "upper", "--code", str(code), "--description", "v2", env=env).stdout.strip()
         == "saved upper@2"

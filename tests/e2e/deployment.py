@@ -65,6 +65,12 @@ WORKERS = ("worker-a", "worker-b")
 USERS = {"admin": "admin", "op": "op", "user": "user", "viewer": "viewer"}
 S3_CONN_ID = "byo_e2e_s3"
 LEDGER_CONN_ID = "byo_ledger"
+#: The flows factory of the flow editor's spec folder (``Deployment.spec_folder``).
+EDITOR_FACTORY = (
+    "byo_editor/byo_editor_flows.py",
+    "from pathlib import Path\n\nfrom airflow_byo.specs.factory import build_dags\n\n"
+    'globals().update(build_dags(Path(__file__).parent / "flows"))\n',
+)
 
 
 class Api:
@@ -120,9 +126,21 @@ class Deployment:
         self.executor = executor
         self.with_s3 = s3
         self.dags_folder = root / "dags"
+        #: The flow editor's spec folder ([byo] spec_folder; EDITOR_FACTORY reads it) and the folder
+        #: flows made on the page may use locally ([byo] editor_local_roots).
+        self.spec_folder = self.dags_folder / "byo_editor" / "flows"
+        self.editor_data = root / "editor_data"
         self.task_logs = root / "task-logs"
         self.logs = root / "logs"
-        for folder in (self.dags_folder, self.task_logs, self.logs, root / "homes", root / "staging"):
+        for folder in (
+            self.dags_folder,
+            self.task_logs,
+            self.logs,
+            root / "homes",
+            root / "staging",
+            self.spec_folder,
+            self.editor_data,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         self.extra_env = dict(extra_env or {})
         run_id = uuid.uuid4().hex[:10]
@@ -156,6 +174,7 @@ class Deployment:
         if self.with_s3:
             self.s3 = S3Server(self.root)
         (self.root / "passwords.json").write_text(json.dumps(self.passwords))
+        self.write_dag_file(EDITOR_FACTORY[0], EDITOR_FACTORY[1])
         migrate = self._component("db-migrate", [AIRFLOW, "db", "migrate"])
         migrate.start()
         assert migrate.process is not None
@@ -268,6 +287,8 @@ class Deployment:
             "WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
             "LOGGING__BASE_LOG_FOLDER": str(self.task_logs),
             "BYO__LEDGER_CONN_ID": LEDGER_CONN_ID,
+            "BYO__SPEC_FOLDER": str(self.spec_folder),
+            "BYO__EDITOR_LOCAL_ROOTS": str(self.editor_data),
         }
         if self.celery:
             config |= {
@@ -346,6 +367,21 @@ class Deployment:
                 return b" ready." in handle.read()
 
         self.wait_until(ready, timeout=timeout, what=f"celery worker {name} ready")
+
+    def restart(self, name: str, env: dict[str, str]) -> None:
+        """Stop component ``name`` (e.g. ``scheduler``), start it again with ``env`` added to its env."""
+        old = self.components[name]
+        tree = old.terminate()
+        if old.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                old.process.wait(timeout=15)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        old._reap()
+        self.components[name] = self._component(name, old.argv, env)
+        self.components[name].start()
+        self.wait_until(self._all_healthy, timeout=120, what=f"{name} restarted and healthy")
 
     def kill_worker(self, name: str) -> list[int]:
         """SIGKILL worker ``name`` and every process under it (its task, the byo child) at once."""

@@ -1,7 +1,8 @@
 """
 The BYO Flows page on the real deployment: the plugin is served by the api-server, every route
 authenticates through the simple auth manager with real JWTs, and a real headless Chromium runs
-the whole loop (log in, open the page, Test, syntax error, Save, activate with Airflow's toggle).
+the whole loop (log in, open the page, Test, syntax error, Save, Activate and Pause on the page),
+a user's second Test queued behind the first and Cancel, and a flow page's runs.
 
 Screenshots of each browser step are kept in ``tests/e2e/artifacts/ui/`` (``BYO_UI_SCREENSHOTS``
 overrides the folder).
@@ -80,16 +81,31 @@ def _path(flow: tuple[str, str], tail: str = "") -> str:
 
 
 def _test_until_done(client: httpx.Client, flow: tuple[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    """POST test, repeated while the flow's environment is built the first time."""
+    """POST test, repeated while the flow's environment is built the first time; then its answer."""
     deadline = time.monotonic() + 600
     while True:
         response = client.post(_path(flow, "/test"), json=body)
         assert response.status_code == 200, response.text
         result = response.json()
+        while result.get("state") in ("queued", "running"):  # asked again until done
+            result = client.get(f"/byo/api/tests/{result['test_id']}").json()
         if result.get("state") != "building":
             return result
         assert time.monotonic() < deadline, result
         time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def decorator_run(ui: Deployment) -> str:
+    """One finished run of the decorator flow (its summary has insights and counters)."""
+    dag_id = DECORATOR_FLOW[0]
+    ui.unpause(dag_id)
+    try:
+        run_id = ui.trigger(dag_id)
+        ui.wait_for_run(dag_id, run_id, timeout=400)
+    finally:
+        ui.pause(dag_id)
+    return run_id
 
 
 # -- the plugin ------------------------------------------------------------------------------------
@@ -168,14 +184,9 @@ def test_unknown_flows_and_other_tasks_are_404(ui):
 # -- what the pages show -------------------------------------------------------------------------
 
 
-def test_flows_of_every_style_with_state_settings_and_last_run(ui):
+def test_flows_of_every_style_with_state_settings_and_last_run(ui, decorator_run):
     dag_id, task_id = DECORATOR_FLOW
-    ui.unpause(dag_id)
-    try:
-        run_id = ui.trigger(dag_id)
-        ui.wait_for_run(dag_id, run_id, timeout=400)
-    finally:
-        ui.pause(dag_id)
+    run_id = decorator_run
     with _http(ui, "viewer") as viewer:
         flows = {(f["dag_id"], f["task_id"]): f for f in viewer.get("/byo/api/flows").json()}
         assert {OPERATOR_FLOW, DECORATOR_FLOW, SPEC_FLOW, SECRET_FLOW} <= set(flows)
@@ -184,8 +195,10 @@ def test_flows_of_every_style_with_state_settings_and_last_run(ui):
             "decorator",
             "spec",
         }
-        assert flows[SPEC_FLOW]["schedule"]
+        assert flows[SPEC_FLOW]["schedule"] in ("@hourly", "0 * * * *")
+        assert (flows[OPERATOR_FLOW]["schedule"], flows[DECORATOR_FLOW]["schedule"]) == ("manual", "manual")
         assert not flows[SPEC_FLOW]["active"]
+        assert not any(f["can_edit"] for f in flows.values())  # a viewer may not activate
         assert flows[OPERATOR_FLOW]["packages"] == "unidecode==1.3.8"
         last = flows[DECORATOR_FLOW]["last_run"]
         assert (last["run_id"], last["state"], last["files_processed"], last["files_failed"]) == (
@@ -287,12 +300,7 @@ def _shot(page: Any, name: str) -> None:
 def test_browser_loop_test_error_save_activate(ui, browser_page):
     page = browser_page
     dag_id = OPERATOR_FLOW[0]
-    # log in through the simple auth manager's own form
-    page.goto(f"{ui.api_url}/auth/login")
-    page.locator("input[name=username]").fill("user")
-    page.locator("input[name=password]").fill(ui.passwords["user"])
-    page.locator("button[type=submit]").click()
-    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=60_000)
+    _log_in(page, ui, "user")
     # the BYO Flows page inside Airflow's UI
     page.goto(f"{ui.api_url}/plugin/byo-flows")
     frame = page.frame_locator("iframe")
@@ -337,24 +345,93 @@ def test_browser_loop_test_error_save_activate(ui, browser_page):
     ref = saved.get_attribute("data-ref")
     assert ref is not None
     assert ref.startswith("clean_customers_ui@")
-    assert saved.inner_text() == f"Saved {ref}"
+    assert saved.inner_text() in (f"Saved {ref}", f"Unchanged, still {ref}")  # a rerun saved it before
     _shot(page, "5-saved")
+    frame.locator("#save-button").click()  # the same code again: no second version
+    frame.locator("#save-status", has_text=f"Unchanged, still {ref}").wait_for()
     page.goto(f"{ui.api_url}/byo/library")
     assert page.locator('tr[data-function="clean_customers_ui"]').inner_text().count(f"v{ref.split('@')[1]}")
-    # activate with Airflow's own toggle on the DAG page, then see it active on the Flows page
-    page.goto(f"{ui.api_url}/dags/{dag_id}")
-    toggle = page.get_by_test_id("toggle-pause").first  # the UI's own pause/unpause switch
-    toggle.wait_for()
-    _shot(page, "6-dag-paused")
-    toggle.click()
-    ui.wait_until(lambda: not ui.dag(dag_id)["is_paused"], timeout=30, what=f"{dag_id} unpaused")
+    # Activate on the Flows page (Airflow's own PATCH /api/v2/dags, the user's session): the row
+    # says so at once, and Airflow's API agrees
+    page.goto(f"{ui.api_url}/plugin/byo-flows")
+    frame = page.frame_locator("iframe")
+    row = frame.locator(f'tr[data-dag-id="{dag_id}"]')
+    row.locator("button.activation", has_text="Activate").click()
     try:
-        page.goto(f"{ui.api_url}/plugin/byo-flows")
-        frame = page.frame_locator("iframe")
-        state = frame.locator(f'tr[data-dag-id="{dag_id}"] [data-state]')
-        state.filter(has_text="active").wait_for()
-        page.wait_for_load_state("networkidle")
-        page.wait_for_timeout(500)  # let the frame paint before the screenshot
-        _shot(page, "7-flows-active")
+        row.locator("[data-state]", has_text="active").wait_for()
+        assert row.locator("button.activation").inner_text() == "Pause"
+        assert not ui.dag(dag_id)["is_paused"]
+        page.wait_for_timeout(300)  # let the frame paint before the screenshot
+        _shot(page, "6-flows-activated")
+        # Pause on the flow's own page
+        row.locator("a.flow-link").click()
+        header = frame.locator("h1 .activation-cell")
+        header.locator("button.activation", has_text="Pause").click()
+        header.locator("[data-state]", has_text="paused").wait_for()
+        assert ui.dag(dag_id)["is_paused"]
+        _shot(page, "7-flow-paused")
     finally:
         ui.pause(dag_id)
+
+
+def _log_in(page: Any, ui: Deployment, user: str) -> None:
+    """Log in through the simple auth manager's own form."""
+    page.goto(f"{ui.api_url}/auth/login")
+    page.locator("input[name=username]").fill(user)
+    page.locator("input[name=password]").fill(ui.passwords[user])
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=60_000)
+
+
+ENDLESS = "import time\n\ndef clean_customers(file, ctx, **kwargs):\n    time.sleep(3600)\n"
+
+
+def test_browser_a_users_second_test_waits_and_cancel_kills_the_first(ui, browser_page):
+    first = browser_page
+    _log_in(first, ui, "user")
+    flow_url = f"{ui.api_url}/byo/flows/{OPERATOR_FLOW[0]}/{OPERATOR_FLOW[1]}"
+    first.goto(flow_url)
+    first.locator("#code").fill(ENDLESS)
+    first.locator("#test-file").fill("customers_2024-05-01.csv")
+    first.locator("#test-button").click()
+    first.locator("#test-status[data-state=running]").wait_for(timeout=600_000)
+    first.locator("#cancel-button").wait_for()
+    first.locator("#test-elapsed", has_text=" s").wait_for()  # the counter runs
+    second = first.context.new_page()  # the same user in another tab
+    try:
+        second.goto(flow_url)
+        second.locator("#test-file").fill("customers_2024-05-01.csv")
+        second.locator("#test-button").click()
+        queued = second.locator("#test-status[data-state=queued]")
+        queued.wait_for()
+        assert "Queued: position 1" in queued.inner_text()
+        _shot(second, "8-second-test-queued")
+        first.locator("#cancel-button").click()
+        first.locator("#test-status", has_text="Cancelled after").wait_for()
+        error = first.locator("#test-error").inner_text()
+        assert "Test cancelled by user after" in error
+        assert "its process was killed" in error
+        _shot(first, "9-test-cancelled")
+        # the first Test's child is gone: the user's slot is free, and the second Test runs
+        second.locator("#test-status", has_text="Tested in").wait_for(timeout=120_000)
+        assert "crm-export" in second.locator("#test-result").inner_text()
+    finally:
+        second.close()
+
+
+def test_browser_flow_page_shows_each_runs_insights_and_a_labelled_chart(ui, browser_page, decorator_run):
+    page = browser_page
+    _log_in(page, ui, "viewer")
+    page.goto(f"{ui.api_url}/byo/flows/{DECORATOR_FLOW[0]}/{DECORATOR_FLOW[1]}")
+    run = page.locator(f'tr.run[data-run-id="{decorator_run}"]')
+    run.wait_for()
+    facts = page.locator("tr.run-facts").first
+    assert int(facts.locator('dd.insight[data-key="skus"]').inner_text()) >= 1
+    chart = page.locator("svg.chart")
+    assert chart.locator("line.axis").count() == 2
+    assert chart.locator("text.axis-title").first.text_content() == "files"
+    assert all(text in page.content() for text in ("files processed", "failed or quarantined", "run state"))
+    assert page.locator("h1 [data-state]").inner_text() == "paused"
+    assert page.locator("button.activation").count() == 0  # a viewer may not activate
+    chart.scroll_into_view_if_needed()
+    _shot(page, "10-flow-runs")

@@ -40,6 +40,8 @@ ROUTES = {
     ("POST", "/api/flows/{dag_id}/{task_id}/environment"): "PUT",
     ("POST", "/api/flows/{dag_id}/{task_id}/functions"): "PUT",
     ("POST", "/api/flows/{dag_id}/{task_id}/replay"): "PUT",
+    ("GET", "/api/tests/{test_id}"): "PUT",  # and edit on the Test's own flow, checked inside
+    ("POST", "/api/tests/{test_id}/cancel"): "PUT",
 }
 QUARANTINED = ("x[1].csv", "a*.csv", "ab.csv", "a1.csv")
 LISTED = (*QUARANTINED, "bad.csv", "done.csv", "new1.csv", "new2.csv")
@@ -59,7 +61,11 @@ def _permission(route: APIRoute) -> str | None:
 def test_every_route_keeps_its_dag_permission() -> None:
     from airflow.api_fastapi.core_api.security import get_user
 
-    routes = [r for r in page_app.create_app().routes if isinstance(r, APIRoute)]
+    routes = [  # the flow editor's routes are tests/plugins/editor's
+        r
+        for r in page_app.create_app().routes
+        if isinstance(r, APIRoute) and r.endpoint.__module__ == page_app.__name__
+    ]
     found = {(method, r.path): _permission(r) for r in routes for method in r.methods}
     assert found == ROUTES
     # the static files need no DAG, but a user all the same
@@ -214,3 +220,63 @@ def test_a_templated_flow_id_is_not_resolved_on_another_ledger(
     assert 'id="ledger-error"' in html
     assert 'id="ledger-counts"' not in html
     assert opened == []
+
+
+def test_saving_the_same_function_again_keeps_its_version(page: Page, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW__BYO__FUNCTION_LIBRARY", str(tmp_path / "library"))
+    body = {
+        "name": "clean",
+        "code": "def process(file, ctx):\n    return 1\n",
+        "packages": "unidecode==1.3.8",
+    }
+    first = page.client.post(page.path("/functions"), json=body).json()
+    assert (first["ref"], first["unchanged"], first["message"]) == ("clean@1", False, "saved clean@1")
+    again = page.client.post(page.path("/functions"), json=body).json()
+    assert (again["ref"], again["unchanged"], again["message"]) == (
+        "clean@1",
+        True,
+        "unchanged, still clean@1",
+    )
+    changed = page.client.post(page.path("/functions"), json=body | {"packages": ""}).json()
+    assert (changed["ref"], changed["unchanged"]) == ("clean@2", False)
+
+
+class _Denies(_AuthManager):
+    def is_authorized_dag(self, **kwargs: Any) -> bool:
+        return kwargs["details"].id != "secret"
+
+
+def test_a_test_is_asked_about_and_cancelled_by_whoever_may_edit_its_flow(page: Page, monkeypatch) -> None:
+    import threading
+
+    from airflow_byo.plugins.trial_queue import QUEUE, TestJob
+
+    release = threading.Event()
+
+    def work(job: TestJob) -> dict[str, Any]:
+        while not (release.is_set() or job.cancelled.wait(0.01)):
+            pass
+        return {"ok": True, "state": "done", "log": []}
+
+    mine = QUEUE.submit(TestJob("tester", page.flow.dag_id, "t", work=work))
+    theirs = QUEUE.submit(TestJob("other", "secret", "t", work=work))
+    monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", _Denies)
+    monkeypatch.setattr(page_app, "TEST_ANSWER_SECONDS", 0.0)
+    try:
+        assert page.client.get(f"/api/tests/{mine.id}").json()["state"] in ("running", "queued")
+        denied = page.client.get(f"/api/tests/{theirs.id}")
+        assert denied.status_code == 403
+        assert "this Test is of secret, which you may not edit" in denied.json()["detail"]
+        assert page.client.post(f"/api/tests/{theirs.id}/cancel", json={}).status_code == 403
+        missing = page.client.get("/api/tests/nope")
+        assert (missing.status_code, missing.json()["detail"].startswith("no Test nope")) == (404, True)
+        assert page.client.post(f"/api/tests/{mine.id}/cancel", content=b"{}").status_code == 415  # JSON only
+        answer = page.client.post(f"/api/tests/{mine.id}/cancel", json={}).json()
+        if answer["state"] != "cancelled":
+            release.set()
+            answer = page.client.get(f"/api/tests/{mine.id}").json()
+        assert answer["state"] == "cancelled"
+        assert answer["error"].startswith("Test cancelled by tester")
+    finally:
+        release.set()
+        QUEUE.answer(theirs, wait=None)

@@ -137,3 +137,73 @@ def test_inline_code_reference_and_computed_processors():
 def test_urls_never_show_credentials():
     assert redact_url("sftp://user:s3cret@host/in") == "sftp://***@host/in"
     assert redact_url("s3://bucket/prefix") == "s3://bucket/prefix"
+
+
+def _page_flows(serialized: dict[str, dict]) -> dict[str, Flow]:
+    from airflow_byo.plugins.page_data import _flows_with_arguments
+
+    return {f.key: f for data in serialized.values() for f in _flows_with_arguments(data)}
+
+
+def test_a_mapped_flow_has_its_partial_arguments_and_says_which_task_sets_its_files(serialized):
+    flows = _page_flows(serialized)
+    (plain,) = flows_of_dag(serialized["byo_customers_in_batches"])
+    assert plain.settings.get("source") is None  # what the page showed as "None -> None"
+    batched = flows["byo_customers_in_batches/clean"]
+    assert batched.settings["source"].endswith("example_data/customers")
+    assert batched.settings["destination"].endswith("customers_batched")
+    assert batched.settings["include"] == ["*.csv"]
+    assert batched.flow_id == "byo_customers_in_batches.clean"
+    assert batched.settings["files_from"] == "plan_batches"
+    assert "files_from" not in flows["byo_customers_csv_to_jsonl/clean_customers"].settings
+    # an unmapped flow given a planner's files (files=plan.output)
+    assert _page_flows({"x": _planned_dag()})["planned/flow"].settings["files_from"] == "plan"
+
+
+def _planned_dag() -> dict:
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from airflow_byo.operators.byo_flow import ByoFlowOperator
+    from airflow_byo.operators.plan_batches import ByoBatchPlanOperator
+
+    with DAG("planned", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+        plan = ByoBatchPlanOperator(task_id="plan", source="/srv/in", flow_id="planned.flow")
+        ByoFlowOperator(
+            task_id="flow",
+            source="/srv/in",
+            destination="/srv/out",
+            processor="def process(file, ctx):\n    return 1\n",
+            files=plan.output,
+            emit_asset_event=False,
+        )
+    return DagSerialization.to_dict(dag)
+
+
+def test_schedules_read_as_users_mean_them(serialized):
+    from types import SimpleNamespace
+
+    from airflow_byo.plugins.page_data import schedule_text
+
+    flows = _page_flows(serialized)
+    assert schedule_text(flows["byo_customers_csv_to_jsonl/clean_customers"], None) == "manual"
+    assert schedule_text(flows["byo_customers_on_new_files/to_jsonl"], None) == "on new files"
+    assert schedule_text(flows["byo_spec_customers/flow"], None) == "0 * * * *"
+    hourly = SimpleNamespace(timetable_summary="@hourly")
+    assert schedule_text(flows["byo_spec_customers/flow"], hourly) == "@hourly"
+    none = SimpleNamespace(timetable_summary="None")
+    assert schedule_text(Flow("d", "t", "operator", {}, {}), none) == "manual"
+
+
+def test_only_specs_of_the_spec_folder_are_editable(serialized, tmp_path, monkeypatch):
+    from airflow_byo.plugins.page_data import editable_spec
+
+    spec = _page_flows(serialized)["byo_spec_customers/flow"]
+    assert not editable_spec(spec, None)  # no [byo] spec_folder: nothing is edited on the page
+    monkeypatch.setenv("AIRFLOW__BYO__SPEC_FOLDER", str(EXAMPLES / "flows"))
+    assert editable_spec(spec, str(EXAMPLES / "byo_flows_from_specs.py"))
+    monkeypatch.setenv("AIRFLOW__BYO__SPEC_FOLDER", str(tmp_path))
+    assert not editable_spec(spec, str(EXAMPLES / "byo_flows_from_specs.py"))
+    assert not editable_spec(_page_flows(serialized)["byo_customers_csv_to_jsonl/clean_customers"], None)

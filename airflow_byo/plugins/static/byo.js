@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   const base = (window.BYO && window.BYO.base) || "/byo";
+  const airflowApi = (window.BYO && window.BYO.airflowApi) || "/api/v2";
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -16,13 +17,15 @@
     return node;
   }
 
-  async function api(method, path, body) {
+  // Same-origin JSON requests: the UI's _token cookie (HttpOnly, SameSite=Lax) authenticates them,
+  // as it does the Airflow UI's own calls to /api/v2.
+  async function request(method, url, body) {
     const options = {method, credentials: "same-origin", headers: {"Accept": "application/json"}};
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
     }
-    const response = await fetch(base + path, options);
+    const response = await fetch(url, options);
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     if (!response.ok) {
@@ -31,6 +34,8 @@
     }
     return data;
   }
+  function api(method, path, body) { return request(method, base + path, body); }
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   // Links into Airflow's own UI: the page runs in the UI's iframe, which may not navigate the
   // top window, but the same-origin parent's router follows a pushState + popstate.
@@ -45,6 +50,30 @@
       }
     } catch (e) { /* not same-origin: the link opens in the frame */ }
   });
+
+  // Activate / Pause: Airflow's own PATCH /api/v2/dags/{dag_id}, with the user's own session, so
+  // Airflow checks the right and writes its audit log; the row shows the new state at once.
+  function showActivation(cell, active) {
+    const badge = cell.querySelector("[data-state]");
+    badge.textContent = active ? "active" : "paused";
+    badge.className = `badge ${active ? "active" : "paused"}`;
+    const button = cell.querySelector("button.activation");
+    button.dataset.paused = active ? "false" : "true";
+    button.textContent = active ? "Pause" : "Activate";
+  }
+  document.querySelectorAll("button.activation").forEach((button) => button.addEventListener("click", async () => {
+    const cell = button.parentElement;
+    const note = cell.querySelector(".activation-error");
+    if (note) note.remove();
+    button.disabled = true;
+    try {
+      const dag = await request("PATCH", `${airflowApi}/dags/${encodeURIComponent(button.dataset.dagId)}`,
+        {is_paused: button.dataset.paused !== "true"});
+      showActivation(cell, !dag.is_paused);
+    } catch (e) {
+      cell.append(el("span", {class: "error small activation-error"}, ` ${e.message}`));
+    } finally { button.disabled = false; }
+  }));
 
   const flowNode = document.getElementById("flow");
   if (!flowNode) return;
@@ -167,6 +196,8 @@
   }
   function show(data) {
     result.replaceChildren();
+    result.classList.remove("stale");
+    delete result.dataset.staleNote;
     markError(data.ok ? null : data.error_line);
     if (data.error) {
       result.append(el("div", {class: "error-box", id: "test-error"},
@@ -186,37 +217,86 @@
       result.append(el("h3", {}, "Notifications that would be sent"),
         el("ul", {id: "test-notifications"}, data.notifications.map((n) => el("li", {}, `[${n.level}] ${n.message}`))));
     }
-    if (data.packages) result.append(el("p", {class: "muted small"}, `Packages in effect: ${data.packages.length ? data.packages.join(", ") : "(none)"} · sandbox: ${data.sandbox} · file: ${data.file}`));
-    if (data.log && data.log.length) result.append(el("details", {}, el("summary", {}, `log (${data.log.length} lines)`),
-      el("pre", {class: "log"}, data.log.map((l) => `${l.level.toUpperCase()} ${l.message}`).join("\n"))));
+    const known = [];  // only what this answer knows (a failed package build has no sandbox or file)
+    if (data.packages) known.push(`${data.state === "failed" ? "Packages that failed to install" : "Packages in effect"}: ${data.packages.length ? data.packages.join(", ") : "(none)"}`);
+    if (data.sandbox) known.push(`sandbox: ${data.sandbox}`);
+    if (data.file) known.push(`file: ${data.file}`);
+    if (known.length) result.append(el("p", {class: "muted small", id: "test-facts"}, known.join(" · ")));
+    if (data.log && data.log.length) {
+      const dropped = data.log_dropped ? `; ${data.log_dropped} lines dropped in the middle` : "";
+      result.append(el("details", {id: "test-log"}, el("summary", {}, `log (${data.log.length - (data.log_dropped ? 1 : 0)} lines kept${dropped})`),
+        el("pre", {class: "log"}, data.log.map((l) => `${l.level.toUpperCase()} ${l.message}`).join("\n"))));
+    }
+  }
+  // A result on screen that is not this Test's: greyed, saying so, until the new one replaces it.
+  function markStale(note) {
+    if (!result.children.length) return;
+    result.classList.add("stale");
+    result.dataset.staleNote = note;
+  }
+  const cancelButton = document.getElementById("cancel-button");
+  const elapsed = document.getElementById("test-elapsed");
+  let running = null;  // the test_id of the Test in the queue or running
+  function waiting(data) {
+    running = data.test_id;
+    cancelButton.hidden = false;
+    status.dataset.state = data.state;
+    status.textContent = data.state === "queued"
+      ? `Queued: position ${data.position} — you run one Test at a time, ${data.running} running on this server…`
+      : "Testing…";
   }
   async function runTest() {
     button.disabled = true;
+    markStale("Previous result — a new Test is running");
     const began = performance.now();
+    const seconds = () => ((performance.now() - began) / 1000).toFixed(2);
+    const timer = setInterval(() => { elapsed.textContent = `${((performance.now() - began) / 1000).toFixed(1)} s`; }, 100);
     status.textContent = "Testing…";
+    status.dataset.state = "running";
     const body = {
       code: code.value, function_name: functionName.value, packages: packages.value,
       test_file: document.getElementById("test-file").value,
       runtime_config: document.getElementById("runtime-config").value,
     };
     try {
-      for (;;) {
-        const data = await api("POST", flowPath + "/test", body);
+      let data = await api("POST", flowPath + "/test", body);
+      while (["building", "queued", "running"].includes(data.state)) {
         if (data.state === "building") {
           status.textContent = `Building the flow's environment (${data.packages.join(", ") || "no packages"}) the first time: ${data.seconds} s so far; the test runs as soon as it is ready…`;
-          await new Promise((r) => setTimeout(r, 1500));
+          await sleep(1500);
+          data = await api("POST", flowPath + "/test", body);
           continue;
         }
-        show(data);
-        const seconds = ((performance.now() - began) / 1000).toFixed(2);
-        status.textContent = data.ok ? `Tested in ${seconds} s — nothing was written.` : `Failed after ${seconds} s.`;
-        status.dataset.seconds = seconds;
-        break;
+        waiting(data);
+        data = await api("GET", `/api/tests/${encodeURIComponent(data.test_id)}`);
       }
+      show(data);
+      status.dataset.state = data.state;
+      status.textContent = data.ok ? `Tested in ${seconds()} s — nothing was written.`
+        : data.state === "cancelled" ? `Cancelled after ${seconds()} s.` : `Failed after ${seconds()} s.`;
+      status.dataset.seconds = seconds();
     } catch (e) {
-      status.textContent = e.message;
-    } finally { button.disabled = false; }
+      status.dataset.state = "error";
+      status.textContent = result.children.length ? `${e.message} — the result below is from an earlier Test.` : e.message;
+      markStale("Stale — from an earlier Test; this request failed");
+    } finally {
+      clearInterval(timer);
+      elapsed.textContent = "";
+      running = null;
+      cancelButton.hidden = true;
+      button.disabled = false;
+    }
   }
+  cancelButton.addEventListener("click", async () => {
+    if (!running) return;
+    const id = running;
+    cancelButton.disabled = true;
+    status.textContent = "Cancelling…";  // the Test's own poll shows the end
+    try {
+      await api("POST", `/api/tests/${encodeURIComponent(id)}/cancel`, {});
+    } catch (e) { if (running === id) status.textContent = e.message; }
+    finally { cancelButton.disabled = false; }
+  });
   button.addEventListener("click", runTest);
 
   // -- Save as reusable function ----------------------------------------------------------------
@@ -227,10 +307,10 @@
     if (!name) { saveStatus.textContent = "Give the function a name."; saveStatus.className = "error"; return; }
     try {
       const data = await api("POST", flowPath + "/functions", {name, code: code.value, function_name: functionName.value, packages: packages.value});
-      saveStatus.textContent = `Saved ${data.ref}`;
+      saveStatus.textContent = data.unchanged ? `Unchanged, still ${data.ref}` : `Saved ${data.ref}`;
       saveStatus.className = "ok";
       saveStatus.dataset.ref = data.ref;
-      picker.append(el("option", {value: data.ref}, `library: ${data.ref}`));
+      if (!data.unchanged) picker.append(el("option", {value: data.ref}, `library: ${data.ref}`));
     } catch (e) {
       saveStatus.textContent = e.message; saveStatus.className = "error";
       const m = /line (\d+)/.exec(e.message); if (m) markError(Number(m[1]));
