@@ -24,19 +24,25 @@ FLOW = "dag.flow"
 OLD_CLASSPATH = "airflow_byo.triggers.new_files_event.ByoNewFilesEventTrigger"
 
 
-def test_the_asset_schedules_a_dag_that_serializes(tmp_path: Path) -> None:
+def serialized_watcher(asset: Any) -> Any:
+    """The watcher of a DAG scheduled on ``asset``, as the DAG serializes it: its named asset is checked."""
     from datetime import datetime
 
     from airflow.sdk import DAG
     from airflow.serialization.serialized_objects import DagSerialization
 
-    asset = new_files_asset(str(tmp_path), flow_id="orders.flow", poll_interval=2, recheck_interval=None)
     assert (asset.name, asset.uri) == ("byo_new_files.orders.flow", "x-byo-new-files://orders.flow")
     with DAG("orders", schedule=[asset], start_date=datetime(2024, 1, 1)) as dag:
         pass
     serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     (watched,) = [a for _, a in serialized.timetable.asset_condition.iter_assets()]
     (watcher,) = watched.watchers
+    return watcher
+
+
+def test_the_asset_schedules_a_dag_that_serializes(tmp_path: Path) -> None:
+    asset = new_files_asset(str(tmp_path), flow_id="orders.flow", poll_interval=2, recheck_interval=None)
+    watcher = serialized_watcher(asset)
     assert watcher.trigger["classpath"].endswith("ByoNewFilesEventTrigger")
     assert watcher.trigger["kwargs"]["poll_interval"] == 2.0
     assert watcher.trigger["kwargs"]["recheck_interval"] is None
@@ -57,6 +63,57 @@ def test_the_asset_schedules_a_dag_that_serializes(tmp_path: Path) -> None:
 )
 def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
     arguments = {"source": str(tmp_path), "flow_id": FLOW, **kwargs}
+    with pytest.raises(ByoConfigError, match=message):
+        new_files_asset(**arguments)
+
+
+QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/landing"
+
+
+def test_with_events_the_watcher_reads_the_queue_and_the_dag_serializes() -> None:
+    source = {"source": "s3://landing/in", "source_conn_id": "aws_landing", "include": ["*.csv"]}
+    asset = new_files_asset(flow_id="orders.flow", events={"sqs_queue": QUEUE}, recheck_interval=60, **source)
+    watcher = serialized_watcher(asset)
+    assert watcher.trigger["classpath"] == "airflow_byo.triggers.s3_events.ByoS3EventsTrigger"
+    kwargs = watcher.trigger["kwargs"]
+    assert (kwargs["recheck_interval"], kwargs["events"]["sqs_queue"]) == (60.0, QUEUE)
+    assert kwargs["events"]["aws_conn_id"] == "aws_landing"  # the source's connection by default
+    assert NewFiles.from_kwargs(kwargs["new_files"]) == NewFiles.from_kwargs(
+        {"flow_id": "orders.flow", **source}
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"source": "/data/in"},
+            r"events \(S3 event notifications\) need an S3 source such as s3://bucket/prefix, "
+            r"got source '/data/in': remove events to list the source every poll_interval instead",
+        ),
+        ({"poll_interval": 5}, r"poll_interval is not used with events \(got 5\): the SQS queue replaces"),
+        (
+            {"recheck_interval": 0},
+            r"recheck_interval must be a number of seconds > 0 or None \(never recheck\), got 0",
+        ),
+        (
+            {"events": {"sqs_queue": "{{ var.value.queue }}"}},
+            r"events.sqs_queue of new_files_asset cannot be templated",
+        ),
+        (
+            {"events": {"sqs_queue": QUEUE, "wait": 1}},
+            r"events: unknown key\(s\) wait; the keys are sqs_queue",
+        ),
+        (
+            {"events": {"sqs_queue": QUEUE, "wait_time_seconds": 30}},
+            r"events.wait_time_seconds must be a whole "
+            r"number from 1 to 20, got 30",
+        ),
+        ({"events": ["sqs"]}, r"events must be a dict such as"),
+    ],
+)
+def test_bad_events_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
+    arguments = {"source": "s3://landing/in", "flow_id": FLOW, "events": {"sqs_queue": QUEUE}, **kwargs}
     with pytest.raises(ByoConfigError, match=message):
         new_files_asset(**arguments)
 

@@ -1,12 +1,18 @@
 """
-Event-driven flows in a real deployment (issue 17 item 5): no sensor, an AssetWatcher in the
-triggerer schedules the flow's DAG when files land.
+Event-driven flows in a real deployment (issue 17 item 5, issue 24): no sensor, an AssetWatcher in
+the triggerer schedules the flow's DAG when files land.
 
 Two flows on the shared deployment: a DAG file using ``new_files_asset`` on a local source, and a
 flow spec with ``schedule: on new files`` on an S3 source (the watcher lists S3 through the
 ``aws`` connection from inside the triggerer). Dropping a file into each source makes its DAG run
 (an ``asset_triggered`` run) and publish the output; the files waiting for a run are not
 announced again (one run per landing, not a storm); a later file makes one more run.
+
+A third flow takes its files from S3 event notifications: moto's S3 sends them to its own SQS
+queue (tests/s3_event_queue.py), the watcher reads the queue from the triggerer. A put makes one
+run that processes the file once; a duplicated message, a message for a processed file and
+messages for keys outside the flow's filters make no Asset event; a file whose message is
+deleted from the queue is backfilled by the recheck listing.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.deployment import Deployment
+from tests.s3_event_queue import EventQueue, s3_event
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +36,7 @@ BUCKET = "byo-e2e-events"
 POLL = 1  # seconds: the watchers' poll_interval (default 5; bench/latency.py measures that)
 
 DAG_TEXT = '''
-"""An event-driven flow: runs when new CSV files land in {source} (tests/e2e/test_event_driven.py)."""
+"""An event-driven flow: runs when new CSV files land in {source[source]} (tests/e2e/test_event_driven.py)."""
 from datetime import datetime
 
 from airflow.sdk import DAG
@@ -37,11 +44,11 @@ from airflow.sdk import DAG
 from airflow_byo import new_files_asset
 from airflow_byo.operators.byo_flow import ByoFlowOperator
 
-SOURCE = {{"source": "{source}", "include": ["*.csv"]}}
+SOURCE = {source!r}
 
 with DAG(
     dag_id="{dag_id}",
-    schedule=[new_files_asset(flow_id="{dag_id}.flow", poll_interval={poll}, **SOURCE)],
+    schedule=[new_files_asset(flow_id="{dag_id}.flow", {watch}, **SOURCE)],
     start_date=datetime(2024, 1, 1),
     catchup=False,
     tags=["byo", "e2e"],
@@ -54,6 +61,13 @@ with DAG(
         **SOURCE,
     )
 '''
+
+
+def dag_text(dag_id: str, source: dict[str, Any], destination: Path, **watch: Any) -> str:
+    """A DAG file of one event-driven flow reading ``source``; ``watch``: new_files_asset's knobs."""
+    knobs = ", ".join(f"{name}={value!r}" for name, value in watch.items())
+    return DAG_TEXT.format(dag_id=dag_id, source=source, destination=destination, watch=knobs)
+
 
 FACTORY_TEXT = '''
 """Every flow spec of specs/ becomes a DAG (tests/e2e/test_event_driven.py)."""
@@ -98,9 +112,8 @@ def test_new_files_schedule_their_flow_through_the_watcher(deployment: Deploymen
     s3 = deployment.s3.client()
     s3.create_bucket(Bucket=BUCKET)
 
-    deployment.write_dag_file(
-        DAG_FILE, DAG_TEXT.format(dag_id=CODE_DAG, source=local_in, destination=code_out, poll=POLL)
-    )
+    source = {"source": str(local_in), "include": ["*.csv"]}
+    deployment.write_dag_file(DAG_FILE, dag_text(CODE_DAG, source, code_out, poll_interval=POLL))
     deployment.write_dag_file(
         f"{FOLDER}/specs/events.yaml",
         SPEC_TEXT.format(
@@ -157,3 +170,85 @@ def test_new_files_schedule_their_flow_through_the_watcher(deployment: Deploymen
             deployment.pause(dag_id)  # their watchers stop at the next parse
         deployment.remove_dag_file(DAG_FILE)
         deployment.remove_dag_file(FACTORY)
+
+
+# -- S3 event notifications through SQS ---------------------------------------------------------------
+
+EVENTS_DAG_FILE = f"{FOLDER}/byo_e2e_events_sqs.py"
+EVENTS_DAG, EVENTS_BUCKET = "byo_e2e_events_sqs", "byo-e2e-sqs-events"
+RECHECK = 30  # seconds: the lost message's backfill (default 600)
+
+
+def asset_events(deployment: Deployment, dag_id: str) -> list[dict[str, Any]]:
+    """The payloads of the flow's Asset events (among the deployment's latest 100), oldest first."""
+    events = deployment.api.get("/api/v2/assets/events", params={"limit": 100, "order_by": "-timestamp"})
+    uri = f"x-byo-new-files://{dag_id}.flow"
+    return [e["extra"]["payload"] for e in reversed(events["asset_events"]) if e["uri"] == uri]
+
+
+def test_s3_events_through_sqs_schedule_their_flow(deployment: Deployment) -> None:
+    began = time.monotonic()
+    assert deployment.s3 is not None
+    queue = EventQueue(deployment.s3, EVENTS_BUCKET, "byo-e2e-sqs-events")
+    queue.notify()  # S3 sends an s3:TestEvent: dropped by the watcher
+    destination = deployment.root / "event_driven_data" / "out_sqs"
+    source = {
+        "source": f"s3://{EVENTS_BUCKET}/in",
+        "source_conn_id": deployment.s3_conn_id,
+        "include": ["*.csv"],
+    }
+    events = {"sqs_queue": queue.url, "wait_time_seconds": 5}
+    text = dag_text(EVENTS_DAG, source, destination, events=events, recheck_interval=RECHECK)
+    deployment.write_dag_file(EVENTS_DAG_FILE, text)
+    flow_id = f"{EVENTS_DAG}.flow"
+    try:
+        deployment.wait_for_dag(EVENTS_DAG, timeout=120)
+        deployment.unpause(EVENTS_DAG)
+        deployment.reparse(EVENTS_DAG_FILE)  # the watcher exists once the unpaused DAG is parsed
+        # Messages wait in the queue until the watcher reads them: nothing is lost meanwhile.
+
+        def processed(name: str) -> Any:
+            return deployment.wait_until(
+                lambda: name.replace(".csv", ".txt") in outputs(destination),
+                timeout=300,
+                what=f"{name} published by {EVENTS_DAG}",
+            )
+
+        queue.put("in/a.csv", b"id\na\n")
+        processed("a.csv")
+        (run,) = runs(deployment, EVENTS_DAG)
+        assert run["run_type"] == "asset_triggered"
+        deployment.wait_for_run(EVENTS_DAG, run["dag_run_id"], timeout=120)
+        summary = deployment.xcom(EVENTS_DAG, run["dag_run_id"], "flow")
+        assert (summary["files_processed"], summary["files_failed"]) == (1, 0)
+
+        # a message for a processed file, keys outside the flow's filters, a duplicated message
+        a = queue.s3.head_object(Bucket=EVENTS_BUCKET, Key="in/a.csv")
+        queue.send(s3_event(EVENTS_BUCKET, "in/a.csv", a["ContentLength"], a["ETag"]))
+        queue.put("in/skip.txt", b"not a csv")
+        queue.put("other/c.csv", b"id\nc\n")
+        b = queue.put("in/b.csv", b"id\nb\n")
+        queue.send(s3_event(EVENTS_BUCKET, "in/b.csv", 5, b["ETag"]))
+        processed("b.csv")
+        # a file whose message is deleted from the queue: the recheck listing finds it
+        queue.put_losing_its_message("in/lost.csv", b"id\nlost\n")
+        processed("lost.csv")
+
+        assert outputs(destination) == {"a.txt": "ID\nA\n", "b.txt": "ID\nB\n", "lost.txt": "ID\nLOST\n"}
+        done = deployment.ledger_events(flow_id, "done")
+        assert done == {"a.csv": 1, "b.csv": 1, "lost.csv": 1}  # each processed once
+        payloads = asset_events(deployment, EVENTS_DAG)
+        # announced once each: nothing for the duplicate, the processed file or the other keys
+        assert [name for p in payloads if not p["recheck"] for name in p["sample"]] == ["a.csv", "b.csv"]
+        # lost.csv by the recheck listing (which also re-announces a file whose run has not claimed
+        # it yet after RECHECK seconds, e.g. while the first run builds the flow environment)
+        rechecked = {name for p in payloads if p["recheck"] for name in p["sample"]}
+        assert "lost.csv" in rechecked
+        assert rechecked <= {"a.csv", "b.csv", "lost.csv"}
+        for finished in [r for r in runs(deployment, EVENTS_DAG) if r["dag_run_id"] != run["dag_run_id"]]:
+            deployment.wait_for_run(EVENTS_DAG, finished["dag_run_id"], timeout=120)
+            assert finished["run_type"] == "asset_triggered"
+        deployment.timings["S3 events through SQS"] = time.monotonic() - began
+    finally:
+        deployment.pause(EVENTS_DAG)  # its watcher stops at the next parse
+        deployment.remove_dag_file(EVENTS_DAG_FILE)
