@@ -124,6 +124,23 @@ MAX_ERROR_BACKOFF = 300.0
 SAMPLE_SIZE = 10
 
 
+def announcement(spec: NewFiles, listed: int, new: list[SourceFile], *, recheck: bool) -> TriggerEvent:
+    """
+    The Asset event a watcher yields for ``new`` unprocessed files (the polling watcher's and the
+    S3 events watcher's: one payload shape): ``listed`` counts what the listing or messages named.
+    """
+    return TriggerEvent(
+        {
+            "flow_id": spec.flow_id,
+            "source": spec.source,
+            "count": len(new),
+            "listed": listed,
+            "sample": [f.relative_path for f in new[:SAMPLE_SIZE]],
+            "recheck": recheck,
+        }
+    )
+
+
 def check_intervals(poll_interval: Any, recheck_interval: Any) -> tuple[float, float | None]:
     """``(poll_interval, recheck_interval)`` as numbers; a clear error naming the bad one."""
     if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
@@ -230,18 +247,6 @@ class ByoNewFilesEventTrigger(BaseEventTrigger):
             },
         )
 
-    def _event(self, spec: NewFiles, listed: int, new: list[SourceFile], recheck: bool) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "flow_id": spec.flow_id,
-                "source": spec.source,
-                "count": len(new),
-                "listed": listed,
-                "sample": [f.relative_path for f in new[:SAMPLE_SIZE]],
-                "recheck": recheck,
-            }
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         memory = FileMemory(self.recheck_interval)
         spec: NewFiles | None = None
@@ -275,7 +280,7 @@ class ByoNewFilesEventTrigger(BaseEventTrigger):
                         " (still unprocessed at the recheck)" if recheck else "",
                         [f.relative_path for f in new[:3]],
                     )
-                    yield self._event(spec, listed, new, recheck)
+                    yield announcement(spec, listed, new, recheck=recheck)
                 else:
                     self.log.debug("No new files in %s (%d listed)", spec.source, listed)
             await asyncio.sleep(wait)

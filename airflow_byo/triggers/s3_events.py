@@ -63,7 +63,7 @@ from airflow_byo.exceptions import ByoConfigError, ByoNotFoundError
 from airflow_byo.new_files import NewFiles
 from airflow_byo.s3_events import MalformedEvent, check_events, parse_message, relative_key, split_s3_url
 from airflow_byo.storage.location import SourceFile
-from airflow_byo.triggers.new_files import DEFAULT_RECHECK_INTERVAL, SAMPLE_SIZE, FileMemory
+from airflow_byo.triggers.new_files import DEFAULT_RECHECK_INTERVAL, FileMemory, announcement
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -249,7 +249,7 @@ class _Watch:
                         spec.flow_id,
                         [f.relative_path for f in new[:3]],
                     )
-                    yield _event(spec, len(files), new, recheck=False)
+                    yield announcement(spec, len(files), new, recheck=False)
                 await self._delete(client, messages)
             self.failures = 0
 
@@ -289,7 +289,7 @@ class _Watch:
             " (at the recheck)" if recheck else "",
             [f.relative_path for f in new[:3]],
         )
-        return _event(spec, listed, new, recheck=recheck)
+        return announcement(spec, listed, new, recheck=recheck)
 
     async def _receive(self, client: Any) -> list[dict[str, Any]]:
         """Messages of one long poll; while the queue returns full batches, more at once."""
@@ -350,17 +350,3 @@ class _Watch:
                     self.queue,
                     answer["Failed"][0].get("Message") or answer["Failed"][0].get("Code"),
                 )
-
-
-def _event(spec: NewFiles, listed: int, new: list[SourceFile], *, recheck: bool) -> TriggerEvent:
-    """The polling watcher's payload; ``listed``: the files the listing or the messages named."""
-    return TriggerEvent(
-        {
-            "flow_id": spec.flow_id,
-            "source": spec.source,
-            "count": len(new),
-            "listed": listed,
-            "sample": [f.relative_path for f in new[:SAMPLE_SIZE]],
-            "recheck": recheck,
-        }
-    )
