@@ -141,6 +141,7 @@ def _new_files_asset(spec: FlowSpec, flow_id: str, filters: dict[str, Any]) -> A
         on_change=_on_change(spec),
         poll_interval=watch.poll_interval,
         recheck_interval=watch.recheck_interval,
+        events=watch.events,
         **filters,
     )
 

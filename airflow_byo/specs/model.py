@@ -197,11 +197,11 @@ class SensorSpec(_Spec):
 class WatchSpec(_Spec):
     """How ``schedule: on new files`` watches the source (an AssetWatcher run by the triggerer)."""
 
-    poll_interval: float = Field(
-        DEFAULT_POLL_INTERVAL,
+    poll_interval: float | None = Field(
+        None,
         gt=0,
-        description="Seconds between two listings of the source: a new file waits about half of it "
-        "before its run is queued.",
+        description=f"Seconds between two listings of the source (default {DEFAULT_POLL_INTERVAL:g}): a "
+        "new file waits about half of it before its run is queued. Not used with events.",
     )
     recheck_interval: float | None = Field(
         DEFAULT_RECHECK_INTERVAL,
@@ -209,6 +209,30 @@ class WatchSpec(_Spec):
         description="Seconds between two ledger checks of every listed file, which start a run for "
         "files still unprocessed (a run that died, failed files); null: never.",
     )
+
+    events: dict[str, Any] | None = Field(
+        None,
+        description="Take the new-file signals from the bucket's S3 event notifications in an SQS "
+        "queue instead of listing every poll_interval (an S3 source only): sqs_queue (the queue's "
+        "URL, required), aws_conn_id (default: the source's connection), region_name, "
+        "wait_time_seconds (1-20, default 20), max_messages (1-10), visibility_timeout. The listing "
+        "still runs at start and every recheck_interval, for messages that were lost.",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _valid_events(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        from airflow_byo.s3_events import check_events
+
+        if value is None:
+            return None
+        if info.data.get("poll_interval") is not None:
+            raise ValueError(
+                "poll_interval is not used with events (the queue's messages replace the polling): "
+                "remove poll_interval"
+            )
+        check_events(value)  # the watcher's own checks: unknown keys, ranges, the queue URL
+        return value
 
     @field_validator("recheck_interval")
     @classmethod
@@ -304,6 +328,15 @@ class FlowSpec(_Spec):
                 "or set schedule: on new files"
             )
         return value
+
+    @model_validator(mode="after")
+    def _events_need_s3(self) -> FlowSpec:
+        if self.watch is not None and self.watch.events is not None and self.source.type != "s3":
+            raise ValueError(
+                f"watch.events reads S3 event notifications, but the source is {self.source.type}: "
+                "use an S3 source, or drop events to poll the source"
+            )
+        return self
 
     @property
     def on_new_files(self) -> bool:

@@ -121,3 +121,56 @@ def test_a_sensor_counts_changed_files_as_its_flow_does(tmp_path: Path) -> None:
     write(tmp_path, spec.replace("name: orders\n", "name: orders\nsensor: {deferrable: true}\n"))
     dag = load_flow(tmp_path / "orders.yaml").dag
     assert dag.get_task("wait_for_new_files").on_change == "ignore"
+
+
+# -- watch.events: S3 event notifications through SQS ------------------------------------------------
+
+QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-landing"
+S3_SPEC = SPEC.replace(
+    "  type: local\n  path: landing\n", "  type: s3\n  conn_id: aws_landing\n  path: landing/orders\n", 1
+).replace(
+    "watch: {poll_interval: 2, recheck_interval: 300}",
+    f"watch: {{events: {{sqs_queue: '{QUEUE}', wait_time_seconds: 10}}, recheck_interval: 300}}",
+)
+
+
+def test_watch_events_makes_an_s3_events_watcher_on_the_sources_connection(tmp_path: Path) -> None:
+    from airflow_byo.triggers.s3_events import ByoS3EventsTrigger
+
+    write(tmp_path, S3_SPEC)
+    _, trigger = watcher_trigger(load_flow(tmp_path / "orders.yaml").dag)
+    assert isinstance(trigger, ByoS3EventsTrigger)
+    _, kwargs = trigger.serialize()
+    assert kwargs["events"]["sqs_queue"] == QUEUE
+    assert kwargs["events"]["wait_time_seconds"] == 10
+    assert kwargs["events"]["aws_conn_id"] == "aws_landing"  # the source's connection by default
+    assert kwargs["recheck_interval"] == 300.0
+    jsonschema.validate(yaml.safe_load(S3_SPEC), json_schema())
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "events: {",
+            "poll_interval: 2, events: {",
+            r"orders\.yaml:\d+: watch\.events: poll_interval is not used with events .*: remove poll_",
+        ),
+        (
+            "wait_time_seconds: 10",
+            "wait_time_seconds: 30",
+            r"watch\.events: events\.wait_time_seconds must be a whole number from 1 to 20, got 30",
+        ),
+        ("wait_time_seconds: 10", "wait: 10", r"watch\.events: events: unknown key\(s\) wait; the keys are"),
+        (
+            "  type: s3\n  conn_id: aws_landing\n  path: landing/orders\n",
+            "  type: local\n  path: landing\n",
+            r"watch\.events reads S3 event notifications, but the source is local: use an S3 source",
+        ),
+    ],
+)
+def test_bad_events_name_the_field(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in S3_SPEC
+    write(tmp_path, S3_SPEC.replace(old, new, 1))
+    with pytest.raises(ByoFlowSpecError, match=message):
+        load_spec(tmp_path / "orders.yaml")
