@@ -92,14 +92,16 @@ async def json_body(request: Request) -> dict[str, Any]:
 JsonBody = Annotated[dict[str, Any], Depends(json_body)]
 
 
-def _flow(session: Any, dag_id: str, task_id: str) -> Flow:
+def flow_or_404(session: Any, dag_id: str, task_id: str) -> Flow:
+    """The BYO flow ``task_id`` of DAG ``dag_id``, or an HTTP 404 naming it."""
     for flow in find_flows(session, {dag_id}):
         if flow.task_id == task_id:
             return flow
     raise HTTPException(404, f"no BYO flow {dag_id}/{task_id}")
 
 
-def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
+def html_page(request: Request, template: str, **context: Any) -> HTMLResponse:
+    """A page of the plugin: rendered with a fresh CSP nonce, never cached (the editor's pages too)."""
     nonce = secrets.token_urlsafe(16)
     base = str(request.scope.get("root_path", ""))
     # Airflow's own REST API, on the same origin (the page's Activate/Pause call it)
@@ -124,7 +126,7 @@ pages = APIRouter()
 
 @pages.get("/", response_class=HTMLResponse, dependencies=[ReadDag])
 def flows_page(request: Request, session: SessionDep, user: GetUserDep) -> HTMLResponse:
-    return _page(request, "flows.html", flows=flow_rows(session, user), user=user.get_name())
+    return html_page(request, "flows.html", flows=flow_rows(session, user), user=user.get_name())
 
 
 @pages.get("/flows/{dag_id}/{task_id}", response_class=HTMLResponse, dependencies=[ReadDag])
@@ -134,15 +136,15 @@ def flow_page(
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
-    flow = _flow(session, dag_id, task_id)
+    flow = flow_or_404(session, dag_id, task_id)
     can_edit = get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=dag_id), user=user)
     detail = flow_detail(session, flow, can_edit=can_edit)
-    return _page(request, "flow.html", flow=detail, can_edit=can_edit, user=user.get_name())
+    return html_page(request, "flow.html", flow=detail, can_edit=can_edit, user=user.get_name())
 
 
 @pages.get("/library", response_class=HTMLResponse, dependencies=[ReadDag])
 def library_page(request: Request, session: SessionDep, user: GetUserDep) -> HTMLResponse:
-    return _page(request, "library.html", functions=library_index(session, user), user=user.get_name())
+    return html_page(request, "library.html", functions=library_index(session, user), user=user.get_name())
 
 
 @pages.get("/static/{name}")
@@ -163,14 +165,14 @@ def api_flows(session: SessionDep, user: GetUserDep) -> list[dict[str, Any]]:
 
 @reads.get("/flows/{dag_id}/{task_id}", dependencies=[ReadDag])
 def api_flow(dag_id: str, task_id: str, session: SessionDep) -> dict[str, Any]:
-    return flow_detail(session, _flow(session, dag_id, task_id))
+    return flow_detail(session, flow_or_404(session, dag_id, task_id))
 
 
 @reads.get("/flows/{dag_id}/{task_id}/files", dependencies=[ReadDag])
 async def api_files(dag_id: str, task_id: str, session: SessionDep) -> dict[str, Any]:
     from airflow_byo.plugins.sample_files import source_listing
 
-    flow = _flow(session, dag_id, task_id)
+    flow = flow_or_404(session, dag_id, task_id)
     try:
         files = await run_in_threadpool(source_listing, flow)
     except ByoError as exc:
@@ -203,7 +205,7 @@ async def api_test(
 ) -> dict[str, Any]:
     from airflow_byo.plugins.testing import TestRequest, run_test
 
-    flow = _flow(session, dag_id, task_id)
+    flow = flow_or_404(session, dag_id, task_id)
     request = TestRequest(
         code=_text(body, "code"),
         function_name=str(body.get("function_name") or "process"),
@@ -221,7 +223,7 @@ async def api_environment(dag_id: str, task_id: str, body: JsonBody, session: Se
     from airflow_byo.packages import parse_packages
     from airflow_byo.plugins.testing import environment_state
 
-    _flow(session, dag_id, task_id)
+    flow_or_404(session, dag_id, task_id)
     requirements = parse_packages(body.get("packages") or None)
     state = await run_in_threadpool(environment_state, requirements)
     state.pop("python", None)
@@ -234,7 +236,7 @@ async def api_save_function(
 ) -> dict[str, Any]:
     from airflow_byo import library
 
-    _flow(session, dag_id, task_id)
+    flow_or_404(session, dag_id, task_id)
     description = str(body.get("description") or f"saved from {dag_id}/{task_id} by {user.get_name()}")
     entry = await run_in_threadpool(
         lambda: library.save(
@@ -257,7 +259,7 @@ async def api_save_function(
 
 @actions.post("/replay", dependencies=[EditDag])
 async def api_replay(dag_id: str, task_id: str, body: JsonBody, session: SessionDep) -> dict[str, Any]:
-    flow = _flow(session, dag_id, task_id)
+    flow = flow_or_404(session, dag_id, task_id)
     count = await run_in_threadpool(replay, flow, _replay_paths(body))
     return {"replayed": count}
 

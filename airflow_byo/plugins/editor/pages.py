@@ -24,7 +24,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep  # noqa: TC002 (Fas
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from airflow_byo.plugins.app import ReadDag, _flow, _page
+from airflow_byo.plugins.app import ReadDag, flow_or_404, html_page
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
@@ -64,7 +64,7 @@ def _airflow_base(request: Request) -> str:
 
 
 def _editor(request: Request, user: Any, **context: Any) -> HTMLResponse:
-    return _page(
+    return html_page(
         request,
         "editor.html",
         user=user.get_name(),
@@ -85,7 +85,8 @@ def new_flow_page(
             raise HTTPException(422, "copy: give the flow to copy as <dag_id>/<task_id>")
         if not _authorized(user, "GET", dag_id):
             raise HTTPException(403, f"copy: you may not read the DAG {dag_id!r}")
-        context |= {"prefill": spec_of_flow(session, _flow(session, dag_id, task_id)), "copied_from": copy}
+        prefill = spec_of_flow(session, flow_or_404(session, dag_id, task_id))
+        context |= {"prefill": prefill, "copied_from": copy}
         context["title"] = "New flow, copied"
     return _editor(
         request, user, can_write=can_write, can_test=can_write, read_only_reason=_READ_ONLY_CREATE, **context
@@ -110,7 +111,7 @@ def edit_flow_page(request: Request, dag_id: str, user: GetUserDep) -> HTMLRespo
 
 @router.get("/specs/{dag_id}/history", response_class=HTMLResponse, dependencies=[ReadDag])
 def history_page(request: Request, dag_id: str, user: GetUserDep) -> HTMLResponse:
-    return _page(
+    return html_page(
         request,
         "history.html",
         user=user.get_name(),

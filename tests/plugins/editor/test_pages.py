@@ -186,7 +186,7 @@ def _copy_flow(monkeypatch: pytest.MonkeyPatch, description: str) -> Any:
     }
     detail = {"description": description, "schedule": "@hourly", "processor": processor}
     monkeypatch.setattr(page_data, "flow_detail", lambda session, f: detail)
-    monkeypatch.setattr(pages, "_flow", lambda session, dag_id, task_id: flow)
+    monkeypatch.setattr(pages, "flow_or_404", lambda session, dag_id, task_id: flow)
     return flow
 
 
