@@ -382,7 +382,10 @@ RACER = hostile("""
                 _wd, mask, _cookie, size = struct.unpack_from("iIII", data, offset)
                 name = data[offset + 16 : offset + 16 + size].rstrip(b"\\0").decode()
                 offset += 16 + size
-                if STATE["returned"] and not name.endswith(".swap"):
+                # After the function returned, or the worker moving an output out (IN_MOVED_FROM:
+                # the child never renames): with a file queued ahead, the next file's call may
+                # already have reset "returned" when a busy machine runs this thread late.
+                if (STATE["returned"] or mask & 0x40) and not name.endswith(".swap"):
                     STATE["events"] += 1
                     hit = True
                     os.write(2, f"RACE-EVENT {mask:#x} {name}\\n".encode())

@@ -252,7 +252,7 @@
     const seconds = () => ((performance.now() - began) / 1000).toFixed(2);
     const timer = setInterval(() => { elapsed.textContent = `${((performance.now() - began) / 1000).toFixed(1)} s`; }, 100);
     status.textContent = "Testing…";
-    status.dataset.state = "running";
+    status.dataset.state = "starting";  // "running" once the server says so (it may queue or build first)
     const body = {
       code: code.value, function_name: functionName.value, packages: packages.value,
       test_file: document.getElementById("test-file").value,
@@ -262,6 +262,7 @@
       let data = await api("POST", flowPath + "/test", body);
       while (["building", "queued", "running"].includes(data.state)) {
         if (data.state === "building") {
+          status.dataset.state = "building";
           status.textContent = `Building the flow's environment (${data.packages.join(", ") || "no packages"}) the first time: ${data.seconds} s so far; the test runs as soon as it is ready…`;
           await sleep(1500);
           data = await api("POST", flowPath + "/test", body);
