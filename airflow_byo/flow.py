@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    from airflow_byo.images.environment import ImageEnvironment
+    from airflow_byo.images.model import ImageRoot
     from airflow_byo.named_runtimes import Runtime
     from airflow_byo.runner.child_process import TaskLog
     from airflow_byo.runner.sandbox import Network
@@ -50,6 +52,8 @@ class SandboxSettings:
     max_processes: int | None
     max_file_bytes: int | None
     max_memory_bytes: int | None
+    #: An image runtime's root file system, Env, WorkingDir and the flow's venv on it (issue 25).
+    image: ImageRoot | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,12 @@ class ResolvedFlow:
             else resolve_processor(processor, function_name)
         )
         flow_runtime = get_runtime(runtime)  # an unknown name lists the known ones
+        if python_interpreter and flow_runtime.image:
+            raise ByoConfigError(
+                f"python_interpreter cannot be combined with runtime {flow_runtime.name!r}: it runs the "
+                f"image {flow_runtime.image} with the image's own Python. Fix: drop python_interpreter, "
+                "or pick a runtime without image"
+            )
         if python_interpreter and (packages or flow_runtime.packages):
             raise ByoConfigError(
                 "packages cannot be combined with python_interpreter: packages are installed into "
@@ -139,7 +149,18 @@ class ResolvedFlow:
 
     @property
     def sandbox(self) -> SandboxSettings:
-        """The sandbox's network, extra read-only folders and limits for this flow's children."""
+        """
+        The sandbox's network, extra read-only folders and limits for this flow's children, and an
+        image runtime's root (prepared by :meth:`environment` first; nothing is fetched here).
+        """
+        image = None
+        if self.runtime.image:
+            from airflow_byo.images.environment import prepared_image_root
+
+            image = prepared_image_root(self.runtime, list(self.requirements))
+        return replace(self._settings(), image=image)
+
+    def _settings(self) -> SandboxSettings:
         job = self.job
         network: Network = "off" if not job.network else ("host" if job.host_loopback else "user")
         return SandboxSettings(
@@ -154,9 +175,12 @@ class ResolvedFlow:
         """
         The existing interpreter the flow runs in -- its own ``python_interpreter``, else its
         runtime's ``python`` -- checked on this machine; ``None`` when it runs in a built virtualenv.
+        On an image runtime: the image's Python (or the flow's venv on it), the image prepared first.
 
         :raises ByoConfigError: when that interpreter is not an executable file here.
         """
+        if self.runtime.image:
+            return self._image_environment().python
         python = self.python_interpreter
         if python and not (os.path.isfile(python) and os.access(python, os.X_OK)):
             raise ByoConfigError(
@@ -175,11 +199,23 @@ class ResolvedFlow:
         """
         started = time.monotonic()
         runtime = self.runtime
+        for base, pin in self.overrides:
+            log.info("The flow's %s overrides %s of runtime %r", pin, base, runtime.name)
+        if runtime.image:
+            image = self._image_environment()
+            log.info(
+                "Runtime %r: image %s (unpacked: %.0f MB), Python %s %s, packages %s",
+                runtime.name,
+                runtime.image,
+                image.image.size / 1e6,
+                image.python_version,
+                image.python,
+                ", ".join(self.requirements) or "(none: the image's Python as it is)",
+            )
+            return FlowEnvironment(image.python, time.monotonic() - started)
         if python := self.interpreter():
             log.info("Runtime %r: interpreter %s", runtime.name, python)
             return FlowEnvironment(python, time.monotonic() - started)
-        for base, pin in self.overrides:
-            log.info("The flow's %s overrides %s of runtime %r", pin, base, runtime.name)
         log.info("Runtime %r: packages %s", runtime.name, ", ".join(self.requirements) or "(none)")
         if build is None:
             from airflow_byo.environment import ensure_environment
@@ -192,6 +228,11 @@ class ResolvedFlow:
         cache = Path(self.venv_cache_path) if self.venv_cache_path else None
         python = build(list(self.requirements), cache)
         return FlowEnvironment(python, time.monotonic() - started)
+
+    def _image_environment(self) -> ImageEnvironment:
+        from airflow_byo.images.environment import prepare_image_environment
+
+        return prepare_image_environment(self.runtime, list(self.requirements))
 
     def summary(
         self, source: str, destination: str | None, tally: FileTally | None = None, **values: Any
@@ -208,9 +249,10 @@ class ResolvedFlow:
 
     def describe(self) -> dict[str, Any]:
         """What a run of this flow gets, as JSON (test results carry it: entry points can be compared)."""
-        sandbox = self.sandbox
+        sandbox = self._settings()
         return {
             "runtime": self.runtime.name,
+            "image": self.runtime.image,
             "requirements": list(self.requirements),
             "interpreter": self.python_interpreter or self.runtime.python,
             "function_name": self.processor.function_name,

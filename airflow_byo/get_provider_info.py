@@ -70,6 +70,25 @@ _OPTIONS: dict[str, Any] = {
         "example": "/opt/airflow/byo-runtimes.yaml",
         "default": "",
     },
+    "image_cache_path": {
+        "description": "Directory holding the unpacked images of image runtimes (one folder per "
+        "pinned digest, with the virtualenvs built with the image's Python). Empty means "
+        "$AIRFLOW_HOME/byo/images. A local disk of each worker; `airflow byo runtimes list|pull|prune` "
+        "show and manage it.",
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "/var/cache/airflow-byo/images",
+        "default": "",
+    },
+    "image_cache_max_mb": {
+        "description": "Most megabytes the unpacked images in image_cache_path may take together; "
+        "an image that would go over it is not unpacked (the error says so: prune, or raise this). "
+        "0: no cap (the disk's free space still is one).",
+        "version_added": "0.1.0",
+        "type": "integer",
+        "example": "20480",
+        "default": "20480",
+    },
     "max_workers": {
         "description": "Most children one task runs side by side (job_config.workers, whose 'auto' "
         "is the CPUs available to the task): a ceiling for this worker machine, since each child has "

@@ -13,6 +13,10 @@ override them"), as one YAML or JSON file named by ``[byo] runtimes`` (issue #12
         job_config: {timeout_seconds: 600, max_memory_mb: 4096}
       legacy:
         python: /opt/legacy/bin/python      # an existing interpreter, used as it is
+      gis:
+        image: registry.example.com/gis/gdal:3.9@sha256:<digest>   # an OCI image (issue 25)
+        registry_conn_id: gis_registry       # an Airflow connection for a private registry
+        packages: ["shapely==2.0.6"]         # installed on top, with the image's own Python
 
 A flow picks one with ``runtime="data"`` and may add packages; a flow's requirement for a package
 the runtime also names replaces the runtime's (matched by PEP 503 normalised name, extras ignored
@@ -25,6 +29,10 @@ Decisions:
 - ``python`` is an existing interpreter (like the operator's ``python_interpreter``): flows run in
   it as it is, with what is installed there, so such a runtime has no ``packages`` and flows on it
   cannot add any. Without ``python`` a runtime is a cached virtualenv of the worker's Python.
+- ``image`` is an OCI image pinned by digest, run daemonless under the sandbox with the image's
+  root file system at ``/`` (:mod:`airflow_byo.images`). ``python`` is then a path inside the image
+  (default: found on the image's PATH), and packages -- the runtime's and the flow's -- go into a
+  virtualenv built with that Python on top of the image's own site-packages.
 
 This module holds the models and what a flow on a runtime gets (:func:`flow_requirements`,
 :func:`apply_runtime`); :mod:`airflow_byo.runtimes_file` reads the file (lazily, cached until it
@@ -47,6 +55,8 @@ from airflow_byo.runtime_config import JobConfig, RuntimeConfig
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+
+    from airflow_byo.images.reference import ImageReference
 
 __all__ = [
     "DEFAULT",
@@ -94,6 +104,13 @@ def _absolute(path: str) -> str:
     return path.rstrip("/")
 
 
+def _image(text: str) -> str:
+    from airflow_byo.images.reference import parse_reference
+
+    parse_reference(text)  # ValueError: reported at the entry's line
+    return text.strip()
+
+
 def _not_protected(path: str) -> str:
     """A read-only path must not show the child a platform folder (:mod:`airflow_byo.path_policy`)."""
     from airflow_byo.path_policy import check_local_path
@@ -106,6 +123,7 @@ def _not_protected(path: str) -> str:
 
 
 _Requirement = Annotated[str, AfterValidator(_requirement)]
+_Image = Annotated[str, AfterValidator(_image)]
 _ReadOnlyPath = Annotated[str, AfterValidator(_absolute), AfterValidator(_not_protected)]
 
 
@@ -125,7 +143,19 @@ class RuntimeDefinition(BaseModel):
         None,
         description="An existing interpreter to run flows in as it is (no virtualenv is built; the "
         "runtime then has no packages and flows cannot add any). Unset: a cached virtualenv of the "
-        "worker's Python holding the effective packages.",
+        "worker's Python holding the effective packages. With image: the interpreter's path inside "
+        "the image (default: python3 or python on the image's PATH).",
+    )
+    image: _Image | None = Field(
+        None,
+        description="An OCI image pinned by digest (a registry reference, oci:<layout dir>, or "
+        "docker-archive:<tarball>), run daemonless in the sandbox with its root file system at / "
+        "(read-only), its Env and WorkingDir. Packages are installed on top with the image's Python.",
+    )
+    registry_conn_id: str | None = Field(
+        None,
+        description="The Airflow connection whose login and password the registry of image takes "
+        "(a private registry); unset: anonymous, or the worker's own container auth file.",
     )
     network: bool | None = Field(
         None,
@@ -145,7 +175,12 @@ class RuntimeDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RuntimeDefinition:
-        if self.python and self.packages:
+        if self.registry_conn_id and not (self.image and self.image_reference.transport == "docker"):
+            raise ValueError(
+                "registry_conn_id is only for an image from a registry. Fix: drop registry_conn_id, "
+                "or set image to a registry reference (registry/repository@sha256:<digest>)"
+            )
+        if self.python and self.packages and not self.image:
             raise ValueError(
                 "python and packages cannot be combined: an existing interpreter is used as it is. "
                 "Fix: install the packages into that interpreter and drop packages, or drop python"
@@ -156,6 +191,14 @@ class RuntimeDefinition(BaseModel):
                 "Fix: move it up one level (network: true)"
             )
         return self
+
+    @property
+    def image_reference(self) -> ImageReference:
+        """The parsed ``image`` (only for an image runtime)."""
+        from airflow_byo.images.reference import parse_reference
+
+        assert self.image is not None
+        return parse_reference(self.image)
 
 
 class RuntimesFile(BaseModel):
@@ -185,6 +228,8 @@ class Runtime(RuntimeDefinition):
 
         :raises ByoConfigError: when it is not an executable file here.
         """
+        if self.image:  # a path inside the image: never looked up (or run) on the host
+            return None
         if self.python and not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
             raise ByoConfigError(
                 f"runtime {self.name!r} ({self.source}): python {self.python!r} is not an executable "
@@ -222,7 +267,7 @@ def flow_requirements(
     :raises ByoConfigError: when the runtime is an existing interpreter and the flow adds packages.
     """
     flow = parse_packages(packages, allow_direct_urls=allow_direct_urls)
-    if runtime.python and flow:
+    if runtime.python and flow and not runtime.image:
         raise ByoConfigError(
             f"packages {flow} cannot be added on runtime {runtime.name!r}: it runs the existing "
             f"interpreter {runtime.python} as it is. Fix: drop packages, or pick a runtime without "

@@ -19,17 +19,28 @@ No Airflow import here: callers pass the hash text and choose uv (see
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import logging
+import os
 import shlex
 import shutil
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["MARKER", "InstallerError", "ensure_cached_venv"]
+__all__ = [
+    "MARKER",
+    "InstallerError",
+    "ensure_built",
+    "ensure_cached_venv",
+    "follow_step",
+    "remove_tree",
+    "run_step",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +77,64 @@ def ensure_cached_venv(
     :param uv: the uv executable, or None to build with ``python -m venv`` and pip.
     :raises InstallerError: if a build step fails; the partial environment is removed.
     """
-    venv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{venv_path}.lock", "w") as lock:
+
+    def build(path: Path, lock_fd: int) -> None:
+        _build(path, requirements, python=python, uv=uv, lock_fd=lock_fd)
+
+    return ensure_built(venv_path, hash_data, build, what="Python virtual environment")
+
+
+def ensure_built(
+    path: Path, marker_text: str, build: Callable[[Path, int], None], *, what: str = "build"
+) -> Path:
+    """
+    The cache discipline of flow environments, for anything built once into a folder: the
+    provider's ``flock`` on ``<path>.lock`` lets one builder in at a time; a folder whose marker
+    (:data:`MARKER`) holds ``marker_text`` is complete and reused; any other folder (a build killed
+    midway) is deleted and built again; the marker is written only after ``build`` returned, and a
+    failed build's folder is removed. Image roots use it too (:mod:`airflow_byo.images.cache`).
+
+    :param build: ``build(path, lock_fd)`` fills the new, empty ``path``; steps it runs in other
+        processes should inherit ``lock_fd``, so a killed builder's leftovers stay locked until they end.
+    :param what: how the log names what is built.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the last holder of this file closes it
-        marker = venv_path / MARKER
-        if venv_path.exists():
-            if _read(marker) == hash_data:
-                log.info("Reusing cached Python virtual environment in %s", venv_path)
-                return venv_path
+        marker = path / MARKER
+        if path.exists():
+            if _read(marker) == marker_text:
+                log.info("Reusing cached %s in %s", what, path)
+                return path
             log.warning(
-                "Found a previous (probably partially installed) virtual environment in %s, "
-                "deleting and re-creating.",
-                venv_path,
+                "Found a previous (probably partially installed) %s in %s, deleting and re-creating.",
+                what,
+                path,
             )
-            shutil.rmtree(venv_path)
-        venv_path.mkdir(parents=True)
+            remove_tree(path)
+        path.mkdir(parents=True)
         try:
-            _build(venv_path, requirements, python=python, uv=uv, lock_fd=lock.fileno())
-            marker.write_text(hash_data, encoding="utf8")
+            build(path, lock.fileno())
+            marker.write_text(marker_text, encoding="utf8")
         except BaseException:
-            shutil.rmtree(venv_path, ignore_errors=True)
+            remove_tree(path)
             raise
-    log.info("New Python virtual environment created in %s", venv_path)
-    return venv_path
+    log.info("New %s created in %s", what, path)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` whatever its folders' modes (a build may leave read-only ones); links not followed."""
+
+    def writable(function: Any, name: str, _: Any) -> None:
+        parent = os.path.dirname(name)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+            if os.path.isdir(name) and not os.path.islink(name):
+                os.chmod(name, 0o700)
+            function(name)
+
+    shutil.rmtree(path, onerror=writable)
 
 
 def _read(marker: Path) -> str | None:
@@ -105,16 +151,16 @@ def _build(venv_path: Path, requirements: list[str], *, python: str, uv: str | N
     if uv:
         # No --seed: nothing runs pip inside a flow environment (packages are installed from
         # outside, by uv), and the child runtime is started as <env>/bin/python <script>.
-        _run("uv venv", [uv, "venv", "--allow-existing", "--python", python, str(venv_path)], lock_fd)
+        run_step("uv venv", [uv, "venv", "--allow-existing", "--python", python, str(venv_path)], lock_fd)
         step, install = "uv pip install", [uv, "pip", "install", "--python", f"{venv_path}/bin/python"]
     else:
-        _run("python -m venv", [python, "-m", "venv", str(venv_path)], lock_fd)
+        run_step("python -m venv", [python, "-m", "venv", str(venv_path)], lock_fd)
         step, install = "pip install", [f"{venv_path}/bin/pip", "install"]
     if requirements:
-        _run(step, [*install, "-r", str(requirements_file)], lock_fd)
+        run_step(step, [*install, "-r", str(requirements_file)], lock_fd)
 
 
-def _run(step: str, command: list[str], lock_fd: int) -> None:
+def run_step(step: str, command: list[str], lock_fd: int, **popen: Any) -> None:
     """
     Run one build step, its output into the log line by line, as the provider's builder does.
 
@@ -122,7 +168,6 @@ def _run(step: str, command: list[str], lock_fd: int) -> None:
     environment locked until it ends, so the next builder cannot delete the folder under it.
     """
     log.info("Executing cmd: %s", shlex.join(command))
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     try:
         process = subprocess.Popen(
             command,
@@ -130,9 +175,20 @@ def _run(step: str, command: list[str], lock_fd: int) -> None:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             pass_fds=(lock_fd,),
+            **popen,
         )
     except OSError as exc:
         raise InstallerError(step, f"could not start ({exc.strerror or exc})", []) from exc
+    follow_step(step, process)
+
+
+def follow_step(step: str, process: subprocess.Popen[bytes]) -> None:
+    """
+    A started build step's output into the log line by line, until it ends.
+
+    :raises InstallerError: when it exits non-zero, quoting its error lines.
+    """
+    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     with process:
         assert process.stdout is not None
         for raw in process.stdout:

@@ -229,3 +229,30 @@ def functions_delete(args: argparse.Namespace) -> str:
                 used_by.append(str(path))
     library.delete(entry.ref, used_by=used_by)
     return f"deleted {entry.ref}"
+
+
+@_cli
+def runtimes_list(args: argparse.Namespace) -> Any:
+    """The runtimes, and the images cached on this worker."""
+    from airflow_byo.images.inventory import list_runtimes
+
+    listing = list_runtimes()
+    if getattr(args, "output", "table") == "json":
+        return listing
+    _print_table([{"cache": listing["cache"]}])
+    _print_table(listing["runtimes"])
+    return listing["images"] or "(no images cached)"
+
+
+@_cli
+def runtimes_pull(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from airflow_byo.images.inventory import pull_images
+
+    return pull_images(list(args.names))
+
+
+@_cli
+def runtimes_prune(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_byo.images.inventory import prune_images
+
+    return prune_images(everything=args.everything)

@@ -29,6 +29,7 @@ def get_byo_cli_commands() -> list[Any]:
                 *_test_and_validate(verbose),
                 _functions(verbose, output, function_name, packages, runtime),
                 _ledger(verbose, output),
+                _runtimes(verbose, output),
             ),
         )
     ]
@@ -152,6 +153,41 @@ def _functions(verbose: Any, output: Any, function_name: Any, packages: Any, run
                 ),
                 verbose,
                 func="functions_delete",
+            ),
+        ),
+    )
+
+
+def _runtimes(verbose: Any, output: Any) -> Any:
+    from airflow.cli.cli_config import Arg, GroupCommand
+
+    return GroupCommand(
+        name="runtimes",
+        help="The named runtimes ([byo] runtimes) and the images this worker caches for them",
+        subcommands=(
+            _action(
+                "list",
+                "List the runtimes and the cached images: size per digest, runtimes and flows using it",
+                output,
+                verbose,
+                func="runtimes_list",
+            ),
+            _action(
+                "pull",
+                "Fetch and unpack image runtimes (and their base packages) ahead of the first run, "
+                "e.g. `airflow byo runtimes pull gis`",
+                Arg(("names",), nargs="*", help="image runtimes (default: all of them)"),
+                output,
+                verbose,
+                func="runtimes_pull",
+            ),
+            _action(
+                "prune",
+                "Remove cached images no runtime pins (with --all: every one not in use)",
+                Arg(("--all",), help="remove pinned images too", action="store_true", dest="everything"),
+                output,
+                verbose,
+                func="runtimes_prune",
             ),
         ),
     )

@@ -155,6 +155,7 @@ class FlowRunner:
                 max_processes=settings.max_processes,
                 max_file_bytes=settings.max_file_bytes,
                 max_memory_bytes=settings.max_memory_bytes,
+                image=settings.image,
             )
         init = init_request(self.flow.processor, self.flow.config, preview_rows)
         return ChildPool(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import signal
 import subprocess
@@ -43,8 +44,8 @@ from airflow_byo.runner.sandbox_command import (
     bwrap_and_prlimit,
     bwrap_argv,
     interpreter_paths,
+    limits_command,
     open_binds,
-    prlimit_options,
 )
 from airflow_byo.runner.sandbox_errors import config_error, processor_error
 from airflow_byo.runner.sandbox_identity import SandboxIdentity, lease_identity, parse_uid_range
@@ -52,6 +53,7 @@ from airflow_byo.runner.sandbox_identity import SandboxIdentity, lease_identity,
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from airflow_byo.images.model import ImageRoot
     from airflow_byo.runner.sandbox_command import Bind
     from airflow_byo.runner.sandbox_pasta import UserNetwork
 
@@ -84,6 +86,11 @@ class SandboxSpec:
     :param max_file_bytes: RLIMIT_FSIZE: largest file the child may write (``OSError: File too large``).
     :param max_memory_bytes: RLIMIT_AS of the child, set before its interpreter starts.
     :param tmp_bytes: size cap of the private ``/tmp`` and ``/dev/shm`` (tmpfs is RAM, not in RLIMIT_AS).
+    :param mounts: ``(host path, path inside)`` pairs bound read-only elsewhere than at their own
+        place (the worker's tools an image sandbox runs, e.g. uv and its libraries for a venv build).
+    :param image: an image runtime's unpacked image: its root file system is ``/`` (read-only) instead
+        of the host's ``/usr``, its Env and WorkingDir replace ``env`` and ``cwd``, and the
+        interpreter (the image's, or its ``image.venv``) is never run on the host (issue 25).
     """
 
     interpreter: str
@@ -96,6 +103,8 @@ class SandboxSpec:
     max_file_bytes: int | None = None
     max_memory_bytes: int | None = None
     tmp_bytes: int = 512 << 20
+    mounts: tuple[tuple[str, str], ...] = ()
+    image: ImageRoot | None = None
 
 
 class SandboxLaunch:
@@ -114,6 +123,7 @@ class SandboxLaunch:
         self._info: tuple[int, int] | None = None  # bwrap's --info-fd pipe (read, write)
         self._block: tuple[int, int] | None = None  # bwrap's --block-fd pipe (read, write)
         self.network: UserNetwork | None = None
+        self._in_use: int | None = None  # an image's in-use lock, held shared while the child lives
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
@@ -194,6 +204,9 @@ class SandboxLaunch:
             with contextlib.suppress(OSError):
                 os.rmdir(self._view_root)
             self._view_root = None
+        if self._in_use is not None:
+            os.close(self._in_use)
+            self._in_use = None
 
     def __enter__(self) -> SandboxLaunch:
         return self
@@ -212,6 +225,15 @@ def worker_identity() -> SandboxIdentity | None:
     from airflow_byo.provider_config import setting
 
     return lease_identity(parse_uid_range(setting("sandbox_uid_range")))
+
+
+def _hold_shared(path: str) -> int:
+    """An open ``flock(LOCK_SH)`` on ``path`` (``airflow byo runtimes prune`` skips what is held)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
 
 
 def _resolv_conf_fd() -> int | None:
@@ -247,13 +269,20 @@ def prepare_sandbox(
     bwrap, prlimit = bwrap_and_prlimit()
     if bwrap is None or prlimit is None:
         raise config_error(f"the sandbox needs bwrap and prlimit: {INSTALL_BUBBLEWRAP}")
-    interpreter_dirs = () if spec.interpreter == "/usr/bin/true" else interpreter_paths(spec.interpreter)
+    if spec.image is not None:  # the image's Python is never run on the host to ask where it lives
+        interpreter_dirs: tuple[str, ...] = (spec.image.venv,) if spec.image.venv else ()
+    elif spec.interpreter == "/usr/bin/true":
+        interpreter_dirs = ()
+    else:
+        interpreter_dirs = interpreter_paths(spec.interpreter)
     binds = open_binds(spec, interpreter_dirs)
     launch = SandboxLaunch([], [bind.fd for bind in binds])
     try:
+        if spec.image is not None and spec.image.in_use:
+            launch._in_use = _hold_shared(spec.image.in_use)
         plan = _launch_plan(launch, argv, spec, binds, identity, bwrap=bwrap, prlimit=prlimit)
         python = launcher_python or os.path.realpath(sys.executable)
-        launch.command = [python, "-I", "-S", _LAUNCHER, json.dumps(plan)]
+        launch.command = [python, "-I", "-S", _LAUNCHER, marshal.dumps(plan, 4).hex()]
     except BaseException:
         launch.close()
         raise
@@ -291,8 +320,7 @@ def _launch_plan(
     keep = [seccomp] if root else [seccomp, *(bind.fd for bind in binds)]
     if spec.network == "user":
         _block_until_connected(launch, args, keep)
-    limits = prlimit_options(spec)
-    args += ["--", prlimit, *limits, "--", *argv] if limits else ["--", *argv]
+    args += ["--", *limits_command(spec, prlimit), *argv]
     return {
         "exec": args,
         "keep_fds": keep,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from airflow_byo.images.model import ImageRoot
     from airflow_byo.runner.sandbox import Network, SandboxSpec
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "bwrap_and_prlimit",
     "bwrap_argv",
     "interpreter_paths",
+    "limits_command",
     "open_binds",
     "prlimit_options",
 ]
@@ -159,24 +161,45 @@ def open_binds(spec: SandboxSpec, interpreter_dirs: Sequence[str]) -> list[Bind]
     writable = {os.path.abspath(p) for p in spec.writable}
     if read_only & writable:
         raise ValueError(f"paths both read-only and writable in the sandbox: {sorted(read_only & writable)}")
-    if not any(_inside(spec.cwd, p) for p in ("/tmp", *read_only, *writable)):
+    if spec.image is None and not any(_inside(spec.cwd, p) for p in ("/tmp", *read_only, *writable)):
         raise ValueError(f"the sandbox's cwd {spec.cwd!r} is not inside /tmp or a bound path")
-    # An interpreter under /usr (Debian's python3) is already there with /usr.
-    wanted = dict.fromkeys((p for p in interpreter_dirs if not _inside(p, "/usr")), False)
-    wanted |= dict.fromkeys(read_only, False) | dict.fromkeys(writable, True)
+    # An interpreter under /usr (Debian's python3) is already there with /usr (not in an image).
+    usr = "/usr" if spec.image is None else "/nonexistent"
+    wanted = {p: (p, False) for p in interpreter_dirs if not _inside(p, usr)}
+    wanted |= {p: (p, False) for p in read_only} | {p: (p, True) for p in writable}
+    wanted |= {dest: (os.path.abspath(source), False) for source, dest in spec.mounts}
+    if spec.image is not None:  # the image's root: "/" here, the root of the sandbox's file system
+        wanted = {"/": (spec.image.root, False)} | wanted
     binds: list[Bind] = []
     try:
         # Parents before children, so a read-only input folder inside a writable one stays read-only.
-        for path, rw in sorted(wanted.items(), key=lambda item: (item[0].count("/"), item[0])):
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        for dest, (source, rw) in sorted(wanted.items(), key=lambda item: (item[0].count("/"), item[0])):
+            fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
             binds.append(
-                Bind(path, os.readlink(f"/proc/self/fd/{fd}"), fd, os.path.isdir(f"/proc/self/fd/{fd}"), rw)
+                Bind(dest, os.readlink(f"/proc/self/fd/{fd}"), fd, os.path.isdir(f"/proc/self/fd/{fd}"), rw)
             )
     except BaseException:
         for bind in binds:
             os.close(bind.fd)
         raise
     return binds
+
+
+def limits_command(spec: SandboxSpec, prlimit: str) -> list[str]:
+    """
+    What runs before the command to set the spec's limits: ``prlimit``, or in an image (which has
+    no prlimit of the worker's) the image's own Python; nothing without limits.
+    """
+    limits = prlimit_options(spec)
+    if not limits:
+        return []
+    if spec.image is None:
+        return [prlimit, *limits, "--"]
+    from airflow_byo.images.sandbox_root import limits_prefix
+
+    names = {"--nproc": "NPROC", "--fsize": "FSIZE", "--as": "AS"}
+    values = {names[option]: int(value) for option, value in (limit.split("=") for limit in limits)}
+    return limits_prefix(spec.interpreter, values)
 
 
 def prlimit_options(spec: SandboxSpec) -> list[str]:
@@ -210,12 +233,16 @@ def bwrap_argv(bwrap: str, spec: SandboxSpec, binds: list[Bind], view_root: str 
     # SIGKILL to the outer bwrap) takes the whole namespace with it. --new-session: no TIOCSTI
     # keystroke injection into a terminal, harmless for the pipe protocol.
     args += ["--die-with-parent", "--new-session"]
+    if spec.image is not None:  # first: everything else is mounted over the image's root
+        args += _image_root(spec, spec.image, binds, view_root)
     args += ["--proc", "/proc", *_proc_protection(), "--dev", "/dev"]
     size = ["--size", str(spec.tmp_bytes)]
     args += ["--perms", "1777", *size, "--tmpfs", "/tmp", "--perms", "1777", *size, "--tmpfs", "/dev/shm"]
     args += ["--remount-ro", "/dev"]  # bwrap's /dev is an uncapped tmpfs: no files in RAM there
-    args += _system_binds(spec.network)
+    args += _system_binds(spec.network) if spec.image is None else _network_files(spec.network)
     for index, bind in enumerate(binds):
+        if bind.dest == "/":  # the image's root, shown above
+            continue
         if view_root is not None:  # a root worker: the launcher mounted it at <view_root>/<n>
             option = "--bind" if bind.writable else "--ro-bind"
             args += [option, f"{view_root}/{index}", bind.dest]
@@ -223,8 +250,36 @@ def bwrap_argv(bwrap: str, spec: SandboxSpec, binds: list[Bind], view_root: str 
             option = "--bind-fd" if bind.writable else "--ro-bind-fd"
             args += [option, str(bind.fd), bind.dest]
     args += ["--remount-ro", "/"]  # the root itself (and mount points bwrap made) read-only
-    args += ["--chdir", spec.cwd]
-    env = {**spec.env, "HOME": "/tmp", "TMPDIR": "/tmp"}  # the host's HOME/TMPDIR are not there
+    if spec.image is not None:  # the image's WorkingDir and Env, nothing of the worker's
+        args += ["--chdir", spec.image.workdir]
+        env = spec.image.environment()
+    else:
+        args += ["--chdir", spec.cwd]
+        env = {**spec.env, "HOME": "/tmp", "TMPDIR": "/tmp"}  # the host's HOME/TMPDIR are not there
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args
+
+
+#: The host's files an image's sandbox gets when the flow may use the network (as container
+#: runtimes give a container the host's resolver and hosts file; certificates stay the image's).
+_NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts")
+
+
+def _network_files(network: Network) -> list[str]:
+    args: list[str] = []
+    for path in _NETWORK_FILES if network != "off" else ():
+        args += ["--ro-bind-try", path, path]
+    return args
+
+
+def _image_root(spec: SandboxSpec, image: ImageRoot, binds: list[Bind], view_root: str | None) -> list[str]:
+    """The image's root file system at /, with room for the binds and network files that follow."""
+    from airflow_byo.images.sandbox_root import image_root_args
+
+    index, root = next((n, bind) for n, bind in enumerate(binds) if bind.dest == "/")
+    source = f"{view_root}/{index}" if view_root is not None else root.source
+    mount_points = [bind.dest for bind in binds if bind.dest != "/"]
+    if spec.network != "off":
+        mount_points += _NETWORK_FILES
+    return image_root_args(image.root, source, mount_points)

@@ -18,18 +18,18 @@ of the flow's) before it execs bwrap with an empty environment:
 3. The view descriptors are closed: only stdin/stdout/stderr and the descriptors bwrap reads
    (seccomp program, info and block pipes) reach bwrap, which closes them in turn.
 
-The plan is a JSON object: ``{"exec": [bwrap, args...], "keep_fds": [...], "uid": int | null,
-"gid": int | null, "view_root": str | null, "views": [[fd, path, is_dir], ...]}``. Standard library
-only; any failure exits with code 126 and a line on stderr the worker shows.
+The plan is a dict ``{"exec": [bwrap, args...], "keep_fds": [...], "uid": int | None, "gid": int |
+None, "view_root": str | None, "views": [[fd, path, is_dir], ...]}``, in ``marshal`` format (version
+4), hex-encoded: the worker wrote it, and reading it imports nothing (``json`` and what it pulls in
+were half of this script's start, paid by every child: issue 24). Standard library only, and as
+little of it as will do; any failure exits with code 126 and a line on stderr the worker shows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import json
+import marshal
 import os
-import platform
 import sys
 
 # keyctl has no libc wrapper; its number per architecture (asm/unistd.h).
@@ -52,7 +52,7 @@ def _check(result: int, what: str) -> None:
 
 
 def _fresh_keyring(libc: ctypes.CDLL) -> None:
-    number = _SYS_KEYCTL.get(platform.machine())
+    number = _SYS_KEYCTL.get(os.uname().machine)
     if number is None:
         return  # the seccomp filter still refuses every key call inside
     if libc.syscall(number, _KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
@@ -85,7 +85,7 @@ def _mount_views(libc: ctypes.CDLL, view_root: str, views: list[list[object]]) -
 
 
 def main() -> None:
-    plan = json.loads(sys.argv[1])
+    plan = marshal.loads(bytes.fromhex(sys.argv[1]))
     libc = ctypes.CDLL(None, use_errno=True)
     _fresh_keyring(libc)
     if plan.get("views"):
@@ -98,8 +98,10 @@ def main() -> None:
     for name in os.listdir("/proc/self/fd"):  # nothing else of the worker reaches bwrap
         fd = int(name)
         if fd > 2 and fd not in keep:
-            with contextlib.suppress(OSError):  # the listing's own descriptor
+            try:  # noqa: SIM105 -- no contextlib: every import here delays every child's start
                 os.close(fd)
+            except OSError:  # the listing's own descriptor
+                pass
     argv = plan["exec"]
     try:
         os.execve(argv[0], argv, {})

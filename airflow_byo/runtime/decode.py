@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from .protocol import PREVIEW_MAX_CELL_CHARS, PREVIEW_MAX_COLUMNS, PREVIEW_MAX_ROWS
 
@@ -92,7 +92,8 @@ def _decode(index: int, kind: Format, path: str, rows: int) -> DecodedPreview:
     return preview
 
 
-Decoded = tuple[str, list[str], list[str], list[list[Any]], int | None]
+# Optional, not | None: the child runs on the image's Python too, CPython >= 3.9 (issue 25).
+Decoded = tuple[str, list[str], list[str], list[list[Any]], Optional[int]]  # noqa: UP045
 
 
 def _parquet(path: str, rows: int) -> Decoded:
@@ -139,7 +140,7 @@ def _arrow_rows(batch: Any, names: list[str], rows: int) -> list[list[Any]]:
         return []
     head = batch.slice(0, rows)
     columns = [head.column(i).to_pylist() for i in range(len(names))]
-    return [list(row) for row in zip(*columns, strict=True)]
+    return [list(row) for row in zip(*columns)]  # noqa: B905 -- no strict= on Python 3.9 (equal lengths)
 
 
 def _avro(path: str, rows: int) -> Decoded:

@@ -61,7 +61,7 @@ def _signature_from_ast(node: ast.FunctionDef | ast.AsyncFunctionDef) -> inspect
         params.append(inspect.Parameter(arg.arg, kind, default=default))
     if a.vararg:
         params.append(inspect.Parameter(a.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
-    for arg, kw_default in zip(a.kwonlyargs, a.kw_defaults, strict=True):
+    for arg, kw_default in zip(a.kwonlyargs, a.kw_defaults):  # noqa: B905 -- no strict= on Python 3.9
         default = inspect.Parameter.empty if kw_default is None else None
         params.append(inspect.Parameter(arg.arg, inspect.Parameter.KEYWORD_ONLY, default=default))
     if a.kwarg:

@@ -20,7 +20,7 @@ inside the flow's virtualenv.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, Union
 
 __all__ = [
     "PREVIEW_MAX_CELL_CHARS",
@@ -148,7 +148,8 @@ class Failed(TypedDict):
     seconds: float
 
 
-ChildMessage = Ready | LoadError | Notify | Done | Failed
+# Union, not |: the child runs on the image's Python too, CPython >= 3.9 (issue 25).
+ChildMessage = Union[Ready, LoadError, Notify, Done, Failed]  # noqa: UP007
 
 
 def output_path(out_prefix: str, index: int) -> str:

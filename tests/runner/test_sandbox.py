@@ -9,6 +9,7 @@ then unprivileged and relies on user namespaces, like a production worker runnin
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import shutil
 import signal
@@ -449,7 +450,7 @@ def _plan(argv: list[str], spec: SandboxSpec, identity: Any = None) -> dict[str,
             "-S",
             str(Path(sandbox.__file__).with_name("sandbox_launcher.py")),
         ]
-        return json.loads(launch.command[4])
+        return dict(marshal.loads(bytes.fromhex(launch.command[4])))
 
 
 def test_command_shape(tmp_path: Path) -> None:
