@@ -6,6 +6,8 @@ that folder (issue 23: "seconds, not minutes"):
 
 - :func:`factory_dag_files` -- which DAG files read a spec folder, from the marker the factory
   leaves there at each parse (:mod:`airflow_byo.specs.factory_marker`);
+- :func:`retire_dag` -- a deleted spec's DAG marked stale at once, as the dag-processor would mark it
+  a minute or two later;
 - :func:`request_reparse` -- a ``dag_priority_parsing_request`` row for one of them: exactly what
   Airflow's own ``PUT /api/v2/parseDagFile/{file_token}`` inserts
   (``airflow/api_fastapi/core_api/routes/public/dag_parsing.py``). The dag-processor claims such
@@ -32,7 +34,7 @@ from airflow_byo.exceptions import ByoConfigError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["bundle_location", "factory_dag_files", "request_reparse"]
+__all__ = ["bundle_location", "factory_dag_files", "request_reparse", "retire_dag"]
 
 
 def factory_dag_files(folder: str | Path) -> list[Path]:
@@ -114,3 +116,31 @@ def request_reparse(session: Session, dag_file: Path) -> None:
             session.add(DagPriorityParsingRequest(bundle_name=bundle_name, relative_fileloc=relative_fileloc))
     except IntegrityError:
         pass
+
+
+def retire_dag(session: Session, dag_id: str, dag_files: list[Path]) -> bool:
+    """
+    Mark ``dag_id`` stale now if one of ``dag_files`` (a factory's DAG files) declares it: its spec
+    was deleted. Whether a row changed. Added to ``session``; the caller commits.
+
+    The dag-processor finds a DAG that vanished from a file it still parses only by time
+    (``DagFileProcessorManager.deactivate_stale_dags``: the DAG's ``last_parsed_time`` more than
+    ``[dag_processor] stale_dag_threshold`` (50 s) older than the file's latest parse, checked every
+    ``[scheduler] parsing_cleanup_interval`` (60 s)), so a deleted flow stayed listed for up to two
+    minutes and its name could not be used again meanwhile. This sets exactly that state, and keeps
+    the DAG's runs as Airflow does. If a file still declares the DAG (another spec of that name), the
+    parse requested right after clears ``is_stale`` again, as every parse of a declared DAG does.
+    """
+    from airflow.models.dag import DagModel
+    from sqlalchemy import update
+
+    files = [str(Path(os.path.abspath(dag_file))) for dag_file in dag_files]
+    if not files:
+        return False
+    retired = session.execute(
+        update(DagModel)
+        .where(DagModel.dag_id == dag_id, DagModel.fileloc.in_(files), ~DagModel.is_stale)
+        .values(is_stale=True)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(retired, "rowcount", 0))

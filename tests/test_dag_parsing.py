@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy.orm import Session
 
-from airflow_byo.dag_parsing import bundle_location, factory_dag_files, request_reparse
+from airflow_byo.dag_parsing import bundle_location, factory_dag_files, request_reparse, retire_dag
 from airflow_byo.exceptions import ByoConfigError
 from airflow_byo.specs import factory_marker
 from airflow_byo.specs.factory import build_dags
@@ -127,3 +127,27 @@ def test_a_dag_file_in_no_bundle_names_the_setting_to_fix(
         "build_dags(...) in a DAG bundle's folder (by default [core] dags_folder)"
     )
     assert requests(session) == []
+
+
+def test_a_deleted_specs_dag_is_stale_at_once_and_no_other_dag_is(dags: Path, session: Session) -> None:
+    """As ``deactivate_stale_dags`` marks it a minute or two later; a DAG of another file stays."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+
+    factory = dags / "team" / "byo_flows.py"
+    session.merge(DagBundleModel(name=BUNDLE))
+    session.flush()
+    for dag_id, fileloc in [("retired_flow", factory), ("hand_written", dags / "hand_written.py")]:
+        row = DagModel(dag_id=dag_id, bundle_name=BUNDLE, fileloc=str(fileloc), relative_fileloc="x.py")
+        session.add(row)
+        row.is_stale = False  # as a parse leaves a DAG its file declares
+    session.commit()
+
+    assert retire_dag(session, "retired_flow", [factory]) is True
+    assert retire_dag(session, "hand_written", [factory]) is False  # its file is no factory's
+    assert retire_dag(session, "retired_flow", [factory]) is False  # already stale
+    assert retire_dag(session, "retired_flow", []) is False
+    session.commit()
+    rows = session.query(DagModel.dag_id, DagModel.is_stale)
+    stale = dict(rows.filter(DagModel.dag_id.in_(["retired_flow", "hand_written"])).all())
+    assert stale == {"retired_flow": True, "hand_written": False}

@@ -211,14 +211,20 @@ def _after(
         version=saved.version,
         **extra,
     )
-    return answer | {"git": git.as_dict() if git else None, "reparse": _reparse(session, state)}
+    retire = name if action == "delete" else None
+    return answer | {"git": git.as_dict() if git else None, "reparse": _reparse(session, state, retire)}
 
 
-def _reparse(session: Session, state: FolderState) -> str:
-    """Ask the dag-processor to parse the factory's DAG files now: ``requested``, or why not."""
-    from airflow_byo.dag_parsing import request_reparse
+def _reparse(session: Session, state: FolderState, retire: str | None = None) -> str:
+    """
+    Ask the dag-processor to parse the factory's DAG files now: ``requested``, or why not. A deleted
+    flow's DAG (``retire``) is marked stale first, so it leaves the listings at once.
+    """
+    from airflow_byo.dag_parsing import request_reparse, retire_dag
 
     try:
+        if retire is not None:
+            retire_dag(session, retire, [Path(dag_file) for dag_file in state.dag_files])
         for dag_file in state.dag_files:
             request_reparse(session, Path(dag_file))
         session.commit()
