@@ -5,7 +5,8 @@ messages), so none imports upward. Standard library only.
 
 - :class:`StagedOutput`, :class:`FileOutcome`: a file's outputs and what happened in the child.
 - :func:`file_result`: the one place a file's status is decided, from its outcome and publishing.
-- :class:`FileTally`: the per-file results, insights and counters a run adds up as it goes.
+- :class:`FileTally` (from :mod:`airflow_byo.tally`): what a run adds up as it goes, in memory that
+  does not grow with the run: counts, sums, its first results, a sample of durations, insights.
 - :class:`RunSummary`: a finished run's report, built once from its tally and what the run knows
   around it (listing, claims, environment); compact enough for XCom, readable in the log.
 """
@@ -13,12 +14,12 @@ messages), so none imports upward. Standard library only.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_byo.tally import FileTally
 
 if TYPE_CHECKING:
     from airflow_byo.runtime.protocol import DecodedPreview, Notify
@@ -41,8 +42,6 @@ FileStatus = Literal["processed", "failed", "quarantined", "skipped"]
 
 #: Per-file statuses kept in the summary; the rest are only counted (XCom must stay small).
 MAX_FILES_IN_SUMMARY = 100
-#: The run's insights as JSON (the summary is an XCom): values that would pass it are dropped.
-MAX_RUN_INSIGHT_BYTES = 1024 * 1024
 _MAX_ERROR_CHARS = 500
 
 
@@ -166,65 +165,6 @@ def file_result(
     return result
 
 
-@dataclass
-class FileTally:
-    """What a run adds up file by file: each file's result, insights (the run's last file wins), counters."""
-
-    #: Distinct insight and counter names kept (``job_config.max_insight_keys``); values of new
-    #: names beyond it, or that would take the insights past MAX_RUN_INSIGHT_BYTES, are dropped.
-    max_insight_keys: int = 1000
-    files: list[FileResult] = field(default_factory=list)
-    insights: dict[str, Any] = field(default_factory=dict)
-    counters: dict[str, float] = field(default_factory=dict)
-    insights_dropped: int = 0
-    notifications: int = 0
-    _failed: list[FileResult] = field(default_factory=list, repr=False)
-    _insight_bytes: dict[str, int] = field(default_factory=dict, repr=False)
-    _insight_total: int = field(default=0, repr=False)
-    _insight_order: dict[str, int] = field(default_factory=dict, repr=False)
-
-    def add(
-        self,
-        result: FileResult,
-        insights: dict[str, Any],
-        counters: dict[str, float],
-        notifications: int = 0,
-        order: int = 0,
-    ) -> None:
-        """
-        Record one file; counters add up, and an insight keeps the value of the file latest in the
-        run's order (``order``: its place; children side by side finish files out of order).
-        """
-        self.files.append(result)
-        self.notifications += notifications
-        if result.status == "failed":
-            self._failed.append(result)
-        for name, value in insights.items():
-            if order < self._insight_order.get(name, order):
-                continue  # a later file of the run set it already
-            self._insight_order[name] = order
-            size = len(json.dumps(value, default=str))
-            total = self._insight_total - self._insight_bytes.get(name, 0) + size
-            if (name not in self.insights and not self._room_for_a_name()) or total > MAX_RUN_INSIGHT_BYTES:
-                self.insights_dropped += 1
-                continue
-            self.insights[name] = value
-            self._insight_bytes[name], self._insight_total = size, total
-        for name, value in counters.items():
-            if name not in self.counters and not self._room_for_a_name():
-                self.insights_dropped += 1
-                continue
-            self.counters[name] = self.counters.get(name, 0) + value
-
-    def _room_for_a_name(self) -> bool:
-        return len(self.insights) + len(self.counters) < self.max_insight_keys
-
-    @property
-    def failed(self) -> list[FileResult]:
-        # Kept as files are added (a result's status is final by then): fail_fast asks per file.
-        return self._failed
-
-
 @dataclass(frozen=True)
 class ClaimsReport:
     """How a run's files stood in the ledger: listed, taken by other runs, held, taken over from dead runs."""
@@ -270,21 +210,21 @@ class RunSummary:
 
     @property
     def files(self) -> list[FileResult]:
+        """The run's first results (see :attr:`FileTally.files`); ``tally.counts`` has them all."""
         return self.tally.files
 
     @property
     def failed(self) -> list[FileResult]:
+        """The run's first failed results; :attr:`files_failed` counts them all."""
         return self.tally.failed
 
-    def _with_status(self, status: FileStatus) -> list[FileResult]:
-        return [f for f in self.files if f.status == status]
+    @property
+    def files_failed(self) -> int:
+        return self.tally.count("failed")
 
     def as_dict(self) -> dict[str, Any]:
-        """The compact, JSON-serialisable form pushed to XCom."""
-        tally, claims = self.tally, self.claims
-        processed = self._with_status("processed")
-        durations = [f.seconds for f in self.files if f.status != "skipped"]
-        records = [f.records_out for f in processed if f.records_out is not None]
+        """The compact, JSON-serialisable form pushed to XCom (its size does not grow with the run)."""
+        tally, claims, durations = self.tally, self.claims, self.tally.durations
         counters = dict(tally.counters)
         if self.delivered is not None:
             counters["notifications_delivered"], counters["notifications_failed"] = self.delivered
@@ -296,10 +236,10 @@ class RunSummary:
             "runtime": self.runtime,
             "requirements": list(self.requirements),
             "files_seen": self.files_seen,
-            "files_processed": len(processed),
-            "files_failed": len(self.failed),
-            "files_skipped": len(self._with_status("skipped")),
-            "files_quarantined": len(self._with_status("quarantined")),
+            "files_processed": tally.count("processed"),
+            "files_failed": tally.count("failed"),
+            "files_skipped": tally.count("skipped"),
+            "files_quarantined": tally.count("quarantined"),
             "files_listed": claims.files_listed,
             "files_taken_elsewhere": claims.files_taken_elsewhere,
             "files_claimed_elsewhere": claims.files_claimed_elsewhere,
@@ -309,15 +249,17 @@ class RunSummary:
             "claims_taken_over": claims.claims_taken_over[:10],
             "leftovers_removed": len(self.leftovers_removed),
             "leftovers_removed_sample": self.leftovers_removed[:5],
-            "bytes_in": sum(f.size for f in self.files if f.status != "skipped"),
-            "bytes_out": sum(f.bytes_out for f in processed),
+            "bytes_in": tally.bytes_in,
+            "bytes_out": tally.bytes_out,
             "records_in": counters.get("records_in"),
-            "records_out": sum(records) if records else None,
-            "outputs_written": sum(len(f.outputs) for f in processed),
+            "records_out": tally.records_out,
+            "outputs_written": tally.outputs_written,
             "seconds_total": round(self.seconds, 3),
             "seconds_environment": round(self.environment_seconds, 3),
-            "seconds_per_file_p50": round(statistics.median(durations), 4) if durations else None,
-            "seconds_per_file_max": round(max(durations), 4) if durations else None,
+            "seconds_per_file_p50": _rounded(durations.median),
+            # False past DURATIONS_KEPT files: the p50 is then the median of a random sample of them
+            "seconds_per_file_p50_exact": durations.exact,
+            "seconds_per_file_max": _rounded(durations.max),
             "notifications": tally.notifications,
             "workers": self.workers,
             "files_per_worker": self.files_per_worker,
@@ -325,7 +267,7 @@ class RunSummary:
             "counters": counters,
             "insights_dropped": tally.insights_dropped,
             "files": [f.as_dict() for f in self.files[:MAX_FILES_IN_SUMMARY]],
-            "files_not_listed": max(0, len(self.files) - MAX_FILES_IN_SUMMARY),
+            "files_not_listed": max(0, tally.total - MAX_FILES_IN_SUMMARY),
         }
 
     def format_table(self) -> str:
@@ -380,9 +322,14 @@ class RunSummary:
             ("seconds total (environment)", f"{data['seconds_total']} ({data['seconds_environment']})"),
             (
                 "seconds per file p50 / max",
-                " / ".join(_or_dash(data[f"seconds_per_file_{k}"]) for k in ("p50", "max")),
+                ("" if data["seconds_per_file_p50_exact"] else "~")  # a sampled median
+                + " / ".join(_or_dash(data[f"seconds_per_file_{k}"]) for k in ("p50", "max")),
             ),
         ]
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)
 
 
 def _iso(epoch: float | None) -> str | None:

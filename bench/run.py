@@ -48,6 +48,8 @@ Figures (each module's docstring says exactly what is timed):
   with a scheduler tuned for latency) beside the polling watcher and the deferrable sensor,
   p50/p95, stages, and a burst of 1,000 files (targets: events p50 <= 2 s, p95 <= 4 s; watcher
   p50 <= 10 s): ``bench/latency.py``, ``bench/latency_events.py``.
+* B10a/B10b (group ``I``) -- image runtimes: a child's start on an image vs a venv runtime, and an
+  image's first use vs ``skopeo copy`` + ``tar``: ``bench/images.py``.
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
 * S1/S2/S3 -- parsing specs into DAGs, with hostile files, each spec's own file: ``bench/spec_parse.py``.
 * T1 -- the CLI test loop, ``byo test`` vs ``airflow byo test``: see ``bench/cli_loop.py``.
@@ -61,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import logging
 import os
@@ -83,19 +84,10 @@ ROOT = HERE.parent
 WORK = HERE / ".work"  # generated inputs and scratch; gitignored
 sys.path.insert(0, str(ROOT))
 
-from bench.timing import Row  # noqa: E402 -- after sys.path has the checkout
+from bench.csv_files import TRANSFORM, make_csv_files  # noqa: E402 -- after sys.path has the checkout
+from bench.timing import Row  # noqa: E402
 
 PACKAGES = ["humanize==4.11.0", "unidecode==1.3.8"]
-
-TRANSFORM = """
-import csv
-
-def process(file, ctx):
-    with file.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            row["amount"] = float(row["amount"])
-            yield row
-"""
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -107,21 +99,6 @@ def _medians(repeat: int, **funcs: Callable[[Path], object]) -> dict[str, float]
 
 
 # -- B1 ----------------------------------------------------------------------------------------
-def _make_csv_files(directory: Path, count: int) -> None:
-    """``count`` CSV files of ~4 KB (100 rows), kept between runs."""
-    if directory.exists() and len(os.listdir(directory)) == count:
-        return
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "name", "country", "amount"])
-    for index in range(100):
-        writer.writerow([index, f"customer-{index:04d}", "NL", f"{index * 1.5:.2f}"])
-    for index in range(count):
-        (directory / f"orders-{index:05d}.csv").write_text(buffer.getvalue())
-
-
 def _transform_in_process(path: Path, out_dir: Path) -> None:
     """B1's baseline for one file: the work of TRANSFORM, written atomically, in this process."""
     with open(path, newline="") as handle:
@@ -148,7 +125,7 @@ def bench_b5(files: int, repeat: int) -> list[Row]:
     if not sandbox_mode.bubblewrap_status()[0]:
         return [("B5 sandbox: bubblewrap cannot work here", 0.0, None, sandbox_mode.bubblewrap_status()[1])]
     source_dir = WORK / f"b1-in-{files}"
-    _make_csv_files(source_dir, files)
+    make_csv_files(source_dir, files)
     source = Location(str(source_dir))
     listing = source.list_files()
 
@@ -195,7 +172,7 @@ def bench_b1(files: int, repeat: int) -> list[Row]:
     from airflow_byo.storage import Location
 
     source_dir = WORK / f"b1-in-{files}"
-    _make_csv_files(source_dir, files)
+    make_csv_files(source_dir, files)
     inputs = sorted(source_dir.iterdir())
     source = Location(str(source_dir))
     listing = source.list_files()
@@ -243,7 +220,7 @@ def bench_b1_task_path(files: int, repeat: int) -> list[Row]:
     from bench import task_path
 
     source_dir = WORK / f"b1-in-{files}"
-    _make_csv_files(source_dir, files)
+    make_csv_files(source_dir, files)
     inputs = sorted(source_dir.iterdir())
 
     def loop(out: Path) -> None:
@@ -335,7 +312,7 @@ def main() -> int:
 
 
 #: The figure groups ``--only`` picks from, in the order a full run measures them.
-GROUPS = ("B1", "B2", "B3", "B4", "B5", "B6", "L", "S", "T", "B8", "E")
+GROUPS = ("B1", "B2", "B3", "B4", "B5", "B6", "I", "L", "S", "T", "B8", "E")
 
 
 def _run(smoke: bool, repeat: int, only: set[str]) -> int:
@@ -366,12 +343,16 @@ def _run(smoke: bool, repeat: int, only: set[str]) -> int:
     if wanted("B5"):
         rows += bench_b5(200 if smoke else 2000, repeat)
     if wanted("B6"):
-        _make_csv_files(WORK / f"b1-in-{csv_files}", csv_files)
+        make_csv_files(WORK / f"b1-in-{csv_files}", csv_files)
         cpu_files = 20 if smoke else 300
         csv_source = WORK / f"b1-in-{csv_files}"
         rows += parallel.run(
             WORK, cpu_files=cpu_files, csv_source=csv_source, transform=TRANSFORM, repeat=repeat
         )
+    if wanted("I"):  # B10a/B10b, image runtimes: bench/images.py
+        from bench import images
+
+        rows += images.run(WORK, repeat=repeat)
     if wanted("L"):
         recorded = 1000 if smoke else 100_000
         rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))

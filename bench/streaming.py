@@ -29,6 +29,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.memory import status_kb
 from bench.timing import Row, medians
 
 if TYPE_CHECKING:
@@ -131,18 +132,6 @@ def _flow(path: Path) -> Callable[[Path], None]:
 
 
 # -- memory, from /proc ------------------------------------------------------------------------
-def _peak_kb(pid: int | str) -> int:
-    """``VmHWM`` of a process in KiB (0 when it is gone or has no memory left)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _descendants(root: int) -> list[int]:
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -191,7 +180,7 @@ def _task_in_fresh_process(source: Path, destination: Path) -> tuple[float, floa
         while not done.wait(0.05):
             for pid in _descendants(process.pid):
                 if _is_child(pid):
-                    child_peak = max(child_peak, _peak_kb(pid))
+                    child_peak = max(child_peak, status_kb(pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -261,7 +250,7 @@ def _main(source: str, destination: str) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     _operator(source, destination)
-    print(_PEAK_MARK + json.dumps({"vmhwm_kb": _peak_kb("self")}), flush=True)
+    print(_PEAK_MARK + json.dumps({"vmhwm_kb": status_kb("self")}), flush=True)
     return 0
 
 

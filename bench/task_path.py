@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -31,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.ledger_fill import pg_up
 from bench.timing import Row, medians
 
 if TYPE_CHECKING:
@@ -78,12 +78,6 @@ with DAG("byo_bench_task_path", schedule=None, start_date=pendulum.datetime(2026
         emit_asset_event=False,
     )
 '''
-
-
-def _pg_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), timeout=1):
-        return True
-    return False
 
 
 @contextlib.contextmanager
@@ -163,7 +157,7 @@ def run(
     medians(1, workdir, warm=path.task(csv_source, sqlite, files))  # builds the flow's environment
     ledgers = {"SQLite": sqlite}
     with contextlib.ExitStack() as stack:
-        if _pg_up():
+        if pg_up():
             uri = stack.enter_context(_pg_ledger())
             ledgers["PostgreSQL"] = {
                 "AIRFLOW_CONN_BYO_BENCH_LEDGER": uri,

@@ -16,15 +16,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    Column,
-    MetaData,
-    String,
-    Table,
     and_,
     bindparam,
     delete,
@@ -36,6 +31,7 @@ from sqlalchemy import (
 )
 
 from airflow_byo.ledger.database import chunks, engine, insert_ignore, ledger_url
+from airflow_byo.ledger.listing import new_files as listing_new_files
 from airflow_byo.ledger.schema import CLAIMED, DONE, FAILED, QUARANTINED, events, files
 
 if TYPE_CHECKING:
@@ -92,40 +88,11 @@ class Ledger:
     def new_files(self, listing: Sequence[SourceFile], *, on_change: str = "reprocess") -> list[SourceFile]:
         """
         The files of ``listing`` this flow still has to process, in listing order: never seen,
-        failed earlier, or claimed by a worker whose lease expired. One join, whatever the number
-        of recorded files. ``on_change="ignore"`` also skips a path done under another fingerprint.
+        failed earlier, or claimed by a worker whose lease expired. One query, whatever the number
+        of recorded files (:mod:`airflow_byo.ledger.listing`). ``on_change="ignore"`` also skips
+        a path done under another fingerprint.
         """
-        if not listing:
-            return []
-        by_key = {(f.relative_path, fingerprint(f)): f for f in listing}
-        scratch = Table(
-            f"byo_listing_{uuid.uuid4().hex[:8]}",
-            MetaData(),
-            Column("path", String(1024)),
-            Column("fingerprint", String(200)),
-            prefixes=["TEMPORARY"],
-        )
-        now = time.time()
-        with self.engine.begin() as connection:
-            scratch.create(connection)
-            for chunk in chunks(list(by_key)):
-                connection.execute(insert(scratch), [{"path": p, "fingerprint": fp} for p, fp in chunk])
-            match = and_(files.c.flow_id == self.flow_id, files.c.path == scratch.c.path)
-            if on_change != "ignore":
-                match = and_(match, files.c.fingerprint == scratch.c.fingerprint)
-            blocked = (
-                select(scratch.c.path, scratch.c.fingerprint)
-                .join(files, match)
-                .where(
-                    or_(
-                        files.c.state.in_((DONE, QUARANTINED)),
-                        and_(files.c.state == CLAIMED, files.c.lease_until >= now),
-                    )
-                )
-            )
-            taken = {(row.path, row.fingerprint) for row in connection.execute(blocked)}
-            scratch.drop(connection)
-        return [file for key, file in by_key.items() if key not in taken]
+        return listing_new_files(self.engine, self.flow_id, listing, on_change=on_change)
 
     def claim(self, candidates: Sequence[SourceFile], token: str, lease_seconds: float) -> list[SourceFile]:
         """Atomically claim what nobody else holds among ``candidates``; return the files won."""

@@ -91,13 +91,21 @@ class LedgerTracker:
     # -- claims --------------------------------------------------------------------------------
     def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
         """
-        ``files`` this run won, claimed a chunk at a time as they are used. While chunks go
-        quickly, the next one is claimed while the current one is worked on, so the claim's
-        round trip is hidden; slow files are never claimed ahead (the round trip is nothing
-        next to their work, and other runs may take them meanwhile).
+        ``files`` this run won, claimed a chunk at a time as they are used. The first chunk is
+        claimed at once, while the run starts its children (issue 24: it was a round trip after
+        them, before the first file). While chunks go quickly, the next one is claimed while the
+        current one is worked on, so the claim's round trip is hidden; slow files are never
+        claimed ahead (the round trip is nothing next to their work, and other runs may take
+        them meanwhile).
         """
-        start, size, quick = 0, self.chunk, False
-        ahead: Future[list[SourceFile]] | None = None
+        first = self._writer.submit(self._claim, files[: self.chunk]) if files else None
+        return self._claim_as_used(files, first)
+
+    def _claim_as_used(
+        self, files: Sequence[SourceFile], ahead: Future[list[SourceFile]] | None
+    ) -> Iterator[SourceFile]:
+        """:meth:`claimed`'s chunks, the first one (``ahead``) already asked for."""
+        start, size, quick = (self.chunk if ahead is not None else 0), self.chunk, False
         while start < len(files) or ahead is not None:
             if ahead is None:
                 ahead = self._writer.submit(self._claim, files[start : start + size])

@@ -312,14 +312,14 @@ class ByoFlowOperator(SourceFilesOperator):
                     "fail_on_notification_error is set; the log names each channel and error"
                 ),
             )
-        if summary.failed:
+        if failed := summary.files_failed:
             names = ", ".join(f.url for f in summary.failed[:10])
-            more = f" and {len(summary.failed) - 10} more" if len(summary.failed) > 10 else ""
+            more = f" and {failed - 10} more" if failed > 10 else ""
             _fail_with_summary(
                 context,
                 result,
                 ByoFilesFailedError(
-                    f"{len(summary.failed)} of {summary.files_seen} file(s) failed: {names}{more}. "
+                    f"{failed} of {summary.files_seen} file(s) failed: {names}{more}. "
                     "The log above shows each error and traceback; the XCom holds the run summary"
                 ),
             )

@@ -160,6 +160,15 @@ class ChildPool:
         if self._child is not None:
             self._child.queue(request)
 
+    def finish(self) -> None:
+        """
+        No more files: the current child may exit once it has answered (its interpreter and
+        sandbox wind down while the worker publishes and settles the last files); the pool's exit
+        still waits for it.
+        """
+        if self._child is not None:
+            self._child.finish()
+
     def start(self, request: FileRequest) -> None:
         """Send ``request`` to a ready child (before :meth:`queue_ahead` of the next one)."""
         self._ready_child().queue(request)

@@ -321,15 +321,19 @@ class ChildProcess:
         No ``poll()`` here: this is asked before every file, and a waitpid per file is not free."""
         return self._proc.returncode is None
 
-    def stop(self) -> None:
-        """Ask the child to finish, then make sure it is gone."""
-        if self.alive:
-            try:
+    def finish(self) -> None:
+        """Ask the child to finish once it has answered what it was sent; do not wait for it."""
+        if self.alive and not self._stdin.closed:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._send({"op": "stop"})
                 self._stdin.close()
+
+    def stop(self) -> None:
+        """Ask the child to finish (unless :meth:`finish` did), then make sure it is gone."""
+        if self.alive:
+            self.finish()
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)
-            except (BrokenPipeError, subprocess.TimeoutExpired, OSError):
-                pass
         self.kill()
 
     def kill(self) -> None:

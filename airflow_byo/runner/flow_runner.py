@@ -202,7 +202,9 @@ class FlowRunner:
         tally = FileTally(max_insight_keys=self.job.max_insight_keys)
         self._notifications_left, self._notifications_dropped = self.job.max_notifications_per_run, 0
         workers = worker_count(self.job, len(files))
-        state = RunState(tally, Progress(self.log, self.job.progress_interval_seconds), workers, len(files))
+        progress = Progress(self.log, self.job.progress_interval_seconds)
+        stops = self.job.stops_at_first_failure
+        state = RunState(tally, progress, workers, len(files), track_handled=stops)
         started = time.monotonic()
         with Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher:
             claims = SharedClaims(tracker.claimed(files))  # claim (in chunks, as the run goes)
@@ -218,11 +220,10 @@ class FlowRunner:
                 self._notifications_dropped,
                 self.job.max_notifications_per_run,
             )
-        tally.files.sort(key=lambda result: state.order.get(result.url, 0))
-        if tally.failed and self.job.stops_at_first_failure:
-            for file in files:  # what the stop left unprocessed
+        if tally.count("failed") and state.handled is not None:
+            for position, file in enumerate(files):  # what the stop left unprocessed, after the rest
                 if file.url not in state.handled:
-                    tally.add(file_result(file.url, file.size, None), {}, {})
+                    tally.add(file_result(file.url, file.size, None), {}, {}, order=len(files) + position)
         return self.summary(
             source.url,
             destination.url,
@@ -271,11 +272,13 @@ class FlowRunner:
                 if self.job.stops_at_first_failure and self._any_failure(state, uploads):
                     claims.stopped.set()
                     break
-                with state.lock:
-                    state.handled.add(current.file.url)
-                    state.order[current.file.url] = current.seq
+                if state.handled is not None:
+                    with state.lock:
+                        state.handled.add(current.file.url)
                 ahead = next(fetched, None)
                 outcome = self.process(children, current, ahead=ahead, publisher=publisher)
+                if ahead is None:  # the last file of this pipeline: the child winds down meanwhile
+                    children.finish()
                 with state.lock:  # output names are reserved run-wide
                     publishing = publish_behind(transfers, publisher, current, outcome, at_once=at_once)
                 uploads.append(publishing)
@@ -349,6 +352,6 @@ class FlowRunner:
     def _any_failure(state: RunState, uploads: deque[Publishing]) -> bool:
         """A failure so far, counting files whose result is known but not yet in the tally."""
         with state.lock:
-            if state.tally.failed:
+            if state.tally.count("failed"):
                 return True
         return any(p.result.done() and p.result.result().status == "failed" for p in uploads)

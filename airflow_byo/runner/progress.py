@@ -29,19 +29,19 @@ class Progress:
 
     def update(self, tally: FileTally, total: int) -> None:
         now = time.monotonic()
-        done = len(tally.files)
+        done = tally.total
         if now - self.last < self.interval and done < total:
             return
         self.last = now
         elapsed = max(now - self.started, 1e-9)
         rate = done / elapsed
         eta = (total - done) / rate if rate else float("inf")
-        size = sum(f.size for f in tally.files)
+        size = tally.bytes_in
         self.log.info(
             "progress: %d/%d files (%d failed), %.1f MB in, %.1f files/s, %.1f MB/s, ETA %.0fs",
             done,
             total,
-            len(tally.failed),
+            tally.count("failed"),
             size / 1e6,
             rate,
             size / 1e6 / elapsed,

@@ -81,13 +81,19 @@ class SharedClaims:
 
 
 class RunState:
-    """What the children of one run update together: the tally, the progress, the counts."""
+    """
+    What the children of one run update together: the tally, the progress, the counts. Nothing
+    here grows with the run's files (issue 24), but for ``handled`` when asked for: the files
+    taken so far, which only a run that stops at its first failure needs (the rest are reported
+    skipped).
+    """
 
-    def __init__(self, tally: FileTally, progress: Progress, workers: int, files: int) -> None:
+    def __init__(
+        self, tally: FileTally, progress: Progress, workers: int, files: int, *, track_handled: bool = False
+    ) -> None:
         self.tally = tally
         self.files = files  # the run's files, claimed or not (for "[n/total]" in the log)
         self.progress = progress
         self.lock = threading.RLock()
-        self.handled: set[str] = set()
-        self.order: dict[str, int] = {}  # file url -> its place in the run
+        self.handled: set[str] | None = set() if track_handled else None  # file urls
         self.per_worker = [0] * workers
