@@ -162,17 +162,22 @@ def test_write_permission_denied(backend: Backend, tmp_path: Path, connections: 
 # -- large files: streamed, bounded memory ---------------------------------------------------------
 
 _MEASURE = """
-import json, resource, sys, tempfile
+import json, sys, tempfile
 from airflow_byo.storage import Location
+
+def peak_kb():  # VmHWM: getrusage's ru_maxrss would start from the forking pytest worker's peak
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
+
 source = Location(sys.argv[1], sys.argv[2] or None)
 destination = Location(sys.argv[3], sys.argv[2] or None)
 [file] = source.list_files()
 source.fs, destination.fs  # connect before measuring
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 with tempfile.TemporaryDirectory() as staging:
     local = source.stage(file, staging).path
     destination.publish(local, "copy.bin")
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(json.dumps({"size": file.size, "peak_growth_kb": after - before}))
 """
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import resource
 import sys
 from typing import Any
 
@@ -59,7 +58,7 @@ def main() -> None:
         kwargs["runtime_config"]["key_id"] = _plant_key(plan["plant_key"])
     log = _Log()
     ti = _TaskInstance()
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _peak_kb()
     error = None
     result = None
     try:
@@ -74,10 +73,20 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - a failed task is a result here
             result = ti.xcom.get("return_value")
             error = f"{type(exc).__name__}: {exc}"
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_kb()
     with open(plan["out"], "w") as handle:
         out = {"result": result, "xcom": ti.xcom, "log": log.lines, "error": error}
         json.dump(out | {"rss_kb_before": rss_before, "rss_kb_peak": peak}, handle, default=str)
+
+
+def _peak_kb() -> int:
+    """
+    This process's peak resident set (``VmHWM``), in KiB. Not ``getrusage``'s ``ru_maxrss``: that
+    one starts from the peak of the process that forked this one (a big pytest worker), so growth
+    measured with it could read as none.
+    """
+    with open("/proc/self/status", encoding="ascii") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
 
 
 if __name__ == "__main__":
