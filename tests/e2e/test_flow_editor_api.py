@@ -129,17 +129,28 @@ def test_a_saved_flow_is_a_paused_dag_within_seconds_and_goes_with_delete(deploy
         "DELETE", f"/byo/api/specs/{name}", json={"hash": created["hash"]}
     )
     assert deleted.status_code == 200, deleted.text
-    deployment.wait_until(
-        lambda: (dag := deployment.dag(name)) is None or dag.get("is_stale"),
-        timeout=60,
-        what=f"DAG {name} gone",
-    )
+    gone = deployment.dag(name)  # at once: Delete marks it stale (the dag-processor took 1-2 minutes)
+    assert gone is None or gone["is_stale"], gone
+    time.sleep(5)  # the parse Delete asked for has run: it must not bring the DAG back
+    gone = deployment.dag(name)
+    assert gone is None or gone["is_stale"], gone
     events = deployment.api.get("/api/v2/eventLogs", params={"dag_id": name, "limit": 100})["event_logs"]
     mine = [(e["event"], e["owner"]) for e in events if e["event"].startswith("byo.flow.")]
     assert sorted(mine) == [("byo.flow.delete", "op"), ("byo.flow.save", "op")]
     save = next(e for e in events if e["event"] == "byo.flow.save")
     assert created["hash"] in save["extra"]
     assert "def process" not in save["extra"]
+    again = _create(deployment, name, "op")  # the name is free again at once
+    deployment.wait_until(
+        lambda: (dag := deployment.dag(name)) is not None and not dag.get("is_stale"),
+        timeout=60,
+        what=f"DAG {name} listed again",
+    )
+    assert (
+        _http(deployment, "op")
+        .request("DELETE", f"/byo/api/specs/{name}", json={"hash": again["hash"]})
+        .is_success
+    )
 
 
 def test_invalid_specs_and_paths_outside_the_roots_are_refused(deployment: Deployment) -> None:
