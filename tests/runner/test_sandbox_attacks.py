@@ -562,20 +562,19 @@ CPU_HOG = hostile("""
 
 @pytest.mark.parametrize("fork", [False, True], ids=["self", "forked"])
 def test_cpu_seconds_holds_against_a_function_that_fights_it(worker: Worker, fork: bool) -> None:
-    started = time.monotonic()
     run = worker.run(
         CPU_HOG,
         {"a_hog.txt": "x", "b_ok.txt": "y"},
         job={"cpu_seconds": 1, "timeout_seconds": 30},
         variables={"fork": fork},
     )
-    elapsed = time.monotonic() - started
     run.assert_no_secret()
     hog = run.file("a_hog.txt")
+    # Stopped by its CPU budget, not by timeout_seconds (the whole run's wall time is no measure
+    # of that: on a loaded machine the operator's start-up alone took 30 s once)
     assert "CpuTimeExceeded" in hog["error"], hog
     assert "cpu_seconds" in hog["error"], hog
     assert hog["seconds"] < 10, hog
-    assert elapsed < 25, elapsed
     assert run.file("b_ok.txt")["status"] == "processed", run.result["files"]
 
 
