@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,35 +58,11 @@ def run_on_image(
     variables: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path, Any]:
     """Run ``code`` through a ByoFlowOperator on ``runtime``: (XCom summary, out folder, task log)."""
-    from airflow_byo.exceptions import ByoFilesFailedError
-    from airflow_byo.operators.byo_flow import ByoFlowOperator
-    from tests.conftest import RecordingLogger, context
+    from tests.runner.test_sandboxed_flow import run_flow
 
-    source = tmp_path / "in"
-    source.mkdir(parents=True, exist_ok=True)
-    for name, text in (files or {"a.txt": "hello"}).items():
-        (source / name).write_text(text)
-    notes = tmp_path / "notifications.jsonl"
-    task = ByoFlowOperator(
-        task_id="on_image",
-        source=str(source),
-        destination=str(tmp_path / "out"),
-        processor=textwrap.dedent(code),
-        runtime=runtime,
-        packages=packages,
-        track_files=False,
-        runtime_config={"job_config": {"output_format": "text", **(job or {})}, **(variables or {})},
-        notifications=[{"type": "file", "path": str(notes)}],
+    return run_flow(
+        tmp_path, code, variables, job, files=files, task_id="on_image", runtime=runtime, packages=packages
     )
-    log = RecordingLogger()
-    task._cached_logger = log
-    ctx = context()
-    try:
-        result = task.execute(ctx)
-    except ByoFilesFailedError:
-        result = ctx["ti"].xcom["return_value"]
-    result["_notifications"] = notes.read_text() if notes.exists() else ""
-    return result, tmp_path / "out", log
 
 
 def outputs(out: Path) -> dict[str, str]:

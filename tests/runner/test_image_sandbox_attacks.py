@@ -28,7 +28,7 @@ from tests.runner.test_sandboxed_flow import (
 )
 
 # The image fixtures, and the worker's secrets and loopback server of the sandbox's own checks.
-pytest_plugins = ["tests.images.fixtures", "tests.runner.test_sandboxed_flow"]
+pytest_plugins = ["tests.images.fixtures", "tests.runner.sandbox_fixtures"]
 
 pytestmark = pytest.mark.skipif(
     not sandbox_mode.bubblewrap_status()[0],

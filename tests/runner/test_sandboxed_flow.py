@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import sqlite3
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,8 +26,9 @@ from airflow_byo.exceptions import ByoConfigError, ByoFilesFailedError
 from airflow_byo.operators.byo_flow import ByoFlowOperator
 from airflow_byo.runner import sandbox_mode
 from tests.conftest import RecordingLogger, context
+from tests.runner.sandbox_fixtures import CANARY
 
-CANARY = "CANARY-s3cr3t-" + uuid.uuid4().hex[:8]
+pytest_plugins = ["tests.runner.sandbox_fixtures"]  # worker_secrets, tcp_server
 
 pytestmark = pytest.mark.skipif(
     not sandbox_mode.bubblewrap_status()[0],
@@ -129,39 +127,36 @@ def process(file, ctx):
 """
 
 
-@pytest.fixture
-def worker_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A connection password in the worker's environment, and an airflow.cfg and metadata DB with secrets."""
-    monkeypatch.setenv("AIRFLOW_CONN_CANARY_DB", f"postgres://user:{CANARY}@db.example/airflow")
-    home = tmp_path / "airflow_home"
-    home.mkdir()
-    (home / "airflow.cfg").write_text(f"[core]\nfernet_key = {CANARY}\n")
-    with sqlite3.connect(home / "airflow.db") as db:
-        db.execute("create table secret (value text)")
-        db.execute("insert into secret values (?)", (CANARY,))
-    return {"airflow_cfg": str(home / "airflow.cfg"), "metadata_db": str(home / "airflow.db")}
-
-
 def run_flow(
     tmp_path: Path,
     code: str,
     variables: dict[str, Any] | None = None,
     job: dict[str, Any] | None = None,
+    *,
+    files: dict[str, str] | None = None,
+    task_id: str = "hostile",
+    **operator: Any,
 ) -> tuple[dict[str, Any], Path, RecordingLogger]:
-    """Run ``code`` over one input file through the operator; returns (XCom summary, out dir, log)."""
+    """
+    Run ``code`` over ``files`` (default: one ``a.txt``) through the operator, in the worker's
+    Python unless ``operator`` names a runtime; returns (XCom summary, out dir, log).
+    """
     source = tmp_path / "in"
     source.mkdir(parents=True, exist_ok=True)
-    (source / "a.txt").write_text("hello")
+    for name, text in (files or {"a.txt": "hello"}).items():
+        (source / name).write_text(text)
     notes = tmp_path / "notifications.jsonl"
+    if "runtime" not in operator:
+        operator["python_interpreter"] = sys.executable
     task = ByoFlowOperator(
-        task_id="hostile",
+        task_id=task_id,
         source=str(source),
         destination=str(tmp_path / "out"),
         processor=textwrap.dedent(code),
-        python_interpreter=sys.executable,
         track_files=False,
         runtime_config={"job_config": {"output_format": "text", **(job or {})}, **(variables or {})},
         notifications=[{"type": "file", "path": str(notes)}],
+        **operator,
     )
     log = RecordingLogger()
     task._cached_logger = log  # the task log, as Airflow would show it
@@ -196,29 +191,6 @@ def test_the_same_snooping_function_without_the_sandbox_finds_them(
     result, out, _ = run_flow(tmp_path, SNOOP, worker_secrets)
     assert result["sandbox"] == "off"
     assert CANARY in (out / "a.txt").read_text()  # the attack is real: the sandbox is what stops it
-
-
-@pytest.fixture
-def tcp_server() -> Any:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.5)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.sendall(b"hello from the worker's network")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    server.close()
 
 
 def test_the_workers_loopback_is_reachable_only_with_host_loopback(tmp_path: Path, tcp_server: int) -> None:
