@@ -87,6 +87,7 @@ class LedgerTracker:
         self._unsettled_since = 0.0
         self._last_outcome = float("-inf")
         self._flush_timer: threading.Timer | None = None
+        self._all_claimed = False  # every chunk claimed and handed out: the last settle flushes
 
     # -- claims --------------------------------------------------------------------------------
     def claimed(self, files: Sequence[SourceFile]) -> Iterator[SourceFile]:
@@ -98,6 +99,8 @@ class LedgerTracker:
         claimed ahead (the round trip is nothing next to their work, and other runs may take
         them meanwhile).
         """
+        with self._lock:
+            self._all_claimed = False
         first = self._writer.submit(self._claim, files[: self.chunk]) if files else None
         return self._claim_as_used(files, first)
 
@@ -123,6 +126,10 @@ class LedgerTracker:
                 size = min(size * 2, self.max_chunk)
             elif lasted > 4 * self.claim_seconds:
                 size = max(size // 2, self.chunk)
+        with self._lock:
+            self._all_claimed = True
+            if not self._open:  # and every file handed out is settled: nothing comes to batch with
+                self._flush()
 
     def _claim(self, chunk: Sequence[SourceFile]) -> list[SourceFile]:
         won = self.ledger.claim(chunk, self.token, self.lease_seconds)
@@ -159,7 +166,10 @@ class LedgerTracker:
             self._unsettled.append(outcome)
             self._open.pop(file.url, None)
             full = len(self._unsettled) >= self.settle_batch
-            if not quick or full or now - self._unsettled_since >= self.settle_seconds:
+            # The run's last outcome is written at once: the write overlaps the run's wind-down
+            # (children exiting, folders removed) instead of following it (issue 24).
+            last = self._all_claimed and not self._open
+            if not quick or full or last or now - self._unsettled_since >= self.settle_seconds:
                 self._flush()
             elif self._flush_timer is None:
                 self._flush_timer = threading.Timer(self.settle_seconds, self._flush_later)

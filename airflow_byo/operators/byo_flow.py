@@ -20,17 +20,20 @@ from airflow_byo.processor import ProcessorSource, resolve_processor
 from airflow_byo.results import ClaimsReport
 from airflow_byo.runner.flow_runner import FlowRunner
 from airflow_byo.runner.preview import format_previews
+from airflow_byo.runner.start_up import environment_and_sandbox, sandbox_probe
 from airflow_byo.sample_run import run_sample
 from airflow_byo.storage.location import Location
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Sequence
+    from concurrent.futures import Future
 
     from airflow.sdk import Context, XComArg
 
     from airflow_byo.new_files import NewFiles
     from airflow_byo.results import RunSummary
+    from airflow_byo.runner.start_up import SandboxMode
 
 __all__ = ["ByoFlowOperator"]
 
@@ -135,7 +138,7 @@ class ByoFlowOperator(SourceFilesOperator):
         self.notifications = parse_channels(notifications)
         self.fail_on_notification_error = fail_on_notification_error
         self.emit_asset_event = emit_asset_event
-        self._lineage: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+        self._ran: RunSummary | None = None  # the last run, for its OpenLineage datasets
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.packages = packages
@@ -225,6 +228,7 @@ class ByoFlowOperator(SourceFilesOperator):
         test_file = (context.get("params") or {}).get(TEST_FILE_PARAM)
         if test_file:
             return self._execute_test(str(test_file))
+        probe = sandbox_probe()  # while the files are listed (issue 24)
         new_files = self.new_files(
             self.resolved_flow_id, on_change=flow.job.on_change, track_files=self.track_files
         )
@@ -240,7 +244,7 @@ class ByoFlowOperator(SourceFilesOperator):
             len(files),
             new_files.flow_id,
         )
-        summary, taken_elsewhere, delivered = self._process(new_files, destination, files, run)
+        summary, taken_elsewhere, delivered = self._process(new_files, destination, files, run, probe)
         summary = replace(
             summary,
             claims=ClaimsReport(
@@ -258,23 +262,31 @@ class ByoFlowOperator(SourceFilesOperator):
         return self._report(context, summary, new_files.flow_id, held_error=fail_held)
 
     def _process(
-        self, new_files: NewFiles, destination: Location, files: list[Any], run: RunIdentity | None
+        self,
+        new_files: NewFiles,
+        destination: Location,
+        files: list[Any],
+        run: RunIdentity | None,
+        probe: Future[SandboxMode],
     ) -> tuple[RunSummary, int, tuple[int, int] | None]:
         """
         Claim, process, publish and settle ``files``, notifications delivered as they come: the
         run's summary, the files other runs took first, and the notifications delivered/failed.
+        ``probe``: the sandbox probe the task started (:func:`sandbox_probe`).
         """
         flow = self.flow
         if not files:  # nothing to do: no environment, no children
             return flow.summary(new_files.location.url, destination.url), 0, None
         router = NotificationRouter(self.notifications, self.log) if self.notifications else None
         try:
+            environment, sandbox = environment_and_sandbox(flow, self.log, probe)
             runner = FlowRunner(
                 flow=flow,
-                environment=flow.environment(self.log),
+                environment=environment,
                 log=self.log,
                 on_notify=router.child_notifications(self.resolved_flow_id) if router else None,
                 quarantine=self._quarantine_location(destination),
+                sandbox=sandbox,
             )
             if new_files.ledger is None:
                 return runner.run(new_files.location, destination, files), 0, None
@@ -301,7 +313,7 @@ class ByoFlowOperator(SourceFilesOperator):
             outlet_events = context.get("outlet_events")
             if outlet_events is not None:
                 outlet_events[self.outlets[0]].extra = compact(result)
-        self._lineage = lineage(summary)
+        self._ran = summary  # its lineage is worked out only if OpenLineage asks (issue 24: not in every run)
         undelivered = summary.delivered[1] if summary.delivered else 0
         if self.notifications and self.fail_on_notification_error and undelivered:
             _fail_with_summary(
@@ -332,7 +344,7 @@ class ByoFlowOperator(SourceFilesOperator):
         from airflow.providers.common.compat.openlineage.facet import Dataset
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        inputs, outputs = self._lineage
+        inputs, outputs = lineage(self._ran) if self._ran is not None else ([], [])
         return OperatorLineage(
             inputs=[Dataset(namespace=ns, name=name) for ns, name in inputs],
             outputs=[Dataset(namespace=ns, name=name) for ns, name in outputs],

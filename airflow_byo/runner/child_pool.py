@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -112,7 +113,9 @@ class ChildPool:
         return self
 
     def _release(self) -> None:
-        shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        if self._runtime_dir:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._runtime_dir = ""
         if self.identity is not None:
             self.identity.release()
             self.identity = None
@@ -125,10 +128,40 @@ class ChildPool:
             self._child = None
         self._release()
 
+    def close_behind(self) -> threading.Thread:
+        """
+        Close the pool in a thread of its own, returned for the caller to join: the child is
+        stopped (told to finish, waited for, killed if it lingers) and the pool's folders are
+        removed while the caller publishes and settles its last files, instead of after them
+        (issue 24: ~40-90 ms at the end of every pipeline). Leaving the ``with`` block afterwards
+        does nothing more. Call it only once no more files will be processed.
+        """
+        child, self._child = self._child, None
+        runtime_dir, self._runtime_dir = self._runtime_dir, ""
+        identity, self.identity = self.identity, None
+
+        def close() -> None:
+            # The runtime's files were read when the child started: removed while it exits.
+            if runtime_dir:
+                shutil.rmtree(runtime_dir, ignore_errors=True)
+            try:
+                if child is not None:
+                    child.stop()
+            finally:
+                if identity is not None:  # only once its child is gone
+                    identity.release()
+
+        closing = threading.Thread(target=close, name="byo-child-close")
+        closing.start()
+        return closing
+
     def _ready_child(self) -> ChildProcess:
-        """The current child, replaced after ``batch_size`` files or after it was killed."""
+        """
+        The current child, replaced after ``batch_size`` files, after it was killed, or after it
+        was told to finish (a retry of the file it was told was the last).
+        """
         child = self._child
-        if child is not None and (not child.alive or child.files_handled >= self.job.batch_size):
+        if child is not None and (not child.accepting or child.files_handled >= self.job.batch_size):
             child.stop()
             child = None
         if child is None:
@@ -151,7 +184,7 @@ class ChildPool:
         behind the next file) and not into a child that is about to be replaced.
         """
         child = self._child
-        if self.job.retries or child is None or not child.alive:
+        if self.job.retries or child is None or not child.accepting:
             return False
         return child.files_handled + 2 <= self.job.batch_size
 
@@ -162,11 +195,12 @@ class ChildPool:
 
     def finish(self) -> None:
         """
-        No more files: the current child may exit once it has answered (its interpreter and
-        sandbox wind down while the worker publishes and settles the last files); the pool's exit
-        still waits for it.
+        No more files after those sent: the current child may exit once it has answered them (its
+        interpreter and sandbox wind down while the worker waits for the last answer, publishes and
+        settles). With in-run retries it is left running (a retry would need a new child); a file
+        sent after this goes to a new child. The pool's exit still waits for it.
         """
-        if self._child is not None:
+        if self._child is not None and not self.job.retries:
             self._child.finish()
 
     def start(self, request: FileRequest) -> None:

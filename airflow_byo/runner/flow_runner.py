@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_byo.exceptions import ByoStorageError
@@ -92,6 +92,7 @@ class _Run:
     claims: SharedClaims
     tracker: FileTracker
     state: RunState
+    closing: list[threading.Thread] = field(default_factory=list)  # pools closing behind their pipeline
 
 
 class FlowRunner:
@@ -206,14 +207,19 @@ class FlowRunner:
         stops = self.job.stops_at_first_failure
         state = RunState(tally, progress, workers, len(files), track_handled=stops)
         started = time.monotonic()
-        with Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher:
-            claims = SharedClaims(tracker.claimed(files))  # claim (in chunks, as the run goes)
-            run = _Run(source, publisher, claims, tracker, state)
-            if workers == 1:
-                self._work(0, run)
-            else:
-                self.log.info("Running %d children side by side", workers)
-                self._work_in_parallel(workers, run)
+        closing: list[threading.Thread] = []
+        try:
+            with Publisher(destination, self.quarantine, lease_seconds=self.job.lease_seconds) as publisher:
+                claims = SharedClaims(tracker.claimed(files))  # claim (in chunks, as the run goes)
+                run = _Run(source, publisher, claims, tracker, state, closing)
+                if workers == 1:
+                    self._work(0, run)
+                else:
+                    self.log.info("Running %d children side by side", workers)
+                    self._work_in_parallel(workers, run)
+        finally:
+            for thread in closing:  # every child gone, every pool's folder removed
+                thread.join()
         if self._notifications_dropped:
             self.log.warning(
                 "Dropped %d ctx.notify() call(s) beyond job_config.max_notifications_per_run=%d",
@@ -246,6 +252,11 @@ class FlowRunner:
                         claims.stopped.set()
             finally:
                 claims.stopped.set()  # only matters when this thread was interrupted
+                # A child dies with the thread that started it (PR_SET_PDEATHSIG, bwrap's
+                # --die-with-parent): these threads stay until the children they started and
+                # that are closing behind their pipelines have exited on their own.
+                for thread in list(run.closing):
+                    thread.join()
         for future in running:
             future.result()  # the first worker's error, if any
 
@@ -276,9 +287,10 @@ class FlowRunner:
                     with state.lock:
                         state.handled.add(current.file.url)
                 ahead = next(fetched, None)
-                outcome = self.process(children, current, ahead=ahead, publisher=publisher)
-                if ahead is None:  # the last file of this pipeline: the child winds down meanwhile
-                    children.finish()
+                last = ahead is None  # no file follows in this pipeline
+                outcome = self.process(children, current, ahead=ahead, publisher=publisher, last=last)
+                if last:  # its child is not needed any more
+                    run.closing.append(children.close_behind())
                 with state.lock:  # output names are reserved run-wide
                     publishing = publish_behind(transfers, publisher, current, outcome, at_once=at_once)
                 uploads.append(publishing)
@@ -294,12 +306,14 @@ class FlowRunner:
         *,
         ahead: FetchedFile | None = None,
         publisher: Publisher | None = None,
+        last: bool = False,
     ) -> FileOutcome:
         """
         Run the child on one (downloaded) file, retrying as configured, then quarantine it when
         it failed and ``publisher`` has a quarantine location. The staged input is released
         afterwards. ``ahead`` is queued into the child before waiting, so the child works while
-        this file's outputs are published.
+        this file's outputs are published; ``last`` (no file follows) tells the child to exit once
+        it has answered, so it winds down while the worker publishes and settles.
         """
         try:
             request = item.request()
@@ -308,7 +322,9 @@ class FlowRunner:
         staged = item.staged.result()
         try:
             children.start(request)
-            if ahead is not None and children.can_queue_ahead():
+            if last:
+                children.finish()
+            elif ahead is not None and children.can_queue_ahead():
                 with contextlib.suppress(ByoStorageError):  # reported when that file's turn comes
                     children.queue_ahead(ahead.request())
             outcome = children.process(request, item.file.url)

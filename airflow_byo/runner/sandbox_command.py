@@ -16,6 +16,7 @@ import functools
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,7 +68,11 @@ def bwrap_and_prlimit() -> tuple[str | None, str | None]:
     return _tool("bwrap"), _tool("prlimit")
 
 
-@functools.cache
+#: One question to an interpreter at a time: children starting side by side (and the warm-up of
+#: :func:`~airflow_byo.runner.start_up.environment_and_sandbox`) wait for its answer, not ask again.
+_ASKING = threading.Lock()
+
+
 def interpreter_paths(python: str) -> tuple[str, ...]:
     """
     The folders ``python`` needs read-only: its venv (if it is one) and its base installation.
@@ -76,7 +81,12 @@ def interpreter_paths(python: str) -> tuple[str, ...]:
     none of the flow's packages runs outside the sandbox), once per path; a venv is recognised the
     way Python does, by ``pyvenv.cfg`` next to the executable or one level up.
     """
-    python = os.path.abspath(python)
+    with _ASKING:
+        return _interpreter_paths(os.path.abspath(python))
+
+
+@functools.cache
+def _interpreter_paths(python: str) -> tuple[str, ...]:
     probe = "import sys; print(sys.base_prefix); print(sys.base_exec_prefix); print(sys.executable)"
     try:
         out = subprocess.run(

@@ -167,7 +167,8 @@ def test_children_side_by_side_claim_and_settle_from_threads(ledger: Ledger) -> 
 
 
 def test_a_slow_files_outcome_is_written_at_once_quick_ones_within_settle_seconds(ledger: Ledger) -> None:
-    listing = files("slow-1", "slow-2", "quick-1", "quick-2", "quick-3")
+    # "still-working" stays claimed throughout: the quick outcomes are not the run's last ones
+    listing = files("slow-1", "slow-2", "quick-1", "quick-2", "quick-3", "still-working")
     with LedgerTracker(ledger, lease_seconds=60, settle_seconds=0.5) as tracker:
         claimed = list(tracker.claimed(listing))
 
@@ -176,18 +177,40 @@ def test_a_slow_files_outcome_is_written_at_once_quick_ones_within_settle_second
 
         settle(0)  # the first outcome: nothing to batch it with, handed to the ledger at once
         assert tracker.outcomes_waiting == 0
-        _eventually(lambda: ledger.counts() == {"done": 1, "claimed": 4})
+        _eventually(lambda: ledger.counts() == {"done": 1, "claimed": 5})
         time.sleep(0.7)  # a slow file: a worker killed now must not repeat it
         settle(1)
         assert tracker.outcomes_waiting == 0
-        _eventually(lambda: ledger.counts() == {"done": 2, "claimed": 3})
+        _eventually(lambda: ledger.counts() == {"done": 2, "claimed": 4})
         for index in (2, 3, 4):  # quick ones come within settle_seconds of the previous: batched
             settle(index)
         assert tracker.outcomes_waiting == 3
-        assert ledger.counts() == {"done": 2, "claimed": 3}
+        assert ledger.counts() == {"done": 2, "claimed": 4}
         # ...and written within settle_seconds although no further outcome comes.
-        _eventually(lambda: ledger.counts() == {"done": 5})
+        _eventually(lambda: ledger.counts() == {"done": 5, "claimed": 1})
         assert tracker.outcomes_waiting == 0
+        settle(5)
+
+
+def test_the_runs_last_outcome_is_written_at_once(ledger: Ledger) -> None:
+    """Once every file was claimed and handed out, the last settle does not wait for its batch."""
+    with LedgerTracker(ledger, lease_seconds=60, settle_seconds=60) as tracker:
+        claimed = tracker.claimed(files("a", "b", "c"))
+        a, b, c = next(claimed), next(claimed), next(claimed)
+        for file in (a, b, c):
+            tracker.settle(file, FileResult(url=file.url, status="processed"), False)
+        assert tracker.outcomes_waiting == 2  # a was written at once (the first); b, c may have company
+        assert list(claimed) == []  # the claims are used up and all settled: written now
+        assert tracker.outcomes_waiting == 0
+        _eventually(lambda: ledger.counts() == {"done": 3})
+
+        d, e, f = tracker.claimed(files("d", "e", "f"))  # all handed out first, then settled
+        for file in (d, e):
+            tracker.settle(file, FileResult(url=file.url, status="processed"), False)
+        assert tracker.outcomes_waiting == 2  # f is still being worked on
+        tracker.settle(f, FileResult(url=f.url, status="processed"), False)
+        assert tracker.outcomes_waiting == 0
+        _eventually(lambda: ledger.counts() == {"done": 6})
 
 
 def test_a_failed_ledger_write_is_raised_by_the_next_call_and_its_outcomes_kept(

@@ -131,3 +131,89 @@ def test_files_are_queued_ahead_only_into_a_child_that_stays(tmp_path: Path) -> 
         children.start(request)
         assert children.process(request, "a.txt").ok
         assert not children.can_queue_ahead()  # the next file is this child's last
+
+
+#: The child writes "exited" to the file ``ctx.variables["exit_mark"]`` when its interpreter
+#: exits normally (atexit runs on a graceful stop, not on a kill), after ``exit_seconds``; each
+#: file takes ``file_seconds``, and the child's pid is added to ``exit_mark.pid`` per file.
+EXITING = """
+    import atexit, os, time
+    def process(file, ctx):
+        def mark():
+            time.sleep(ctx.variables.get("exit_seconds", 0))
+            with open(ctx.variables["exit_mark"] + "." + str(os.getpid()), "w") as handle:
+                handle.write("exited")
+        if not getattr(process, "marked", False):
+            atexit.register(mark)
+            process.marked = True
+        with open(ctx.variables["exit_mark"] + ".pid", "a") as handle:
+            handle.write(str(os.getpid()) + "\\n")
+        time.sleep(ctx.variables.get("file_seconds", 0))
+        return "ok"
+"""
+
+
+def _exit_marks(tmp_path: Path) -> list[str]:
+    return sorted(p.read_text() for p in tmp_path.glob("exit.*") if p.suffix != ".pid")
+
+
+def _pids(tmp_path: Path) -> list[str]:
+    return (tmp_path / "exit.pid").read_text().split()
+
+
+def test_the_last_file_tells_the_child_to_exit_once_it_has_answered(tmp_path: Path) -> None:
+    import time
+
+    config = {"exit_mark": str(tmp_path / "exit"), "job_config": {"output_format": "text"}}
+    log = RecordingLogger()
+    runner = inline_runner(EXITING, config, log, sandbox="off")  # the mark is written outside the outputs
+    request = file_request(tmp_path)
+    with runner.children(inputs=str(tmp_path), staging=OutputStaging(str(tmp_path / "stage"))) as children:
+        children.start(request)
+        children.finish()  # sent right behind the last file, before its answer
+        assert children.process(request, "a.txt").ok
+        deadline = time.monotonic() + 30
+        while not _exit_marks(tmp_path) and time.monotonic() < deadline:  # not waiting for the pool's exit
+            time.sleep(0.05)
+        assert _exit_marks(tmp_path) == ["exited"]  # a graceful exit: its atexit handlers ran
+        assert not children.can_queue_ahead()  # it takes no more files...
+        second = {**file_request(tmp_path, "b.txt"), "seq": 1}
+        children.start(second)  # ...so a file sent after all goes to a new child
+        assert children.process(second, "b.txt").ok
+    first, then = _pids(tmp_path)
+    assert first != then
+    assert log.text.count("Processor loaded") == 2
+
+
+def test_with_retries_the_last_files_child_stays_for_a_retry(tmp_path: Path) -> None:
+    log = RecordingLogger()
+    runner = inline_runner(
+        FLAKY, {"attempts": str(tmp_path / "attempts"), "job_config": {"retries": 1}}, log, sandbox="off"
+    )
+    request = file_request(tmp_path)
+    with runner.children(inputs=str(tmp_path), staging=OutputStaging(str(tmp_path / "stage"))) as children:
+        children.start(request)
+        children.finish()  # with retries: not yet (the retry would need a child)
+        outcome = children.process(request, "a.txt")
+        assert (outcome.ok, outcome.attempts) == (True, 2)
+    assert log.text.count("Processor loaded") == 1  # the retry ran in the same child
+
+
+def test_a_pool_closed_behind_stops_its_child_and_removes_its_folders(tmp_path: Path) -> None:
+    config = {
+        "exit_mark": str(tmp_path / "exit"),
+        "exit_seconds": 0.3,
+        "job_config": {"output_format": "text"},
+    }
+    runner = inline_runner(EXITING, config, sandbox="off")
+    request = file_request(tmp_path)
+    with runner.children(inputs=str(tmp_path), staging=OutputStaging(str(tmp_path / "stage"))) as children:
+        runtime = Path(children._runtime_dir)
+        children.start(request)
+        assert children.process(request, "a.txt").ok
+        closing = children.close_behind()  # returns at once; the child exits meanwhile
+    assert closing.is_alive()  # leaving the block did not wait for the child's 0.3 s of atexit work
+    closing.join(timeout=30)
+    assert not closing.is_alive()
+    assert _exit_marks(tmp_path) == ["exited"]  # stopped, not killed: it had 0.3 s of atexit work
+    assert not runtime.exists()

@@ -187,3 +187,28 @@ def test_staged_runtime_holds_only_the_runtime(tmp_path: Path) -> None:
     assert sorted(p.name for p in (staged / "airflow_byo").iterdir()) == ["__init__.py", "runtime"]
     names = {p.name for p in (staged / "airflow_byo" / "runtime").iterdir()}
     assert {"__init__.py", "child.py", "contract.py", "function_loader.py", "protocol.py"} <= names
+
+
+def test_the_staged_runtime_is_imported_from_its_bytecode_not_compiled(tmp_path: Path) -> None:
+    """The child of this interpreter's version loads every runtime module from the shipped .pyc."""
+    import subprocess
+
+    staged = Path(stage_runtime(str(tmp_path)))
+    modules = sorted(p.stem for p in (staged / "airflow_byo" / "runtime").glob("*.py"))
+    verbose = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-v",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import airflow_byo.runtime.child",
+            staged,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    cache = staged / "airflow_byo" / "runtime" / "__pycache__"
+    tag = sys.implementation.cache_tag
+    loaded = [m for m in modules if f"code object from '{cache}/{m}.{tag}.pyc'" in verbose]
+    assert loaded == modules

@@ -230,3 +230,30 @@ def test_a_callable_with_annotations_unknown_to_the_child_runs(tmp_path: Path) -
     summary = runner.run(source, Location(str(tmp_path / "out")), source.list_files())
     assert summary.failed == []
     assert json.loads((tmp_path / "out" / "a.jsonl").read_text()) == {"name": "a.txt"}
+
+
+def test_the_sandbox_probe_runs_while_the_environment_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's first sandbox probe (~45 ms) overlaps the environment's lookup or build."""
+    import threading
+
+    from airflow_byo.runner import start_up
+    from airflow_byo.runner.start_up import environment_and_sandbox
+
+    probing = threading.Event()
+
+    def probe() -> tuple[str, str]:
+        probing.set()
+        return "off", "the processor runs WITHOUT a sandbox: no bwrap here"
+
+    class Flow:
+        sandbox = ResolvedFlow.resolve("def process(file, ctx):\n    pass\n").sandbox
+
+        def environment(self, log: object) -> FlowEnvironment:
+            assert probing.wait(30), "the probe waited for the environment"
+            return FlowEnvironment(sys.executable, 1.5)
+
+    monkeypatch.setattr(start_up, "sandbox_mode", probe)
+    log = RecordingLogger()
+    environment, sandbox = environment_and_sandbox(Flow(), log)  # type: ignore[arg-type]
+    assert (environment.python, environment.seconds, sandbox) == (sys.executable, 1.5, "off")
+    assert log.text.count("WITHOUT a sandbox: no bwrap here") == 1

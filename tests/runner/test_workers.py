@@ -148,3 +148,29 @@ def test_a_bad_max_workers_is_named(monkeypatch: pytest.MonkeyPatch, value: str)
     monkeypatch.setenv("AIRFLOW__BYO__MAX_WORKERS", value)
     with pytest.raises(ByoConfigError, match=r"\[byo\] max_workers must be a whole number of at least 1"):
         workers.max_workers()
+
+
+@pytest.mark.parametrize("children", [1, 2])
+def test_every_child_has_exited_on_its_own_when_the_run_returns(tmp_path: Path, children: int) -> None:
+    """
+    Each pipeline's child is told to stop with its last file and closes behind it; the run
+    returns once every child is gone -- after a graceful exit (its atexit handlers ran), not
+    killed with the worker thread that started it.
+    """
+    from tests.runner.test_child_pool import EXITING
+
+    config = {
+        "exit_mark": str(tmp_path / "exit"),
+        "exit_seconds": 0.3,  # outlives the run's own wind-down
+        "file_seconds": 0.2,  # long enough for the second child to start and take files too
+        "job_config": {"workers": children, "output_format": "text"},
+    }
+    names = [f"f{i}.txt" for i in range(8)]
+    summary, out = run_flow(tmp_path / "run", EXITING, dict.fromkeys(names, "x"), config, sandbox="off")
+    assert summary.as_dict()["files_processed"] == 8
+    pids = set((tmp_path / "exit.pid").read_text().split())
+    assert len(pids) == children
+    assert sorted(p.name for p in tmp_path.glob("exit.*") if p.suffix != ".pid") == sorted(
+        f"exit.{pid}" for pid in pids
+    )
+    assert_no_temporaries(out)
