@@ -4,7 +4,7 @@ whatever the number of files recorded (issue 24: 100 new among 1,000,000 listed,
 recorded, within 1.5x of the listing alone).
 
 The listing goes into a temporary table in bulk -- SQLite's own ``executemany``, PostgreSQL's
-``COPY`` -- a chunk at a time, so neither it nor its fingerprints are ever held twice; one
+``COPY`` in its text format -- a chunk at a time, so neither it nor its fingerprints are ever held twice; one
 anti-join against the ledger's primary key then returns the positions of the new files alone
 (never the recorded ones: with a million listed files, fetching what is known was most of the
 cost), probing the ledger's primary key once per listed file: the cost follows the listing.
@@ -12,7 +12,6 @@ cost), probing the ledger's primary key once per listed file: the cost follows t
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 import uuid
@@ -112,18 +111,32 @@ def _load(connection: Connection, scratch: Table, rows: list[tuple[int, str, str
             f"INSERT INTO {scratch.name} (idx, path, fingerprint) VALUES (?, ?, ?)", rows
         )
     elif dialect == "postgresql":
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(rows)  # quoted: any character of a path
-        buffer.seek(0)
         cursor = connection.connection.cursor()
         try:
-            cursor.copy_expert(
-                f"COPY {scratch.name} (idx, path, fingerprint) FROM STDIN WITH (FORMAT csv)", buffer
-            )
+            cursor.copy_expert(f"COPY {scratch.name} (idx, path, fingerprint) FROM STDIN", _copy_text(rows))
         finally:
             cursor.close()
     else:  # pragma: no cover -- the ledger runs on SQLite or PostgreSQL
         connection.execute(insert(scratch), [{"idx": i, "path": p, "fingerprint": fp} for i, p, fp in rows])
+
+
+#: What COPY's text format escapes in a field: the backslash, the column and row delimiters.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(rows: list[tuple[int, str, str]]) -> io.StringIO:
+    """
+    Rows in COPY's text format. A field is escaped only when it holds a backslash or a
+    non-printable character (tab, newline, carriage return among them): rare, so the check is
+    what it costs -- 2-4x less than the csv module's quoting, which was a third of a million-file
+    listing's time on PostgreSQL (issue 24).
+    """
+    lines = []
+    for index, path, fp in rows:
+        if not (path.isprintable() and fp.isprintable()) or "\\" in path or "\\" in fp:
+            path, fp = path.translate(_COPY_ESCAPES), fp.translate(_COPY_ESCAPES)
+        lines.append(f"{index}\t{path}\t{fp}\n")
+    return io.StringIO("".join(lines))
 
 
 def _once(listing: Sequence[SourceFile], positions: list[int]) -> list[SourceFile]:

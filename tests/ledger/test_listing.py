@@ -29,7 +29,17 @@ def test_only_the_new_files_come_back_in_listing_order_each_once(ledger: Ledger)
 
 @pytest.mark.parametrize(
     "name",
-    ['comma,"quoted".csv', "tab\there.csv", "new\nline.csv", "back\\slash.csv", "ünïcødé €.csv", "\\N"],
+    [
+        'comma,"quoted".csv',
+        "tab\there.csv",
+        "new\nline.csv",
+        "carriage\rreturn.csv",
+        "back\\slash.csv",
+        "ünïcødé €.csv",
+        "\\N",
+        "bell\x07.csv",
+        "trailing\\",
+    ],
 )
 def test_any_character_of_a_path_survives_the_bulk_load(ledger: Ledger, name: str) -> None:
     [file] = files(name)
@@ -37,6 +47,16 @@ def test_any_character_of_a_path_survives_the_bulk_load(ledger: Ledger, name: st
     assert ledger.new_files([file, *other]) == [file, *other]
     settle(ledger, [file])
     assert ledger.new_files([file, *other]) == other
+
+
+@pytest.mark.parametrize("etag", ['"0123abcd"', "back\\slash\ttab", "\\N"])
+def test_any_character_of_an_etag_survives_the_bulk_load(ledger: Ledger, etag: str) -> None:
+    file = SourceFile("s3://bucket/a.csv", "a.csv", 10, None, etag)
+    other = SourceFile("s3://bucket/a.csv", "a.csv", 10, None, etag + "x")  # the file changed since
+    assert ledger.new_files([file]) == [file]
+    settle(ledger, [file])
+    assert ledger.new_files([file]) == []
+    assert ledger.new_files([other]) == [other]
 
 
 def test_a_long_listing_split_in_two_gives_the_same_answer(
