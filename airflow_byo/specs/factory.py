@@ -80,12 +80,17 @@ START_DATE = datetime(2024, 1, 1)
 
 @dataclass(frozen=True)
 class Flow:
-    """A spec file that passed every check, and its DAG."""
+    """
+    A spec file that passed every check, and its DAG. Not its YAML node tree: a folder's flows
+    are all alive at once while the factory runs, and 1,000 node trees were ~20 MB of the
+    parse's peak that hand-written DAGs never hold (issue 24, bench S4).
+    """
 
     path: Path
-    document: SpecDocument
     spec: FlowSpec
     dag: DAG
+    #: the spec file's fingerprint when it was read (:func:`airflow_byo.specs.loader.fingerprint`)
+    fingerprint: str
 
 
 @dataclass
@@ -249,6 +254,11 @@ def load_flow(path: str | Path) -> Flow:
 
     :raises ByoFlowSpecError: every problem as ``<file>:<line>: <field.path>: <problem>. Fix: <fix>``.
     """
+    return _checked(path)[1]
+
+
+def _checked(path: str | Path) -> tuple[SpecDocument, Flow]:
+    """:func:`load_flow`, and the spec's document (for errors at its lines) while it is needed."""
     document, spec = parse_spec(path)
     check_processor(document, spec)
     check_locations(document, spec)
@@ -257,7 +267,7 @@ def load_flow(path: str | Path) -> Flow:
     except ByoError as exc:
         message = str(exc)
         raise ByoFlowSpecError(document.error(field_of_build_error(message), *split_fix(message))) from None
-    return Flow(path=document.path, document=document, spec=spec, dag=dag)
+    return document, Flow(path=document.path, spec=spec, dag=dag, fingerprint=document.fingerprint)
 
 
 def _problem(spec_file: Path, exc: Exception) -> str:
@@ -275,13 +285,13 @@ def collect_flows(files: list[Path]) -> FlowCollection:
     owners: dict[str, Path] = {}
     for spec_file in files:
         try:
-            flow = load_flow(spec_file)
+            document, flow = _checked(spec_file)
         except Exception as exc:  # noqa: BLE001 - whatever one file does, the others still load
             collection.problems[spec_file] = _problem(spec_file, exc)
             continue
         owner = owners.get(flow.spec.name)
         if owner is not None:
-            collection.problems[spec_file] = flow.document.error(
+            collection.problems[spec_file] = document.error(
                 ("name",), f"{flow.spec.name!r} is already the name of {owner}", "rename one of them"
             )
             continue
@@ -333,7 +343,7 @@ def build_dags(folder: str | Path, *, dag_file: str | Path | None = None) -> dic
         for problem in collection.problems.values():
             log.warning("invalid flow spec: %s", problem)
         return collection.dags
-    valid = {flow.path: flow.document.fingerprint for flow in collection.flows}
+    valid = {flow.path: flow.fingerprint for flow in collection.flows}
     verdicts = {spec_file: valid.get(spec_file) for spec_file in specs}
     error_files.update(dag_file, Path(folder), verdicts, collection.problems)
     factory_marker.record(folder, dag_file)

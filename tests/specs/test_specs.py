@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import yaml
 from airflow_byo import library
 from airflow_byo.exceptions import ByoConfigError, ByoFlowSpecError, ByoProcessorError
 from airflow_byo.specs.factory import build_dags, collect_flows
-from airflow_byo.specs.loader import find_specs, load_spec
+from airflow_byo.specs.loader import find_specs, fingerprint, load_spec
 from airflow_byo.specs.model import SCHEMA_FILE, FlowSpec, json_schema
 from tests.conftest import ROOT
 from tests.conftest import run_airflow as airflow
@@ -258,3 +259,24 @@ def test_spec_notifications_become_channels_and_callbacks(tmp_path: Path) -> Non
         ByoFlowSpecError, match=r"notifications\.channels: .*Channel types: webhook, email, slack, file"
     ):
         load_spec(flows / "n.yaml")
+
+
+def _yaml_nodes() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, yaml.Node))
+
+
+def test_a_folder_of_flows_keeps_no_yaml_node_trees(tmp_path: Path) -> None:
+    """
+    While the factory builds a folder's DAGs, every flow is alive at once: each keeps its DAG,
+    its model and its file's fingerprint, not the node tree its errors were placed with (issue
+    24: 1,000 specs held ~20 MB of node trees at the parse's peak).
+    """
+    for index in range(5):
+        write(tmp_path, f"f{index}.yaml", VALID.replace("name: orders", f"name: orders_{index}"))
+    before = _yaml_nodes()
+    collection = collect_flows(find_specs(tmp_path))
+    assert [flow.spec.name for flow in collection.flows] == [f"orders_{index}" for index in range(5)]
+    assert _yaml_nodes() == before
+    first = collection.flows[0]
+    assert first.fingerprint == fingerprint((tmp_path / "f0.yaml").read_bytes())
