@@ -239,8 +239,16 @@ def test_large_s3_listing_pages_through_every_object(s3_server: Any, connections
                 lambda name: backend.client.put_object(Bucket=backend.bucket, Key=name, Body=b"x"), names
             )
         )
+    backend.client.put_object(Bucket=backend.bucket, Key="in/00/", Body=b"")  # a folder marker: no file
     source = backend.location("in", "source")
     every = source.list_files()
     assert len(every) == 2_500
     assert [f.relative_path for f in every[:2]] == ["00/f00000.txt", "00/f00001.csv"]
+    first = every[0]
+    assert (first.size, bool(first.mtime), bool(first.etag)) == (1, True, True)
+    assert '"' not in str(first.etag)  # ETags come without S3's quotes, as before
     assert len(source.list_files(FileFilter(include=("*.csv",)))) == 1_250
+    assert source.list_files(FileFilter(recursive=False)) == []  # every object is a folder down
+    # A run over 100,000 objects must not keep each one's listing entry (~1.3 KB): s3fs's `find`
+    # left them all in the file system's listing cache for its lifetime (issue 24, bench W2).
+    assert not source.backend.fs.dircache  # type: ignore[attr-defined]
