@@ -13,7 +13,9 @@ Inside that process, after an untimed warm-up run over 10 files (imports, first-
 seconds of ``execute``; ``VmRSS`` just before it and ``VmHWM`` after it, from ``/proc/self/status``
 (the growth is the difference: the listing, the ledger query, the run); the summary's JSON size.
 Rows, against the 2,000-file run: seconds per file (<= 1.2x), the task process's memory growth
-at 100,000 (<= 100 MB), the summary's size (bounded: the same).
+at 100,000 (<= 100 MB), the summary's size (bounded: the same). Sizes alternate; medians of
+``repeat`` runs. The smoke run (10 and 50 files) runs both sizes of a place in one process, the
+peak reset between them (``/proc/self/clear_refs``), to stay within seconds.
 """
 
 from __future__ import annotations
@@ -59,35 +61,48 @@ def _execute(source: str, destination: str, files: int, conn_id: str | None) -> 
     )
 
 
-def _main(source: str, destination: str, files: str, warm_up: str, conn_id: str) -> int:
-    """The task process: a warm-up run, then the measured one; prints its figures as a JSON line."""
+def _main(plan_json: str) -> int:
+    """
+    The task process: a warm-up run, then each measured run of ``plan_json`` (one at full size,
+    every size of a place in the smoke run); prints each run's figures as a JSON line.
+    """
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    conn = conn_id or None
-    _execute(warm_up, f"{destination}-warm-up", 10, conn)
-    before = status_kb("self", "VmRSS")
-    started = time.perf_counter()
-    summary = _execute(source, destination, int(files), conn)
-    seconds = time.perf_counter() - started
-    figures = {"seconds": seconds, "rss_before_kb": before, "hwm_kb": status_kb("self", "VmHWM")}
-    print(_MARK + json.dumps(figures | {"xcom_bytes": len(json.dumps(summary))}), flush=True)
+    plan = json.loads(plan_json)
+    conn = plan["conn_id"] or None
+    _execute(plan["warm_up"], f"{plan['destination']}-warm-up", 10, conn)
+    for files in plan["sizes"]:
+        _reset_peak()
+        before = status_kb("self", "VmRSS")
+        started = time.perf_counter()
+        destination = f"{plan['destination']}-{files}"
+        summary = _execute(plan["sources"][str(files)], destination, files, conn)
+        seconds = time.perf_counter() - started
+        figures = {"files": files, "seconds": seconds, "rss_before_kb": before}
+        figures |= {"hwm_kb": status_kb("self", "VmHWM"), "xcom_bytes": len(json.dumps(summary))}
+        print(_MARK + json.dumps(figures), flush=True)
     return 0
 
 
-def _fresh_process(
-    source: str, destination: str, files: int, warm_up: str, conn_id: str, ledger: Path
-) -> dict[str, Any]:
+def _reset_peak() -> None:
+    """``VmHWM`` back to the resident set now (Linux >= 4.0), so the next run's peak is its own."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def _fresh_process(plan: dict[str, Any], ledger: Path) -> list[dict[str, Any]]:
+    """Runs ``plan`` (see :func:`_main`) in a fresh process with a fresh SQLite ledger; each run's figures."""
     env = os.environ | {
         "PYTHONPATH": str(ROOT),
         f"AIRFLOW_CONN_{_LEDGER_CONN.upper()}": json.dumps({"conn_type": "sqlite", "host": str(ledger)}),
     }
-    argv = [sys.executable, "-m", "bench.files_scale", source, destination, str(files), warm_up, conn_id]
+    argv = [sys.executable, "-m", "bench.files_scale", json.dumps(plan)]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(_MARK)]
-    if done.returncode != 0 or not lines:
+    if done.returncode != 0 or len(lines) != len(plan["sizes"]):
         raise RuntimeError(f"W: the task process failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return dict(json.loads(lines[-1].removeprefix(_MARK)))
+    return [dict(json.loads(line.removeprefix(_MARK))) for line in lines]
 
 
 # -- the two places ----------------------------------------------------------------------------
@@ -98,11 +113,17 @@ class _Local:
         self.workdir = workdir
         self.sources = {size: str(csv_files(workdir, size)) for size in (*sizes, 10)}
 
-    def run(self, size: int) -> dict[str, Any]:
+    def run(self, sizes: list[int]) -> list[dict[str, Any]]:
         scratch = Path(tempfile.mkdtemp(dir=self.workdir))
         try:
-            out = str(scratch / "out")
-            return _fresh_process(self.sources[size], out, size, self.sources[10], "", scratch / "ledger.db")
+            plan = {
+                "sizes": sizes,
+                "sources": {str(size): self.sources[size] for size in sizes},
+                "destination": str(scratch / "out"),
+                "warm_up": self.sources[10],
+                "conn_id": "",
+            }
+            return _fresh_process(plan, scratch / "ledger.db")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -165,20 +186,21 @@ class _S3:
             if keys:
                 client.delete_objects(Bucket=_BUCKET, Delete={"Objects": keys, "Quiet": True})
 
-    def run(self, size: int) -> dict[str, Any]:
+    def run(self, sizes: list[int]) -> list[dict[str, Any]]:
         scratch = Path(tempfile.mkdtemp(dir=self.workdir))
         out = f"out-{scratch.name}"
         try:
-            return _fresh_process(
-                f"s3://bench-w-in-{size}/in",
-                f"s3://{_BUCKET}/{out}",
-                size,
-                "s3://bench-w-in-10/in",
-                _S3_CONN,
-                scratch / "ledger.db",
-            )
+            plan = {
+                "sizes": sizes,
+                "sources": {str(size): f"s3://bench-w-in-{size}/in" for size in sizes},
+                "destination": f"s3://{_BUCKET}/{out}",
+                "warm_up": "s3://bench-w-in-10/in",
+                "conn_id": _S3_CONN,
+            }
+            return _fresh_process(plan, scratch / "ledger.db")
         finally:
-            self._delete(out)
+            for size in sizes:
+                self._delete(f"{out}-{size}")
             self._delete(f"{out}-warm-up")
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -191,12 +213,17 @@ class _S3:
 
 
 # -- the figures -------------------------------------------------------------------------------
-def _measure(place: Any, sizes: tuple[int, ...], repeat: int) -> dict[int, dict[str, float]]:
-    """Per size, medians over ``repeat`` runs (sizes alternating): ms per file, growth MB, XCom bytes."""
+def _measure(place: Any, sizes: tuple[int, ...], repeat: int, *, smoke: bool) -> dict[int, dict[str, float]]:
+    """
+    Per size, medians over ``repeat`` runs (sizes alternating): ms per file, growth MB, XCom bytes.
+    Each run in a fresh process; the smoke run's sizes share one (seconds, not minutes).
+    """
     runs: dict[int, list[dict[str, Any]]] = {size: [] for size in sizes}
     for _ in range(repeat):
-        for size in sizes:
-            runs[size].append(place.run(size))
+        for together in [list(sizes)] if smoke else [[size] for size in sizes]:
+            for figures in place.run(together):
+                runs[figures["files"]].append(figures)
+                print(f"  {place.figure} {place.name}: {json.dumps(figures)}", file=sys.stderr, flush=True)
 
     def figures(size: int) -> dict[str, float]:
         return {
@@ -233,20 +260,22 @@ def _rows(figure: str, name: str, got: dict[int, dict[str, float]]) -> list[Row]
     ]
 
 
-def run(workdir: Path, *, smoke: bool, repeat: int) -> tuple[list[Row], dict[str, Any]]:
-    """W1 and W2 rows, and the figures at every size (for the plot)."""
-    sizes = (20, 100, 300) if smoke else (2_000, 20_000, 100_000)
-    rows: list[Row] = []
+def run(workdir: Path, *, place: str, smoke: bool, repeat: int) -> tuple[list[Row], dict[str, Any]]:
+    """
+    The rows of W1 (``place="local"``) or W2 (``"S3"``), and the figures at every size (for the
+    plot): ``{"sizes": [...], "<place>": {size: {"ms_per_file", "growth_mb", "xcom_bytes"}}}``.
+    """
+    sizes = (10, 50) if smoke else (2_000, 20_000, 100_000)
     figures: dict[str, Any] = {"sizes": sizes}
-    local = _Local(workdir, sizes)
-    figures["local"] = _measure(local, sizes, repeat)
-    rows += _rows(local.figure, local.name, figures["local"])
+    if place == "local":
+        local = _Local(workdir, sizes)
+        figures[place] = _measure(local, sizes, repeat, smoke=smoke)
+        return _rows(local.figure, local.name, figures[place]), figures
     with contextlib.closing(_S3(workdir)) as s3:
         s3.upload(sizes)
-        figures["S3"] = _measure(s3, sizes, repeat)
-    rows += _rows(s3.figure, s3.name, figures["S3"])
-    return rows, figures
+        figures[place] = _measure(s3, sizes, repeat, smoke=smoke)
+    return _rows(s3.figure, s3.name, figures[place]), figures
 
 
 if __name__ == "__main__":
-    sys.exit(_main(*sys.argv[1:6]))
+    sys.exit(_main(sys.argv[1]))

@@ -7,13 +7,13 @@ and reused (``bench/ledger_fill.py`` says what they hold).
   them new among 10,000,000 recorded: the listing plus the ledger query that leaves the new
   ones. Baseline: the same listing alone (``Location.list_files``). Target <= 1.5x. Measured at
   every ledger size from 1,000,000 up, for the plot; the row is the largest.
-* L4 -- claim and settle per file: 2,048 identities never seen, claimed and settled as a run's
-  ledger thread does it (``Ledger.claim`` of 256 files at a time, then ``Ledger.settle_many`` of
-  64 outcomes), per file, with 10,000 to 10,000,000 recorded; removed again afterwards
-  (untimed). Two layouts of the new files: landed ``together`` (one new folder, as files arrive
-  in a day's folder or with growing names) and ``scattered`` (each at a random place of the key
-  range: every insert then lands in a leaf page of its own in each index). Target: 10,000,000
-  within 1.2x of 10,000.
+* L4 -- claim and settle per file: 2,048 identities never seen (128 in the smoke run), claimed
+  and settled as a run's ledger thread does it (``Ledger.claim`` of 256 files at a time, then
+  ``Ledger.settle_many`` of 64 outcomes), per file, with 10,000 to 10,000,000 recorded; removed
+  again afterwards (untimed). Two layouts of the new files: landed ``together`` (one new folder,
+  as files arrive in a day's folder or with growing names) and ``scattered`` (each at a random
+  place of the key range: every insert then lands in a leaf page of its own in each index).
+  Target: 10,000,000 within 1.2x of 10,000.
 
 Each side alternates with the others; medians of ``repeat``. The OS page cache is warm (the
 untimed first repetition reads the ledger in): what a ledger in steady use sees.
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 _CONN = "byo_bench_scale_ledger"
-_CLAIM, _SETTLE, _FRESH = 256, 64, 2048
+_CLAIM, _SETTLE = 256, 64
 _LAYOUTS = ("together", "scattered")
 
 
@@ -128,8 +128,8 @@ def _fresh_files(count: int, layout: str) -> list[Any]:
     return [SourceFile(f"/bench/{path}", path, 1, 1_700_000_000.0) for path in paths]
 
 
-def _claim_and_settle(url: str, layout: str) -> Callable[[], float]:
-    """One repetition: seconds per file to claim and settle :data:`_FRESH` new identities."""
+def _claim_and_settle(url: str, layout: str, count: int) -> Callable[[], float]:
+    """One repetition: seconds per file to claim and settle ``count`` new identities."""
     from sqlalchemy import delete
 
     from airflow_byo.ledger.schema import events, files
@@ -138,7 +138,7 @@ def _claim_and_settle(url: str, layout: str) -> Callable[[], float]:
     ledger = Ledger(ledger_fill.FLOW_ID, url)
 
     def side() -> float:
-        fresh, token = _fresh_files(_FRESH, layout), uuid.uuid4().hex
+        fresh, token = _fresh_files(count, layout), uuid.uuid4().hex
         started = time.perf_counter()
         for start in range(0, len(fresh), _CLAIM):
             won = ledger.claim(fresh[start : start + _CLAIM], token, 600.0)
@@ -160,7 +160,9 @@ def _claim_and_settle(url: str, layout: str) -> Callable[[], float]:
 
 
 # -- the figures -------------------------------------------------------------------------------
-def _backend(name: str, workdir: Path, sizes: tuple[int, ...], listed: int, repeat: int) -> dict[str, Any]:
+def _backend(
+    name: str, workdir: Path, sizes: tuple[int, ...], listed: int, repeat: int, fresh: int
+) -> dict[str, Any]:
     """One backend's figures: discovery seconds per ledger size (from ``listed`` up), claim+settle ms/file."""
     if name == "PostgreSQL" and not ledger_fill.pg_up():
         return {}
@@ -173,7 +175,7 @@ def _backend(name: str, workdir: Path, sizes: tuple[int, ...], listed: int, repe
     source = ledger_fill.listing_source(workdir, listed)
     found = _discovery(source, {size: url for size, url in urls.items() if size >= listed}, repeat)
     sides = {
-        f"{layout}-{size}": _claim_and_settle(url, layout)
+        f"{layout}-{size}": _claim_and_settle(url, layout, fresh)
         for layout in _LAYOUTS
         for size, url in urls.items()
     }
@@ -190,8 +192,11 @@ def _backend(name: str, workdir: Path, sizes: tuple[int, ...], listed: int, repe
 def run(workdir: Path, *, smoke: bool, repeat: int) -> tuple[list[Row], dict[str, Any]]:
     """L3/L4 rows, and each backend's figures at every size (for the plot)."""
     sizes = (1_000, 20_000) if smoke else (10_000, 100_000, 1_000_000, 10_000_000)
-    listed = 10_000 if smoke else ledger_fill.LISTED
-    figures = {name: _backend(name, workdir, sizes, listed, repeat) for name in ("SQLite", "PostgreSQL")}
+    listed = 5_000 if smoke else ledger_fill.LISTED
+    fresh = 128 if smoke else 2048  # new files per repetition of L4
+    figures = {
+        name: _backend(name, workdir, sizes, listed, repeat, fresh) for name in ("SQLite", "PostgreSQL")
+    }
     smallest, largest = sizes[0], sizes[-1]
     rows: list[Row] = []
     for name, got in figures.items():

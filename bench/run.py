@@ -50,11 +50,20 @@ Figures (each module's docstring says exactly what is timed):
   p50 <= 10 s): ``bench/latency.py``, ``bench/latency_events.py``.
 * B10a/B10b (group ``I``) -- image runtimes: a child's start on an image vs a venv runtime, and an
   image's first use vs ``skopeo copy`` + ``tar``: ``bench/images.py``.
+* W1/W2 (groups ``W1``, ``W2``) -- one run over 100,000 new small files, local and S3: seconds
+  per file against the 2,000-file run, the task process's memory growth, the summary XCom's size:
+  ``bench/files_scale.py``.
 * L1/L2 -- the ledger: see ``bench/ledger_scale.py``.
-* S1/S2/S3 -- parsing specs into DAGs, with hostile files, each spec's own file: ``bench/spec_parse.py``.
+* L3/L4 (group ``L10M``) -- the ledger with up to 10,000,000 recorded files, SQLite and
+  PostgreSQL: discovery among 1,000,000 listed, claim + settle per file: ``bench/ledger_10m.py``.
+* S1/S2/S3/S4 -- parsing specs into DAGs, with hostile files, each spec's own file, the parse's
+  memory against hand-written DAGs: ``bench/spec_parse.py``.
 * T1 -- the CLI test loop, ``byo test`` vs ``airflow byo test``: see ``bench/cli_loop.py``.
 * T2 -- the BYO Flows page's Test (its engine, warm) vs ``airflow byo test``: ``bench/cli_loop.py``.
 * E1/E2 -- Save -> DAG listed; a spec broken in place -> its import error: ``bench/spec_latency.py``.
+
+W1, W2, L10M and S4 also write their points (cost at every size) to ``bench/scale.json`` (smoke:
+``bench/.work/scale-smoke.json``), which ``bench/plot_scale.py`` draws as ``bench/scale.png``.
 
 No benchmark asserts a time: machines are shared and noisy. Read ratios, not seconds.
 """
@@ -74,7 +83,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -303,16 +312,36 @@ def main() -> int:
     if unknown := only - set(GROUPS):
         parser.error(f"--only: unknown figure group(s) {sorted(unknown)}; known: {', '.join(GROUPS)}")
     WORK.mkdir(exist_ok=True)
-    before = set(WORK.iterdir())
+    created = _track_scratch()
     try:
         return _run(options.smoke, repeat, only)
-    finally:  # scratch this run left (the ledger databases); not a concurrent run's
-        for path in set(WORK.glob("tmp*")) - before:
+    finally:  # scratch this run left (the ledger databases); never a concurrent run's
+        for path in created:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _track_scratch() -> list[str]:
+    """
+    The scratch directories this process makes under ``bench/.work`` from now on (every figure
+    makes them with ``tempfile.mkdtemp``). Another run sharing ``bench/.work`` (a smoke run of
+    the tests beside an hours-long ``--only W2``) made its own: removing every new ``tmp*`` at
+    the end took the other run's ledger from under it.
+    """
+    created: list[str] = []
+    make = tempfile.mkdtemp
+
+    def tracked(*args: Any, **kwargs: Any) -> str:
+        path = make(*args, **kwargs)
+        if Path(path).resolve().is_relative_to(WORK.resolve()):
+            created.append(path)
+        return path
+
+    tempfile.mkdtemp = tracked  # type: ignore[assignment]
+    return created
+
+
 #: The figure groups ``--only`` picks from, in the order a full run measures them.
-GROUPS = ("B1", "B2", "B3", "B4", "B5", "B6", "I", "L", "S", "T", "B8", "E")
+GROUPS = ("B1", "B2", "B3", "B4", "B5", "B6", "W1", "W2", "I", "L", "L10M", "S", "T", "B8", "E")
 
 
 def _run(smoke: bool, repeat: int, only: set[str]) -> int:
@@ -323,13 +352,39 @@ def _run(smoke: bool, repeat: int, only: set[str]) -> int:
     import airflow.providers.standard.operators.python  # noqa: F401 - import time is not part of B2
 
     airflow_import = time.perf_counter() - started
-    from bench import cli_loop, latency, ledger_scale, parallel, spec_latency, spec_parse, streaming, transfer
 
     def wanted(group: str) -> bool:
         return not only or group in only
 
+    rows, points = _figures(smoke, repeat, wanted)
+    from bench.timing import table as figures_table
+
+    print(table := figures_table(rows))
+
+    target = WORK / "RESULTS-smoke.md" if smoke else HERE / "RESULTS.md"
+    if only:
+        target = WORK / f"RESULTS-{'-'.join(sorted(only))}.md"
+    command = "python bench/run.py" + (" --smoke" if smoke else "") + f" --repeat {repeat}"
+    command += f" --only {','.join(sorted(only))}" if only else ""
+    target.write_text(
+        f"# Benchmark results\n\n`{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; each figure "
+        f"is the median of {repeat} repetitions (L1/L2: at least 3; W1, W2, L10M, S4: at most 3).\n\n"
+        f"Machine: {_machine()}.\n\n{table}\n\n"
+        f"Not in any figure: importing Airflow and the standard provider took {airflow_import:.1f} s.\n"
+    )
+    print(f"\nwritten to {target.relative_to(ROOT)}")
+    if points:
+        _plot(points, smoke=smoke, command=command)
+    return 0
+
+
+def _figures(smoke: bool, repeat: int, wanted: Callable[[str], bool]) -> tuple[list[Row], dict[str, Any]]:
+    """The rows of every wanted group, and the scale groups' points (W1, W2, L10M, S4) for the plot."""
+    from bench import cli_loop, latency, ledger_scale, parallel, spec_latency, spec_parse, streaming, transfer
+
     csv_files = 50 if smoke else 2000
-    rows = []
+    rows: list[Row] = []
+    points: dict[str, Any] = {}
     if wanted("B1"):
         rows += bench_b1_task_path(csv_files, repeat)
         rows += bench_b1(200 if smoke else 5000, repeat)
@@ -349,6 +404,13 @@ def _run(smoke: bool, repeat: int, only: set[str]) -> int:
         rows += parallel.run(
             WORK, cpu_files=cpu_files, csv_source=csv_source, transform=TRANSFORM, repeat=repeat
         )
+    # The scale groups: minutes per repetition at full size (100,000 files; 10,000,000 recorded).
+    for group, place in (("W1", "local"), ("W2", "S3")):  # bench/files_scale.py
+        if wanted(group):
+            from bench import files_scale
+
+            found, points[group] = files_scale.run(WORK, place=place, smoke=smoke, repeat=min(repeat, 3))
+            rows += found
     if wanted("I"):  # B10a/B10b, image runtimes: bench/images.py
         from bench import images
 
@@ -356,28 +418,41 @@ def _run(smoke: bool, repeat: int, only: set[str]) -> int:
     if wanted("L"):
         recorded = 1000 if smoke else 100_000
         rows += ledger_scale.run(WORK, recorded=recorded, new=100, repeat=max(repeat, 3))
+    if wanted("L10M"):  # L3/L4: bench/ledger_10m.py
+        from bench import ledger_10m
+
+        found, points["L10M"] = ledger_10m.run(WORK, smoke=smoke, repeat=min(repeat, 3))
+        rows += found
     if wanted("S"):
         rows += spec_parse.run(WORK, specs=20 if smoke else 200, repeat=repeat)
+        found, points["S4"] = spec_parse.run_memory(WORK, smoke=smoke, repeat=min(repeat, 3))
+        rows += found
     if wanted("T"):
         rows += cli_loop.run(WORK, packages=PACKAGES, repeat=repeat)
     for group, deployed in (("B8", latency), ("E", spec_latency)):  # each starts a LocalExecutor deployment
         rows += deployed.run(WORK, smoke=smoke, repeat=repeat) if wanted(group) else []
-    from bench.timing import table as figures_table
+    return rows, points
 
-    print(table := figures_table(rows))
 
-    target = WORK / "RESULTS-smoke.md" if smoke else HERE / "RESULTS.md"
-    if only:
-        target = WORK / f"RESULTS-{'-'.join(sorted(only))}.md"
-    command = "python bench/run.py" + (" --smoke" if smoke else "") + f" --repeat {repeat}"
-    command += f" --only {','.join(sorted(only))}" if only else ""
-    target.write_text(
-        f"# Benchmark results\n\n`{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; each figure "
-        f"is the median of {repeat} repetitions (L1/L2: at least 3).\n\nMachine: {_machine()}.\n\n{table}\n\n"
-        f"Not in any figure: importing Airflow and the standard provider took {airflow_import:.1f} s.\n"
-    )
-    print(f"\nwritten to {target.relative_to(ROOT)}")
-    return 0
+def _plot(points: dict[str, Any], *, smoke: bool, command: str) -> None:
+    """
+    The scale groups' points merged into ``bench/scale.json`` (a group measured now replaces its
+    old points; the smoke run's go to ``bench/.work``), drawn by ``bench/plot_scale.py``.
+    """
+    from bench import plot_scale
+
+    data = WORK / "scale-smoke.json" if smoke else HERE / "scale.json"
+    merged = json.loads(data.read_text()) if data.exists() else {}
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    merged.update({group: {"command": command, "when": stamp, **got} for group, got in points.items()})
+    data.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+    image = WORK / "scale-smoke.png" if smoke else HERE / "scale.png"
+    try:
+        plot_scale.plot(merged, image)
+    except ImportError as error:  # matplotlib: requirements-dev.txt
+        print(f"{data.relative_to(ROOT)} written; no plot ({error}): pip install -r requirements-dev.txt")
+        return
+    print(f"{data.relative_to(ROOT)} written, drawn in {image.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

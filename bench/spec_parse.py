@@ -20,6 +20,16 @@ the file and the serialization of its DAGs. Rows: a valid, unchanged spec's file
 hash) against a one-task DAG file; the same file when the spec changed or is invalid (the full
 check); and the whole folder's files per ``min_file_process_interval`` against the factory's own
 DAG file parsed the same way.
+
+S4: the memory of that parse against hand-written DAGs (issue 24). In a fresh process each:
+``build_dags`` over 20 / 200 / 1,000 specs, and the same DAGs written by hand in Python
+(:func:`hand_written_dags`, S1's baseline); the whole process's peak RSS (``VmHWM``, imports
+included) and what the build added to the resident set the process had after ``import
+airflow.sdk`` (the floor both sides share). Target: the specs' peak <= 1.2x the hand-written one.
+
+Memory is read from ``/proc/self/status`` (``VmHWM``), never from ``getrusage``: Linux carries
+``ru_maxrss`` over ``fork`` + ``exec``, so a child started from a large process reports that
+process's peak. That is what S2's "1,056 MB" was: ``bench/run.py`` itself, grown by L1/L2.
 """
 
 from __future__ import annotations
@@ -32,8 +42,11 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bench.timing import Row
+
+_ROOT = Path(__file__).resolve().parent.parent  # the checkout: ``bench.*`` importable in a child
 
 SPEC = """\
 name: flow_{index:03d}
@@ -51,40 +64,57 @@ destination: {{type: local, path: /data/out/{index}}}
 """
 
 
-def run(workdir: Path, *, specs: int, repeat: int) -> list[Row]:
-    from airflow.sdk import DAG
-
-    from airflow_byo.operators.byo_flow import ByoFlowOperator
-    from airflow_byo.sensors.new_files import ByoNewFilesSensor
-    from airflow_byo.specs.factory import build_dags
-
+def spec_folder(workdir: Path, specs: int) -> Path:
+    """A fresh folder of ``specs`` valid specs (:data:`SPEC`)."""
     folder = workdir / f"specs-{specs}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for index in range(specs):
         (folder / f"flow_{index:03d}.yaml").write_text(SPEC.format(index=index))
+    return folder
+
+
+def hand_written_dags(count: int) -> dict[str, Any]:
+    """The DAGs of ``count`` :data:`SPEC` specs, written by hand in Python: S1's and S4's baseline."""
+    from airflow.sdk import DAG
+
+    from airflow_byo.operators.byo_flow import ByoFlowOperator
+    from airflow_byo.sensors.new_files import ByoNewFilesSensor
+
+    dags = {}
+    for index in range(count):
+        with DAG(
+            f"flow_{index:03d}", schedule="@hourly", start_date=datetime(2024, 1, 1), catchup=False
+        ) as dag:
+            files = ByoNewFilesSensor(
+                task_id="wait_for_new_files",
+                source=f"/data/in/{index}",
+                include=["*.csv"],
+                flow_id=f"flow_{index:03d}.flow",
+                deferrable=True,
+            ).output
+            ByoFlowOperator(
+                task_id="flow",
+                source=f"/data/in/{index}",
+                include=["*.csv"],
+                destination=f"/data/out/{index}",
+                processor="def process(file, ctx):\n    return file.open().read()\n",
+                packages="unidecode==1.3.8",
+                runtime_config={"job_config": {"timeout_seconds": 60}},
+                flow_id=f"flow_{index:03d}.flow",
+                files=files,
+            )
+        dags[f"flow_{index:03d}"] = dag
+    return dags
+
+
+def run(workdir: Path, *, specs: int, repeat: int) -> list[Row]:
+    from airflow_byo.specs.factory import build_dags
+
+    folder = spec_folder(workdir, specs)
 
     def by_hand() -> None:
-        for index in range(specs):
-            with DAG(f"flow_{index:03d}", schedule="@hourly", start_date=datetime(2024, 1, 1), catchup=False):
-                files = ByoNewFilesSensor(
-                    task_id="wait_for_new_files",
-                    source=f"/data/in/{index}",
-                    include=["*.csv"],
-                    flow_id=f"flow_{index:03d}.flow",
-                    deferrable=True,
-                ).output
-                ByoFlowOperator(
-                    task_id="flow",
-                    source=f"/data/in/{index}",
-                    include=["*.csv"],
-                    destination=f"/data/out/{index}",
-                    processor="def process(file, ctx):\n    return file.open().read()\n",
-                    packages="unidecode==1.3.8",
-                    runtime_config={"job_config": {"timeout_seconds": 60}},
-                    flow_id=f"flow_{index:03d}.flow",
-                    files=files,
-                )
+        hand_written_dags(specs)
 
     def factory() -> None:
         assert len(build_dags(folder)) == specs
@@ -109,12 +139,13 @@ LAUGHS = "      a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join
 
 #: build_dags over a folder in a fresh process: seconds and peak RSS (MB) as JSON
 _MEASURE = """
-import json, resource, sys, time
+import json, sys, time
+from bench.memory import status_kb
 from airflow_byo.specs.factory import build_dags
 started = time.perf_counter()
 dags = build_dags(sys.argv[1])
 print(json.dumps({"seconds": time.perf_counter() - started, "dags": len(dags),
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": status_kb("self", "VmHWM") / 1024}))
 """
 
 
@@ -145,7 +176,11 @@ def run_hostile(
 
     def measure(folder: Path) -> dict[str, float]:
         result = subprocess.run(
-            [sys.executable, "-c", _MEASURE, str(folder)], capture_output=True, text=True, check=True
+            [sys.executable, "-c", _MEASURE, str(folder)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=_ROOT,
         )
         figures = json.loads(result.stdout.splitlines()[-1])
         assert figures["dags"] == specs, figures  # the hostile files took no valid flow down
@@ -168,7 +203,7 @@ def run_hostile(
             "<= 1.2x",
         ),
         (
-            "S2 peak RSS of that parse, whole process (MB)",
+            "S2 peak RSS of that parse, whole process (VmHWM, MB)",
             median(hostile_runs, "peak_mb"),
             median(valid_runs, "peak_mb"),
             "<= 1.1x",
@@ -285,3 +320,73 @@ def run_generated(workdir: Path, valid_folder: Path, *, specs: int, repeat: int)
             "reported",
         ),
     ]
+
+
+#: S4's child: one side built in a fresh process; its peak RSS and the RSS after ``import airflow.sdk``
+_MEMORY = """
+import json, sys, time
+from bench.memory import status_kb
+import airflow.sdk
+floor = status_kb("self", "VmRSS")
+side, arg = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+if side == "specs":
+    from airflow_byo.specs.factory import build_dags
+    dags = build_dags(arg)
+else:
+    from bench.spec_parse import hand_written_dags
+    dags = hand_written_dags(int(arg))
+print(json.dumps({"seconds": time.perf_counter() - started, "dags": len(dags),
+                  "peak_mb": status_kb("self", "VmHWM") / 1024, "floor_mb": floor / 1024}))
+"""
+
+
+def _memory_of(side: str, arg: str, expected: int) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY, side, arg], capture_output=True, text=True, cwd=_ROOT, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"S4: the {side} side failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    if figures["dags"] != expected:
+        raise RuntimeError(f"S4: {figures['dags']} DAGs from the {side} side, expected {expected}")
+    return figures
+
+
+def run_memory(workdir: Path, *, smoke: bool, repeat: int) -> tuple[list[Row], dict[str, Any]]:
+    """S4's rows (see the module's docs), and both sides' memory at every size (for the plot)."""
+    sizes = (20,) if smoke else (20, 200, 1000)
+    folders = {size: spec_folder(workdir, size) for size in sizes}
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {"specs": {}, "hand": {}}
+    for _ in range(repeat):  # alternating: drift on a shared machine hits both alike
+        for size in sizes:
+            runs["specs"].setdefault(size, []).append(_memory_of("specs", str(folders[size]), size))
+            runs["hand"].setdefault(size, []).append(_memory_of("hand", str(size), size))
+    for folder in folders.values():
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def median(side: str, size: int, figure: str) -> float:
+        if figure == "added_mb":
+            return statistics.median(r["peak_mb"] - r["floor_mb"] for r in runs[side][size])
+        return statistics.median(r[figure] for r in runs[side][size])
+
+    figures = ("peak_mb", "added_mb", "floor_mb", "seconds")
+    points: dict[str, Any] = {"sizes": sizes}
+    points |= {side: {size: {f: median(side, size, f) for f in figures} for size in sizes} for side in runs}
+    size = 200 if 200 in sizes else max(sizes)
+    specs, hand = points["specs"][size], points["hand"][size]
+    rows: list[Row] = [
+        (
+            f"S4 {size} flow specs -> DAGs vs {size} hand-written DAGs: peak RSS, whole process (VmHWM, MB)",
+            specs["peak_mb"],
+            hand["peak_mb"],
+            "<= 1.2x",
+        ),
+        (
+            f"S4 the same, what the build added over `import airflow.sdk` ({hand['floor_mb']:.0f} MB) (MB)",
+            specs["added_mb"],
+            hand["added_mb"],
+            "reported",
+        ),
+    ]
+    return rows, points

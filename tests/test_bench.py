@@ -46,9 +46,10 @@ def test_benchmark_smoke_run_prints_every_figure(tmp_path: object) -> None:
     figures = [row.split(" | ")[0].removeprefix("| ") for row in rows[1:]]  # after the header
     assert [f.split()[0] for f in figures] == _expected_rows()
     assert all(" | " in row and row.count("|") == 6 for row in rows), rows
-    # the scale groups' points, for the plot: every size of W, L10M and S4 measured
+    # the scale groups' points, for the plot: every size of W1, W2, L10M and S4 measured
     points = json.loads((ROOT / "bench" / ".work" / "scale-smoke.json").read_text())
-    assert [int(size) for size in points["W"]["local"]] == points["W"]["sizes"]
+    assert [int(size) for size in points["W1"]["local"]] == points["W1"]["sizes"]
+    assert [int(size) for size in points["W2"]["S3"]] == points["W2"]["sizes"]
     assert [int(size) for size in points["L10M"]["backends"]["SQLite"]["claim_settle_ms"]["scattered"]] == (
         points["L10M"]["sizes"]
     )
