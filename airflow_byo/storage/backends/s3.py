@@ -52,9 +52,10 @@ class S3Backend(RemoteBackend):
         """
         Every object under the prefix (``recursive=False``: directly under it), page by page: each
         page of ListObjectsV2 becomes :class:`SourceFile` s before the next is asked for. s3fs's
-        ``find`` held every object's full entry (~1.7 KB) until the end and then kept them in its
-        listing cache for the file system's lifetime: 100,000 objects grew the task by ~170 MB
-        (issue 24, bench W2). Folder markers (keys ending in ``/``) are not files.
+        ``find`` held every object's full entry (~1.7 KB) until the end and then kept ~1.3 KB per
+        object in its listing cache for the file system's lifetime: a run over 20,000 objects grew
+        the task by 45 MB, 21 MB since (issue 24, bench W2). Folder markers (keys ending in ``/``)
+        are not files.
         """
         bucket, _, prefix = self.root_path.partition("/")
         prefix = f"{prefix}/" if prefix else ""
