@@ -60,17 +60,26 @@ def _populate(ledger: Any, files: list[Any]) -> None:
 
 
 def run(workdir: Path, *, recorded: int, new: int, repeat: int) -> list[tuple[str, float, float, str]]:
-    from airflow_byo.ledger.state import Ledger
-    from airflow_byo.new_files import NewFiles
-    from airflow_byo.storage import Location, SourceFile
-
-    source = workdir / "ledger-source"
+    source = workdir / "ledger-source"  # kept for the next run
     if not source.exists() or len(os.listdir(source)) != recorded + new:
         shutil.rmtree(source, ignore_errors=True)
         source.mkdir(parents=True)
         for index in range(recorded + new):
             (source / f"f{index:07d}.csv").write_bytes(b"x")
-    db = Path(tempfile.mkdtemp(dir=workdir)) / "ledger.db"
+    scratch = Path(tempfile.mkdtemp(dir=workdir))  # the ledger database: this run's alone
+    try:
+        return _figures(source, scratch / "ledger.db", recorded=recorded, new=new, repeat=repeat)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _figures(
+    source: Path, db: Path, *, recorded: int, new: int, repeat: int
+) -> list[tuple[str, float, float, str]]:
+    from airflow_byo.ledger.state import Ledger
+    from airflow_byo.new_files import NewFiles
+    from airflow_byo.storage import Location, SourceFile
+
     url = f"sqlite:///{db}"
     listing = Location(str(source)).list_files()
     ledger = Ledger("bench.flow", url)

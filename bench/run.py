@@ -312,32 +312,9 @@ def main() -> int:
     if unknown := only - set(GROUPS):
         parser.error(f"--only: unknown figure group(s) {sorted(unknown)}; known: {', '.join(GROUPS)}")
     WORK.mkdir(exist_ok=True)
-    created = _track_scratch()
-    try:
-        return _run(options.smoke, repeat, only)
-    finally:  # scratch this run left (the ledger databases); never a concurrent run's
-        for path in created:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _track_scratch() -> list[str]:
-    """
-    The scratch directories this process makes under ``bench/.work`` from now on (every figure
-    makes them with ``tempfile.mkdtemp``). Another run sharing ``bench/.work`` (a smoke run of
-    the tests beside an hours-long ``--only W2``) made its own: removing every new ``tmp*`` at
-    the end took the other run's ledger from under it.
-    """
-    created: list[str] = []
-    make = tempfile.mkdtemp
-
-    def tracked(*args: Any, **kwargs: Any) -> str:
-        path = make(*args, **kwargs)
-        if Path(path).resolve().is_relative_to(WORK.resolve()):
-            created.append(path)
-        return path
-
-    tempfile.mkdtemp = tracked  # type: ignore[assignment]
-    return created
+    # Every figure removes the scratch folders it makes; bench/.work keeps only reusable inputs.
+    # (A sweep of every new tmp* here at the end took a concurrent run's ledger from under it.)
+    return _run(options.smoke, repeat, only)
 
 
 #: The figure groups ``--only`` picks from, in the order a full run measures them.
