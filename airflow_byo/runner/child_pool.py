@@ -108,25 +108,14 @@ class ChildPool:
                     os.chown(self.inputs, self.identity.uid, self.identity.gid)
             self._ready_child()
         except BaseException:
-            self._release()
+            self._close(*self._detach())
             raise
         return self
-
-    def _release(self) -> None:
-        if self._runtime_dir:
-            shutil.rmtree(self._runtime_dir, ignore_errors=True)
-            self._runtime_dir = ""
-        if self.identity is not None:
-            self.identity.release()
-            self.identity = None
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._child is not None:
-            self._child.stop()
-            self._child = None
-        self._release()
+        self._close(*self._detach())
 
     def close_behind(self) -> threading.Thread:
         """
@@ -136,24 +125,27 @@ class ChildPool:
         (issue 24: ~40-90 ms at the end of every pipeline). Leaving the ``with`` block afterwards
         does nothing more. Call it only once no more files will be processed.
         """
-        child, self._child = self._child, None
-        runtime_dir, self._runtime_dir = self._runtime_dir, ""
-        identity, self.identity = self.identity, None
-
-        def close() -> None:
-            # The runtime's files were read when the child started: removed while it exits.
-            if runtime_dir:
-                shutil.rmtree(runtime_dir, ignore_errors=True)
-            try:
-                if child is not None:
-                    child.stop()
-            finally:
-                if identity is not None:  # only once its child is gone
-                    identity.release()
-
-        closing = threading.Thread(target=close, name="byo-child-close")
+        closing = threading.Thread(target=self._close, args=self._detach(), name="byo-child-close")
         closing.start()
         return closing
+
+    def _detach(self) -> tuple[ChildProcess | None, str, SandboxIdentity | None]:
+        """What the pool holds (its child, runtime folder and uid lease), handed over for closing."""
+        held = (self._child, self._runtime_dir, self.identity)
+        self._child, self._runtime_dir, self.identity = None, "", None
+        return held
+
+    @staticmethod
+    def _close(child: ChildProcess | None, runtime_dir: str, identity: SandboxIdentity | None) -> None:
+        """Stop ``child``, remove ``runtime_dir``, then give the uid back: only once its child is gone."""
+        try:
+            if child is not None:
+                child.stop()
+        finally:
+            if runtime_dir:
+                shutil.rmtree(runtime_dir, ignore_errors=True)
+            if identity is not None:
+                identity.release()
 
     def _ready_child(self) -> ChildProcess:
         """

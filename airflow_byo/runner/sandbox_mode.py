@@ -69,14 +69,20 @@ def bubblewrap_status() -> tuple[bool, str]:
     return True, version or "bubblewrap"
 
 
+def configured_off() -> bool:
+    """Whether ``[byo] sandbox = off``: known without a probe, so a trusted setup pays nothing."""
+    from airflow_byo.provider_config import setting
+
+    return setting("sandbox").strip().lower() == "off"
+
+
 def sandbox_mode() -> tuple[InEffect, str | None]:
     """The mode in effect for this worker's ``[byo] sandbox`` setting, and a warning to log once."""
     from airflow_byo.provider_config import setting
 
-    configured = setting("sandbox")
-    if configured.strip().lower() == "off":
-        return "off", None  # no probe: a trusted setup pays nothing
-    return resolve_mode(configured, bubblewrap_status())
+    if configured_off():
+        return "off", None  # no probe
+    return resolve_mode(setting("sandbox"), bubblewrap_status())
 
 
 def resolve_mode(setting: str, status: tuple[bool, str]) -> tuple[InEffect, str | None]:

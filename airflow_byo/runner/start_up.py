@@ -13,9 +13,8 @@ import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from airflow_byo.provider_config import setting
 from airflow_byo.runner.sandbox_command import interpreter_paths
-from airflow_byo.runner.sandbox_mode import sandbox_mode
+from airflow_byo.runner.sandbox_mode import configured_off, sandbox_mode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,7 +64,7 @@ def environment_and_sandbox(
     """
     probe = probe or sandbox_probe()
     environment = flow.environment(log)
-    if flow.sandbox.image is None and setting("sandbox").strip().lower() != "off":
+    if flow.sandbox.image is None and not configured_off():
         _in_background("byo-interpreter-paths", lambda: interpreter_paths(environment.python))
     sandbox, warning = probe.result()
     if warning:

@@ -62,7 +62,7 @@ class S3Backend(RemoteBackend):
         below = {} if file_filter.recursive else {"Delimiter": "/"}
         files: list[SourceFile] = []
         found_any = False
-        for page in self._pages("list_objects_v2", Bucket=bucket, Prefix=prefix, **below):
+        for page in self._listing_pages(Bucket=bucket, Prefix=prefix, **below):
             found_any = found_any or bool(page.get("Contents") or page.get("CommonPrefixes"))
             for item in page.get("Contents", ()):
                 relative = item["Key"][len(prefix) :]
@@ -76,10 +76,10 @@ class S3Backend(RemoteBackend):
         files.sort(key=lambda f: f.relative_path)
         return files
 
-    def _pages(self, operation: str, **request: Any) -> Iterator[dict[str, Any]]:
-        """The pages of a ListObjectsV2 ``operation``, each asked for when the previous is used."""
+    def _listing_pages(self, **request: Any) -> Iterator[dict[str, Any]]:
+        """The pages of ListObjectsV2 ``request``, each asked for when the previous is used."""
         while True:
-            ask = functools.partial(self.fs.call_s3, operation, **request)
+            ask = functools.partial(self.fs.call_s3, "list_objects_v2", **request)
             page: dict[str, Any] = self.retry(ask, "list")
             yield page
             if not page.get("IsTruncated"):
