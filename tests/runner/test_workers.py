@@ -174,3 +174,53 @@ def test_every_child_has_exited_on_its_own_when_the_run_returns(tmp_path: Path, 
         f"exit.{pid}" for pid in pids
     )
     assert_no_temporaries(out)
+
+
+#: A function whose interpreter never exits on its own: at exit it ignores SIGTERM and sleeps,
+#: after writing its pid where the test can see it (the stop must end in a kill).
+HANGS_AT_EXIT = """
+    import atexit, os, signal, time
+    def process(file, ctx):
+        def linger():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with open(ctx.variables["lingering"] + "." + str(os.getpid()), "w") as handle:
+                handle.write("lingering")
+            time.sleep(3600)
+        if not getattr(process, "registered", False):
+            atexit.register(linger)
+            process.registered = True
+        time.sleep(0.2)  # long enough for the second child to start and take files too
+        return "ok"
+"""
+
+
+@pytest.mark.parametrize("children", [1, 2])
+def test_a_child_that_never_exits_is_killed_after_the_stop_timeout(
+    tmp_path: Path, children: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The stop goes with each pipeline's last file and the pool closes behind it; a child that
+    answers, then lingers at exit (SIGTERM ignored) is killed after the stop timeout: the run
+    returns with its files processed and no child left behind, whatever the function does.
+    """
+    import os
+    import time
+
+    from airflow_byo.runner import child_process
+
+    monkeypatch.setattr(child_process, "_STOP_TIMEOUT_SECONDS", 1.0)
+    config = {
+        "lingering": str(tmp_path / "lingering"),
+        "job_config": {"workers": children, "output_format": "text"},
+    }
+    names = [f"f{i}.txt" for i in range(6)]
+    started = time.monotonic()
+    # sandbox off: the handler writes its host pid where the test reads it
+    summary, out = run_flow(tmp_path / "run", HANGS_AT_EXIT, dict.fromkeys(names, "x"), config, sandbox="off")
+    assert summary.as_dict()["files_processed"] == 6
+    assert time.monotonic() - started < 60  # not the hour the function asked for
+    pids = [int(p.suffix[1:]) for p in tmp_path.glob("lingering.*")]
+    assert pids, "no child reached its exit handler: the stop was never sent"
+    assert_no_temporaries(out)
+    assert len(pids) == children
+    assert [pid for pid in pids if os.path.exists(f"/proc/{pid}")] == []  # killed, not left running
