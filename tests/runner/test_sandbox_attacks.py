@@ -436,7 +436,10 @@ def test_a_racing_child_cannot_swap_its_outputs_in_test_mode(worker: Worker) -> 
         params={"test_file": str(source / "f00.csv")},
     )
     run.assert_no_secret()  # the previews and the test-run summary are in the task log
-    assert run.error is None or "symlink" in run.error or "not a regular file" in run.error, run.error
+    # Refused or passed, never leaked: the racer unlinks an output before putting its symlink
+    # there, so the worker may find the name a symlink, not a regular file, or not there at all.
+    refusals = ("symlink", "not a regular file", "was reported but not written")
+    assert run.error is None or any(refusal in run.error for refusal in refusals), run.error
     assert FERNET not in run.text
     assert CONN_SECRET not in run.text
     if run.result:
